@@ -1,0 +1,63 @@
+use std::time::Duration;
+
+use sluice_core::PeerId;
+
+/// Tunables of one torrent's engine. `Default` gives values for a real client.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub peer_id: PeerId,
+    /// Port we accept connections on, sent in the extended handshake (`p`).
+    pub listen_port: Option<u16>,
+    /// Seed of the engine's PRNG (tie-breaks, optimistic unchoke). Same seed, same run.
+    pub rng_seed: u64,
+    /// Connected peers at most (TorrServer uses 25 per torrent).
+    pub max_peers: usize,
+    /// Outbound connection attempts in flight at most.
+    pub max_half_open: usize,
+    /// Bytes of piece buffers (received, not yet verified and written) at most.
+    pub buffer_budget: u64,
+    /// Download / upload limits in bytes per second; `None` = unlimited.
+    pub download_rate_limit: Option<u64>,
+    pub upload_rate_limit: Option<u64>,
+    /// Regular unchoke slots (an optimistic slot is added on top).
+    pub upload_slots: usize,
+    /// Requests we keep in flight per peer: the floor, and the ceiling of the
+    /// rate × RTT estimate.
+    pub min_pipeline: usize,
+    pub max_pipeline: usize,
+    /// A request unanswered this long is given to another peer.
+    pub request_timeout: Duration,
+    /// No block from an unchoking peer with requests pending for this long: snubbed.
+    pub snub_timeout: Duration,
+    /// Silence after which a peer is dropped; keep-alives are sent at a third of it.
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Hash failures a peer may be implicated in before it is banned.
+    pub max_hash_failures: u32,
+    /// Keep serving uploads once complete.
+    pub seed_when_complete: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            peer_id: PeerId::sluice(*b"000000000000"),
+            listen_port: None,
+            rng_seed: 0,
+            max_peers: 50,
+            max_half_open: 16,
+            buffer_budget: 32 * 1024 * 1024,
+            download_rate_limit: None,
+            upload_rate_limit: None,
+            upload_slots: 4,
+            min_pipeline: 4,
+            max_pipeline: 1024,
+            request_timeout: Duration::from_secs(20),
+            snub_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+            max_hash_failures: 3,
+            seed_when_complete: true,
+        }
+    }
+}

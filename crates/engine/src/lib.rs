@@ -1,0 +1,43 @@
+//! The Sluice engine: a sans-IO BitTorrent state machine, one [`Torrent`] per torrent.
+//!
+//! # Driving contract
+//!
+//! The engine owns no sockets, files, threads, clocks or global randomness. A driver (the
+//! tokio `sluice-node`, or the `sluice-sim` simulator) owns all of those and talks to the
+//! engine through three verbs:
+//!
+//! 1. **Feed** one input with the current time: [`Torrent::handle_input`] (bytes from a peer,
+//!    a connection result, a piece's verification result, a block read for upload), or a
+//!    command ([`Torrent::add_peer`], [`Torrent::accept`], [`Torrent::set_priority`], ...).
+//! 2. **Drain** [`Torrent::poll_output`] until it returns `None`: bytes to transmit,
+//!    connections to open or close, complete pieces to verify and persist, blocks to read,
+//!    events.
+//! 3. **Sleep** until [`Torrent::poll_timeout`] (or the next input), then call
+//!    [`Torrent::handle_timeout`] and go back to 2.
+//!
+//! Single-mutation rule: after every call of step 1 or 3, drain step 2 before the next
+//! mutation. Outputs are only ever produced in response to a mutation, so a driver that
+//! follows the rule never misses one.
+//!
+//! # Memory
+//!
+//! Blocks received from peers live in piece buffers owned by the engine until the driver
+//! reports the piece checked ([`Input::PieceChecked`]). Starting a piece reserves its whole
+//! length against [`Config::buffer_budget`]; no piece is started past the budget, pieces in
+//! progress always have room to finish, and at least one piece may always be in progress, so
+//! a full buffer can never deadlock the download.
+//!
+//! # Errors and panics
+//!
+//! Anything a peer sends is untrusted: malformed or out-of-range input disconnects (and
+//! may ban) that peer and never panics. A broken internal invariant is a bug and panics;
+//! [`Torrent::check_invariants`] verifies them all and the simulator calls it after every
+//! input.
+
+mod config;
+pub mod picker;
+mod torrent;
+
+pub use config::Config;
+pub use picker::Priority;
+pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, Stats, Torrent};

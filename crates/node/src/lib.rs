@@ -1,0 +1,1 @@
+//! STUB: the tokio driver is being written.

@@ -1,0 +1,1 @@
+//! STUB: the simulator is being written.

@@ -1,0 +1,1 @@
+//! STUB: storage is being written.
