@@ -1,0 +1,342 @@
+#!/usr/bin/python3
+"""A libtorrent peer for Sluice's interop tests and benchmark.
+
+Run with Debian's interpreter (/usr/bin/python3), which is the one python3-libtorrent installs into.
+Every session is confined to the loopback address it is given: no DHT, LSD, UPnP, NAT-PMP, trackers
+or uTP, so a test only ever talks to the peers it names.
+
+Subcommands:
+  make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
+  seed          serve a torrent from a data dir (optionally with some pieces deliberately corrupted)
+  leech         download a torrent from the given peers and exit 0 once complete
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+import libtorrent as lt
+
+MIB = 1 << 20
+
+
+def die_with_parent():
+    """Ask the kernel to kill us when the process that started us goes away (no orphans)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def parse_size(text):
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def parse_endpoint(text):
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}")
+    return host, int(port)
+
+
+def session_for(listen_ip, listen_port, upload_rate=0):
+    settings = {
+        "listen_interfaces": f"{listen_ip}:{listen_port}",
+        "outgoing_interfaces": listen_ip,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+        "enable_ip_notifier": False,
+        "allow_multiple_connections_per_ip": True,
+        "upload_rate_limit": upload_rate,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.storage_notification,
+    }
+    ses = lt.session(settings)
+    if upload_rate:
+        # Loopback peers fall in libtorrent's unlimited "local" class: put everyone in the global
+        # class so the rate cap applies.
+        flt = lt.ip_filter()
+        flt.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        ses.set_peer_class_filter(flt)
+    return ses
+
+
+def wait_listening(ses, deadline):
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(200)
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.listen_succeeded_alert):
+                return
+            if isinstance(alert, lt.listen_failed_alert):
+                sys.exit(f"lt_peer: listen failed: {alert.message()}")
+    sys.exit("lt_peer: timed out waiting to listen")
+
+
+# ---- make-torrent ----------------------------------------------------------------------------
+
+
+def file_plan(total, count, rng):
+    """Sizes of `count` files summing to `total`: one tiny file, the rest of uneven sizes."""
+    if count == 1:
+        return [total]
+    tiny = min(total // 2, rng.randint(1, 999))
+    weights = [rng.randint(2, 9) for _ in range(count - 1)]
+    rest = total - tiny
+    sizes = [rest * w // sum(weights) for w in weights]
+    sizes[0] += rest - sum(sizes)
+    sizes.insert(rng.randrange(count), tiny)
+    return sizes
+
+
+def write_random(path, size, rng):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            n = min(left, 4 * MIB)
+            out.write(rng.randbytes(n))
+            left -= n
+
+
+def cmd_make_torrent(args):
+    total = parse_size(args.size)
+    rng = random.Random(args.seed)
+    root = os.path.join(args.dir, "data", args.name)
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    names = []
+    for i, size in enumerate(file_plan(total, args.files, rng)):
+        rel = f"file{i}.bin" if i % 2 == 0 else os.path.join(f"dir{i}", f"file{i}.bin")
+        write_random(os.path.join(root, rel), size, rng)
+        names.append((rel, size))
+
+    fs = lt.file_storage()
+    lt.add_files(fs, root)
+    flags = 0 if args.hybrid else lt.create_torrent.v1_only
+    ct = lt.create_torrent(fs, parse_size(args.piece_size), flags=flags)
+    ct.set_creator("sluice lt_peer.py")
+    lt.set_piece_hashes(ct, os.path.dirname(root))
+    torrent_path = os.path.join(args.dir, args.name + ".torrent")
+    with open(torrent_path, "wb") as out:
+        out.write(lt.bencode(ct.generate()))
+
+    ti = lt.torrent_info(torrent_path)
+    files = ti.files()
+    summary = {
+        "torrent": torrent_path,
+        "data": os.path.dirname(root),
+        "name": args.name,
+        "total_size": ti.total_size(),
+        "piece_length": ti.piece_length(),
+        "num_pieces": ti.num_pieces(),
+        "files": [
+            {
+                "path": files.file_path(i),
+                "size": files.file_size(i),
+                "pad": bool(files.file_flags(i) & lt.file_storage.flag_pad_file),
+            }
+            for i in range(files.num_files())
+        ],
+    }
+    print(json.dumps(summary))
+
+
+# ---- seed ------------------------------------------------------------------------------------
+
+
+def corrupt_copy(ti, data, pieces, work):
+    """Copy `data` into `work` and flip bytes in each given piece, so it no longer hashes right."""
+    dst = os.path.join(work, "data")
+    shutil.copytree(data, dst)
+    files = ti.files()
+    for piece in pieces:
+        if not 0 <= piece < ti.num_pieces():
+            sys.exit(f"lt_peer: piece {piece} out of range")
+        for sl in ti.map_block(piece, 0, ti.piece_size(piece)):
+            if files.file_flags(sl.file_index) & lt.file_storage.flag_pad_file:
+                continue
+            path = os.path.join(dst, files.file_path(sl.file_index))
+            with open(path, "r+b") as f:
+                f.seek(sl.offset)
+                chunk = bytearray(f.read(sl.size))
+                for i in range(0, len(chunk), 997):
+                    chunk[i] ^= 0xA5
+                f.seek(sl.offset)
+                f.write(chunk)
+    return dst
+
+
+def cmd_seed(args):
+    die_with_parent()
+    ip, port = args.listen
+    ti = lt.torrent_info(args.torrent)
+    data = args.data
+    work = None
+    if args.corrupt_pieces:
+        work = tempfile.mkdtemp(prefix="lt-corrupt-", dir=args.work_dir)
+        pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
+        data = corrupt_copy(ti, data, pieces, work)
+
+    ses = session_for(ip, port, parse_size(args.upload_rate))
+    if args.corrupt_pieces:
+        # Trust the data without checking it, so the bad pieces are served as they are.
+        ses.apply_settings({"disable_hash_checks": True})
+    deadline = time.monotonic() + 60
+    wait_listening(ses, deadline)
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = data
+    params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    handle = ses.add_torrent(params)
+    while time.monotonic() < deadline:
+        st = handle.status()
+        if st.is_seeding:
+            break
+        if st.errc.value():
+            sys.exit(f"lt_peer: torrent error: {st.errc.message()}")
+        ses.wait_for_alert(100)
+        ses.pop_alerts()
+    else:
+        sys.exit("lt_peer: timed out waiting to seed")
+    print(f"ready {ip}:{ses.listen_port()}", flush=True)
+
+    stop = time.monotonic() + args.max_seconds
+    try:
+        while time.monotonic() < stop:
+            ses.wait_for_alert(1000)
+            for alert in ses.pop_alerts():
+                if args.verbose and alert.category() & lt.alert.category_t.error_notification:
+                    print(f"lt_peer: {alert.message()}", file=sys.stderr, flush=True)
+            if os.getppid() == 1:
+                break
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- leech -----------------------------------------------------------------------------------
+
+
+def cmd_leech(args):
+    die_with_parent()
+    ip, port = args.listen
+    ti = lt.torrent_info(args.torrent)
+    ses = session_for(ip, port)
+    start = time.monotonic()
+    deadline = start + args.timeout
+    wait_listening(ses, deadline)
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = args.out
+    params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    handle = ses.add_torrent(params)
+    for peer in args.peer:
+        handle.connect_peer(peer)
+    first_byte = None
+    hash_failures = 0
+    last_report = start
+    while True:
+        st = handle.status()
+        if first_byte is None and st.total_wanted_done > 0:
+            first_byte = time.monotonic() - start
+        if st.is_seeding:
+            break
+        if st.errc.value():
+            sys.exit(f"lt_peer: torrent error: {st.errc.message()}")
+        now = time.monotonic()
+        if now > deadline:
+            sys.exit(f"lt_peer: timed out at {st.progress * 100:.1f}%, {hash_failures} hash failures")
+        if now - last_report >= 1:
+            last_report = now
+            print(
+                f"progress {st.progress * 100:.1f}% {st.download_rate / MIB:.1f} MiB/s "
+                f"peers {st.num_peers}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if st.num_peers == 0:
+                for peer in args.peer:
+                    handle.connect_peer(peer)
+        ses.wait_for_alert(50)
+        hash_failures += sum(isinstance(a, lt.hash_failed_alert) for a in ses.pop_alerts())
+    elapsed = time.monotonic() - start
+    total = st.total_wanted
+    # Remove the torrent so every write is flushed before we report success.
+    ses.remove_torrent(handle)
+    flush_deadline = time.monotonic() + 30
+    while time.monotonic() < flush_deadline:
+        ses.wait_for_alert(200)
+        if any(isinstance(a, lt.torrent_removed_alert) for a in ses.pop_alerts()):
+            break
+    print(
+        json.dumps(
+            {
+                "seconds": round(elapsed, 3),
+                "first_byte_seconds": None if first_byte is None else round(first_byte, 3),
+                "bytes": total,
+                "hash_failures": hash_failures,
+                "mib_per_s": round(total / MIB / elapsed, 2) if elapsed > 0 else None,
+            }
+        ),
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    mk = sub.add_parser("make-torrent", help="generate data and a .torrent")
+    mk.add_argument("--dir", required=True, help="output dir: <dir>/<name>.torrent and <dir>/data/<name>/")
+    mk.add_argument("--name", default="payload")
+    mk.add_argument("--size", required=True, help="total payload size, e.g. 64MiB")
+    mk.add_argument("--seed", type=int, default=1)
+    mk.add_argument("--files", type=int, default=4)
+    mk.add_argument("--piece-size", default="256KiB")
+    mk.add_argument("--hybrid", action="store_true", help="v1+v2 hybrid torrent (with pad files)")
+    mk.set_defaults(func=cmd_make_torrent)
+
+    sd = sub.add_parser("seed", help="seed a torrent on IP:PORT until killed")
+    sd.add_argument("--torrent", required=True)
+    sd.add_argument("--data", required=True, help="save path holding the torrent's files")
+    sd.add_argument("--listen", required=True, type=parse_endpoint)
+    sd.add_argument("--upload-rate", default="0", help="bytes/s cap, e.g. 2MiB (0 = none)")
+    sd.add_argument("--corrupt-pieces", default="", help="comma-separated piece indices to serve corrupted")
+    sd.add_argument("--work-dir", default=None, help="where the corrupted copy goes (default: $TMPDIR)")
+    sd.add_argument("--max-seconds", type=float, default=3600)
+    sd.add_argument("--verbose", action="store_true")
+    sd.set_defaults(func=cmd_seed)
+
+    lc = sub.add_parser("leech", help="download a torrent from the given peers")
+    lc.add_argument("--torrent", required=True)
+    lc.add_argument("--out", required=True)
+    lc.add_argument("--peer", action="append", required=True, type=parse_endpoint)
+    lc.add_argument("--listen", required=True, type=parse_endpoint)
+    lc.add_argument("--timeout", type=float, default=600)
+    lc.set_defaults(func=cmd_leech)
+
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
