@@ -1,12 +1,23 @@
-//! Bencode. CONTRACT STUB: the API below is fixed, the implementation is being written.
+//! Bencode (BEP 3): a zero-copy decoder for untrusted input and a canonical encoder.
+//!
+//! Decoding is lenient where real torrents are sloppy and strict where leniency would be
+//! dangerous. Leading zeros, `-0`, unsorted and duplicate dictionary keys are accepted, because
+//! widely shared `.torrent` files contain them and the info-hash must be computed over the
+//! bytes exactly as found ([`Value::raw`]), not over a re-encoding. Everything an attacker could
+//! use to exhaust resources is bounded: the decoder keeps an explicit stack instead of
+//! recursing, so nesting depth costs heap, not call stack, and is capped by [`Limits`];
+//! string lengths are checked against the remaining input before slicing; the total number of
+//! decoded items is capped; integers that do not fit in an `i64` are errors, not wrap-arounds.
+//!
+//! Encoding goes through [`OwnedValue`] and [`Dict`], whose keys live in a sorted map, so every
+//! message or torrent we produce is canonical by construction.
 
-/// A decoded value borrowing from the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value<'a> {
-    Int(i64),
-    Bytes(&'a [u8]),
-    List(Vec<Value<'a>>),
-    /// Keys in the order found (lenient: unsorted and duplicate keys accepted; `get` returns the
-    /// first). `raw` is the exact encoded bytes of the whole dictionary.
-    Dict { entries: Vec<(&'a [u8], Value<'a>)>, raw: &'a [u8] },
-}
+mod decode;
+mod encode;
+mod value;
+
+pub use decode::{
+    Error, ErrorKind, Limits, decode, decode_prefix, decode_prefix_with_limits, decode_with_limits,
+};
+pub use encode::{Dict, OwnedValue};
+pub use value::Value;
