@@ -25,6 +25,9 @@ pub struct Config {
     /// rate × RTT estimate.
     pub min_pipeline: usize,
     pub max_pipeline: usize,
+    /// Requests kept in flight to a peer until its rate has been measured (about two
+    /// seconds of blocks). Deep enough that a fast peer is not throttled while measured.
+    pub initial_pipeline: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
     /// No block from an unchoking peer with requests pending for this long: snubbed.
@@ -52,6 +55,7 @@ impl Default for Config {
             upload_slots: 4,
             min_pipeline: 4,
             max_pipeline: 1024,
+            initial_pipeline: 64,
             request_timeout: Duration::from_secs(20),
             snub_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),

@@ -1,11 +1,35 @@
-//! The per-torrent state machine. CONTRACT STUB: signatures are fixed, bodies are being written.
+//! The per-torrent state machine.
+//!
+//! [`Torrent`] is split by concern: `conn` (address book, connecting, bans, dropping peers),
+//! `protocol` (handshakes and message dispatch), `requests` (our download pipeline and piece
+//! buffers), `upload` (serving peers' requests), `choker` (who we upload to), `rate` (meters
+//! and token buckets) and `invariants` (the checks STATE.md lists).
 
+mod choker;
+mod conn;
+mod invariants;
+mod peer;
+mod protocol;
+mod rate;
+mod requests;
+#[cfg(test)]
+mod tests;
+mod upload;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::time::Duration;
 
-use sluice_core::{Bitfield, BlockRef, InfoHash, Lengths, PieceIndex, Timestamp};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use sluice_core::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
 
+use crate::picker::Picker;
 use crate::{Config, Priority};
+use conn::AddrEntry;
+use peer::Peer;
+use rate::{Meter, TokenBucket};
 
 /// A connection slot, chosen by the engine: by [`Output::Connect`] for outbound connections
 /// and by [`Torrent::accept`] for inbound ones. Never reused within one `Torrent`.
@@ -25,9 +49,17 @@ pub enum Input<'a> {
     Sent { peer: PeerKey, bytes: usize },
     /// Answer to [`Output::VerifyPiece`]: `ok` means the SHA-1 matched and the piece was
     /// written to storage; otherwise it was discarded. The buffer comes back for reuse.
-    PieceChecked { piece: PieceIndex, ok: bool, buffer: Vec<u8> },
+    PieceChecked {
+        piece: PieceIndex,
+        ok: bool,
+        buffer: Vec<u8>,
+    },
     /// Answer to [`Output::ReadBlock`]: the block's verified bytes, or `None` if the read failed.
-    BlockRead { peer: PeerKey, block: BlockRef, data: Option<&'a [u8]> },
+    BlockRead {
+        peer: PeerKey,
+        block: BlockRef,
+        data: Option<&'a [u8]>,
+    },
 }
 
 /// Why the engine closes a connection.
@@ -42,6 +74,8 @@ pub enum DisconnectReason {
     Duplicate,
     Banned,
     Timeout,
+    /// The driver reported the connection closed or failed ([`Input::Closed`]).
+    Closed,
     /// Both sides are seeds, or the connection limit was reached.
     NotUseful,
     Shutdown,
@@ -51,17 +85,32 @@ pub enum DisconnectReason {
 #[derive(Debug)]
 pub enum Output {
     /// Open a TCP connection; answer with [`Input::Connected`] or [`Input::Closed`].
-    Connect { peer: PeerKey, addr: SocketAddr },
+    Connect {
+        peer: PeerKey,
+        addr: SocketAddr,
+    },
     /// Write these bytes to the peer, after everything transmitted before; report progress
     /// with [`Input::Sent`].
-    Transmit { peer: PeerKey, data: Vec<u8> },
+    Transmit {
+        peer: PeerKey,
+        data: Vec<u8>,
+    },
     /// Close the connection. The engine has forgotten the peer; no [`Input::Closed`] is needed.
-    Disconnect { peer: PeerKey, reason: DisconnectReason },
+    Disconnect {
+        peer: PeerKey,
+        reason: DisconnectReason,
+    },
     /// All blocks of `piece` are in `data` (exactly the piece's length): hash it against the
     /// metainfo, persist it if it matches, and answer with [`Input::PieceChecked`].
-    VerifyPiece { piece: PieceIndex, data: Vec<u8> },
+    VerifyPiece {
+        piece: PieceIndex,
+        data: Vec<u8>,
+    },
     /// Read a block of verified data to upload; answer with [`Input::BlockRead`].
-    ReadBlock { peer: PeerKey, block: BlockRef },
+    ReadBlock {
+        peer: PeerKey,
+        block: BlockRef,
+    },
     Event(Event),
 }
 
@@ -69,10 +118,23 @@ pub enum Output {
 pub enum Event {
     PieceVerified(PieceIndex),
     /// A piece failed its hash; these peers sent blocks of it.
-    HashFailed { piece: PieceIndex, peers: Vec<PeerKey> },
-    PeerConnected { peer: PeerKey, addr: SocketAddr },
-    PeerDisconnected { peer: PeerKey, reason: DisconnectReason },
-    PeerBanned { addr: SocketAddr },
+    HashFailed {
+        piece: PieceIndex,
+        peers: Vec<PeerKey>,
+    },
+    /// The peer's handshake was accepted.
+    PeerConnected {
+        peer: PeerKey,
+        addr: SocketAddr,
+    },
+    /// Every peer slot that goes away (also after [`Input::Closed`]) is reported once.
+    PeerDisconnected {
+        peer: PeerKey,
+        reason: DisconnectReason,
+    },
+    PeerBanned {
+        addr: SocketAddr,
+    },
     /// Every wanted piece is verified.
     Complete,
 }
@@ -97,83 +159,403 @@ pub struct Stats {
     pub endgame: bool,
 }
 
+/// Interval between regular rechokes.
+const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
+/// Interval between rotations of the optimistic unchoke.
+const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
+/// Returned piece buffers kept for reuse.
+const FREE_BUFFERS_MAX: usize = 4;
+
 /// One torrent's engine.
 #[derive(Debug)]
 pub struct Torrent {
-    _private: (),
+    info_hash: InfoHash,
+    lengths: Lengths,
+    config: Config,
+    picker: Picker,
+    rng: SmallRng,
+    /// Time of the latest mutation (for `stats`).
+    now: Timestamp,
+
+    peers: BTreeMap<PeerKey, Peer>,
+    next_key: u64,
+    /// Outbound connections not yet established.
+    half_open: usize,
+    /// Dialable addresses we know.
+    addrs: BTreeMap<SocketAddr, AddrEntry>,
+    /// Idle addresses by the time they may be dialed.
+    connect_queue: BTreeSet<(Timestamp, SocketAddr)>,
+    banned: BTreeSet<SocketAddr>,
+    banned_ids: BTreeSet<PeerId>,
+    /// Hash failures charged to an address: (implicated, sole contributor).
+    offenders: BTreeMap<SocketAddr, (u32, u32)>,
+    /// Peers that left while pieces were in flight, for charging hash failures.
+    departed: BTreeMap<PeerKey, (SocketAddr, Option<PeerId>)>,
+
+    outputs: VecDeque<Output>,
+
+    /// Piece buffers being filled, and pieces handed out for verification.
+    buffers: BTreeMap<PieceIndex, Vec<u8>>,
+    verifying: BTreeSet<PieceIndex>,
+    free_buffers: Vec<Vec<u8>>,
+    reserved: u64,
+    reserved_peak: u64,
+
+    /// Pieces (and their bytes) not verified and not `Skip`.
+    wanted_pieces: u32,
+    wanted_bytes: u64,
+    have_bytes: u64,
+    /// `Event::Complete` was emitted for the current wanted set.
+    complete_announced: bool,
+
+    down: Meter,
+    up: Meter,
+    down_bucket: Option<TokenBucket>,
+    up_bucket: Option<TokenBucket>,
+    down_blocked: bool,
+    up_blocked: bool,
+
+    next_rechoke: Timestamp,
+    next_optimistic: Timestamp,
+    optimistic: Option<PeerKey>,
+
+    /// Pipelines to refill before the current mutation returns.
+    fill_queue: Vec<PeerKey>,
+    refill_all: bool,
+    scratch: Vec<BlockRef>,
+    shut_down: bool,
 }
 
-#[allow(unused_variables)]
 impl Torrent {
     /// `have` are the pieces already verified in storage (from resume data).
-    pub fn new(info_hash: InfoHash, lengths: Lengths, have: Bitfield, config: Config, now: Timestamp) -> Self {
-        unimplemented!()
+    pub fn new(
+        info_hash: InfoHash,
+        lengths: Lengths,
+        have: Bitfield,
+        config: Config,
+        now: Timestamp,
+    ) -> Self {
+        let mut picker = Picker::new(lengths, config.rng_seed ^ 0x5eed_1e55_0000_0001);
+        let mut have_bytes = 0;
+        for p in have.iter_ones().filter(|p| p.get() < lengths.num_pieces()) {
+            picker.mark_have(p);
+            have_bytes += u64::from(lengths.piece_len(p));
+        }
+        let have_count = picker.have().count_ones();
+        let down_bucket = config.download_rate_limit.map(|r| TokenBucket::new(r, now));
+        let up_bucket = config.upload_rate_limit.map(|r| TokenBucket::new(r, now));
+        Self {
+            info_hash,
+            lengths,
+            rng: SmallRng::seed_from_u64(config.rng_seed),
+            picker,
+            now,
+            peers: BTreeMap::new(),
+            next_key: 0,
+            half_open: 0,
+            addrs: BTreeMap::new(),
+            connect_queue: BTreeSet::new(),
+            banned: BTreeSet::new(),
+            banned_ids: BTreeSet::new(),
+            offenders: BTreeMap::new(),
+            departed: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            buffers: BTreeMap::new(),
+            verifying: BTreeSet::new(),
+            free_buffers: Vec::new(),
+            reserved: 0,
+            reserved_peak: 0,
+            wanted_pieces: lengths.num_pieces() - have_count,
+            wanted_bytes: lengths.total_length() - have_bytes,
+            have_bytes,
+            complete_announced: have_count == lengths.num_pieces(),
+            down: Meter::new(now),
+            up: Meter::new(now),
+            down_bucket,
+            up_bucket,
+            down_blocked: false,
+            up_blocked: false,
+            next_rechoke: now + RECHOKE_INTERVAL,
+            next_optimistic: now,
+            optimistic: None,
+            fill_queue: Vec::new(),
+            refill_all: false,
+            scratch: Vec::new(),
+            shut_down: false,
+            config,
+        }
     }
 
     pub fn info_hash(&self) -> InfoHash {
-        unimplemented!()
+        self.info_hash
     }
     pub fn lengths(&self) -> &Lengths {
-        unimplemented!()
+        &self.lengths
     }
     pub fn have(&self) -> &Bitfield {
-        unimplemented!()
+        self.picker.have()
     }
     /// Every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
-        unimplemented!()
+        self.picker.is_complete()
     }
+
     pub fn stats(&self) -> Stats {
-        unimplemented!()
+        let have = self.picker.have();
+        Stats {
+            pieces_have: have.count_ones(),
+            pieces_total: self.lengths.num_pieces(),
+            bytes_have: self.have_bytes,
+            bytes_wanted_left: self.wanted_bytes,
+            downloaded: self.down.total(),
+            uploaded: self.up.total(),
+            download_rate: self.down.rate(self.now),
+            upload_rate: self.up.rate(self.now),
+            peers_connected: self.peers.values().filter(|p| p.is_active()).count(),
+            peers_known: self.addrs.len(),
+            buffered_bytes: self.reserved,
+            buffered_bytes_peak: self.reserved_peak,
+            endgame: self.picker.in_endgame(),
+        }
     }
 
     /// A peer address learned from the command line, a tracker, DHT or PEX. The engine
     /// connects when it has room (limits, backoff, bans).
     pub fn add_peer(&mut self, addr: SocketAddr, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        self.learn_addr(addr, now);
+        self.try_connect(now);
     }
 
     /// An inbound connection whose handshake names this torrent. `None`: refuse it (banned,
     /// full). The driver then feeds every byte it read, the handshake included.
     pub fn accept(&mut self, addr: SocketAddr, now: Timestamp) -> Option<PeerKey> {
-        unimplemented!()
+        self.now = now;
+        self.accept_inbound(addr, now)
     }
 
     pub fn handle_input(&mut self, input: Input<'_>, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        match input {
+            Input::Connected { peer } => self.on_connected(peer, now),
+            Input::Closed { peer } => self.remove_peer(peer, DisconnectReason::Closed, false, now),
+            Input::Data { peer, bytes } => self.on_data(peer, bytes, now),
+            Input::Sent { peer, bytes } => self.on_sent(peer, bytes, now),
+            Input::PieceChecked { piece, ok, buffer } => {
+                self.on_piece_checked(piece, ok, buffer, now)
+            }
+            Input::BlockRead { peer, block, data } => self.on_block_read(peer, block, data, now),
+        }
+        self.settle(now);
     }
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.peer_timers(key, now);
+        }
+        if now >= self.next_rechoke {
+            self.rechoke(now);
+        }
+        if self.down_blocked
+            && self
+                .down_bucket
+                .as_ref()
+                .is_none_or(|b| now >= b.ready_at())
+        {
+            self.down_blocked = false;
+            self.refill_all = true;
+        }
+        if self.up_blocked && self.up_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
+            self.up_blocked = false;
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                self.pump_uploads(key, now);
+            }
+        }
+        self.try_connect(now);
+        self.settle(now);
     }
 
     /// Next output, `None` when drained.
     pub fn poll_output(&mut self) -> Option<Output> {
-        unimplemented!()
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        // Each peer's messages since the last drain go out as one Transmit.
+        let (&key, peer) = self.peers.iter_mut().find(|(_, p)| !p.outbox.is_empty())?;
+        Some(Output::Transmit {
+            peer: key,
+            data: std::mem::take(&mut peer.outbox),
+        })
     }
 
     /// When [`Torrent::handle_timeout`] must be called next. Changes only after a mutation.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        unimplemented!()
+        if self.shut_down {
+            return None;
+        }
+        let mut next = self.next_rechoke;
+        for peer in self.peers.values() {
+            if let Some(t) = self.peer_deadline(peer) {
+                next = next.min(t);
+            }
+        }
+        if self.down_blocked
+            && let Some(b) = &self.down_bucket
+        {
+            next = next.min(b.ready_at());
+        }
+        if self.up_blocked
+            && let Some(b) = &self.up_bucket
+        {
+            next = next.min(b.ready_at());
+        }
+        if self.can_dial()
+            && let Some(&(t, _)) = self.connect_queue.first()
+        {
+            next = next.min(t);
+        }
+        Some(next)
     }
 
     /// Sets the priority tier of a range of pieces. Cost is proportional to the range.
     pub fn set_priority(&mut self, pieces: Range<u32>, priority: Priority, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        let end = pieces.end.min(self.lengths.num_pieces());
+        let start = pieces.start.min(end);
+        let before: Vec<bool> = (start..end)
+            .map(|i| self.is_wanted(PieceIndex::new_unchecked(i)))
+            .collect();
+        self.picker.set_priority(start..end, priority);
+        for (i, was) in (start..end).zip(before) {
+            let piece = PieceIndex::new_unchecked(i);
+            let now_wanted = self.is_wanted(piece);
+            if was != now_wanted {
+                self.wanted_changed(piece, now_wanted);
+            }
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.update_interest(key, now);
+        }
+        self.check_complete(now);
+        self.refill_all = true;
+        self.try_connect(now);
+        self.settle(now);
     }
 
     /// Sets (or clears) the time by which a piece should be verified.
     pub fn set_deadline(&mut self, piece: PieceIndex, deadline: Option<Timestamp>, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        if piece.get() < self.lengths.num_pieces() {
+            self.picker.set_deadline(piece, deadline);
+        }
     }
 
     /// Closes every connection; outputs the disconnects.
     pub fn shutdown(&mut self, now: Timestamp) {
-        unimplemented!()
+        self.now = now;
+        self.shut_down = true;
+        self.connect_queue.clear();
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.remove_peer(key, DisconnectReason::Shutdown, true, now);
+        }
     }
 
     /// Panics if an internal invariant is broken (see STATE.md).
     pub fn check_invariants(&self) {
-        unimplemented!()
+        self.verify_invariants();
+    }
+
+    // ---- shared helpers ----
+
+    /// Not verified and not `Skip`.
+    fn is_wanted(&self, piece: PieceIndex) -> bool {
+        !self.picker.have().get(piece) && self.picker.priority(piece) != Priority::Skip
+    }
+
+    /// `piece` entered or left the wanted set (priority change or verification).
+    fn wanted_changed(&mut self, piece: PieceIndex, wanted: bool) {
+        let len = u64::from(self.lengths.piece_len(piece));
+        if wanted {
+            self.wanted_pieces += 1;
+            self.wanted_bytes += len;
+        } else {
+            self.wanted_pieces -= 1;
+            self.wanted_bytes -= len;
+        }
+        for peer in self.peers.values_mut().filter(|p| p.has.get(piece)) {
+            if wanted {
+                peer.wanted += 1;
+            } else {
+                peer.wanted -= 1;
+            }
+        }
+    }
+
+    fn queue_fill(&mut self, key: PeerKey) {
+        if !self.fill_queue.contains(&key) {
+            self.fill_queue.push(key);
+        }
+    }
+
+    /// Work deferred to the end of a mutation: refilling request pipelines.
+    fn settle(&mut self, now: Timestamp) {
+        if std::mem::take(&mut self.refill_all) {
+            self.fill_queue.clear();
+            // Peers that just timed out go last, so their blocks go to someone else.
+            let mut keys: Vec<(bool, PeerKey)> = self
+                .peers
+                .iter()
+                .map(|(k, p)| (p.recent_timeout, *k))
+                .collect();
+            keys.sort();
+            for (_, key) in keys {
+                self.fill_requests(key, now);
+            }
+        } else {
+            let queue = std::mem::take(&mut self.fill_queue);
+            for &key in &queue {
+                self.fill_requests(key, now);
+            }
+            self.fill_queue = queue;
+            self.fill_queue.clear();
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Emits `Complete` once per completion and applies what completion implies.
+    fn check_complete(&mut self, now: Timestamp) {
+        let complete = self.picker.is_complete();
+        if !complete {
+            self.complete_announced = false;
+            return;
+        }
+        if self.complete_announced {
+            return;
+        }
+        self.complete_announced = true;
+        self.emit(Event::Complete);
+        let we_seed = self.picker.have().is_full();
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let Some(peer) = self.peers.get(&key) else {
+                continue;
+            };
+            if !self.config.seed_when_complete
+                || (we_seed && peer.is_active() && peer.has.is_full())
+            {
+                self.remove_peer(key, DisconnectReason::NotUseful, true, now);
+            } else {
+                self.update_interest(key, now);
+            }
+        }
+        self.unchoke_free_slots(now);
     }
 }

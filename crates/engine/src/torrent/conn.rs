@@ -1,0 +1,330 @@
+//! Connection lifecycle: the address book, dialing with backoff, accepting, timers, dropping
+//! peers and banning them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_core::{PeerId, Timestamp};
+use sluice_wire::{Decoder, Handshake, Message};
+
+use super::peer::{Peer, Phase};
+use super::{DisconnectReason, Event, Output, PeerKey, Torrent};
+
+/// First reconnect delay; doubled per consecutive failure up to `BACKOFF_MAX`.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// A connection that lived this long resets the failure count.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// A dialable address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AddrEntry {
+    /// The peer slot using it now.
+    pub peer: Option<PeerKey>,
+    pub failures: u32,
+    /// Queued for dialing at this time (also the key in `connect_queue`).
+    pub queued: Option<Timestamp>,
+    /// Turned out to be a seed while we were one too.
+    pub seed: bool,
+    /// Ourselves: never dialed again.
+    pub is_self: bool,
+}
+
+impl Torrent {
+    /// Largest frame accepted from a peer: a block, the bitfield, or an extension message.
+    fn max_frame(&self) -> u32 {
+        let bitfield = self.lengths.num_pieces().div_ceil(8) + 1;
+        bitfield.max(sluice_core::BLOCK_SIZE + 9).max(1 << 16)
+    }
+
+    pub(super) fn learn_addr(&mut self, addr: SocketAddr, now: Timestamp) {
+        if self.shut_down || self.banned.contains(&addr) || self.addrs.contains_key(&addr) {
+            return;
+        }
+        self.addrs.insert(
+            addr,
+            AddrEntry {
+                queued: Some(now),
+                ..AddrEntry::default()
+            },
+        );
+        self.connect_queue.insert((now, addr));
+    }
+
+    pub(super) fn can_dial(&self) -> bool {
+        !self.shut_down
+            && self.peers.len() < self.config.max_peers
+            && self.half_open < self.config.max_half_open
+            && !(self.picker.is_complete() && !self.config.seed_when_complete)
+    }
+
+    pub(super) fn try_connect(&mut self, now: Timestamp) {
+        while self.can_dial() {
+            let Some(&(at, addr)) = self.connect_queue.first() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            self.connect_queue.pop_first();
+            let complete = self.picker.is_complete();
+            let Some(entry) = self.addrs.get_mut(&addr) else {
+                continue;
+            };
+            entry.queued = None;
+            if entry.peer.is_some() || entry.is_self || (complete && entry.seed) {
+                continue;
+            }
+            let key = PeerKey(self.next_key);
+            self.next_key += 1;
+            entry.peer = Some(key);
+            let peer = Peer::new(
+                key,
+                addr,
+                true,
+                self.lengths.num_pieces(),
+                self.initial_pipeline(),
+                now,
+            );
+            self.peers.insert(key, peer);
+            self.half_open += 1;
+            self.outputs.push_back(Output::Connect { peer: key, addr });
+        }
+    }
+
+    pub(super) fn initial_pipeline(&self) -> usize {
+        self.config.initial_pipeline.clamp(
+            self.config.min_pipeline.max(1),
+            self.config.max_pipeline.max(1),
+        )
+    }
+
+    pub(super) fn accept_inbound(&mut self, addr: SocketAddr, now: Timestamp) -> Option<PeerKey> {
+        if self.shut_down
+            || self.banned.contains(&addr)
+            || self.peers.len() >= self.config.max_peers
+        {
+            return None;
+        }
+        let key = PeerKey(self.next_key);
+        self.next_key += 1;
+        let mut peer = Peer::new(
+            key,
+            addr,
+            false,
+            self.lengths.num_pieces(),
+            self.initial_pipeline(),
+            now,
+        );
+        peer.decoder = Some(Decoder::new(self.max_frame()));
+        self.peers.insert(key, peer);
+        Some(key)
+    }
+
+    pub(super) fn on_connected(&mut self, key: PeerKey, now: Timestamp) {
+        let max_frame = self.max_frame();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.phase != Phase::Connecting {
+            return;
+        }
+        self.half_open -= 1;
+        peer.phase = Phase::Handshaking;
+        peer.phase_since = now;
+        peer.last_recv = now;
+        peer.decoder = Some(Decoder::new(max_frame));
+        let start = peer.outbox.len();
+        Handshake::new(self.info_hash, self.config.peer_id).encode(&mut peer.outbox);
+        peer.sent_bytes((peer.outbox.len() - start) as u64, now);
+    }
+
+    /// Forgets a peer: its requests go back to the picker, its address is scheduled for a
+    /// reconnect with backoff (unless banned), and the slot is reported gone.
+    pub(super) fn remove_peer(
+        &mut self,
+        key: PeerKey,
+        reason: DisconnectReason,
+        tell_driver: bool,
+        now: Timestamp,
+    ) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        if peer.phase == Phase::Connecting {
+            self.half_open -= 1;
+        }
+        let had_requests = !peer.requests.is_empty();
+        for p in &peer.requests {
+            self.picker.request_dropped(p.block, key);
+        }
+        if peer.has.count_ones() > 0 {
+            self.picker.peer_lost_bitfield(&peer.has);
+        }
+        if self.optimistic == Some(key) {
+            self.optimistic = None;
+        }
+        if !self.buffers.is_empty() || !self.verifying.is_empty() {
+            self.departed.insert(key, (peer.addr, peer.peer_id));
+        }
+        if tell_driver {
+            self.outputs.push_back(Output::Disconnect {
+                peer: key,
+                reason: reason.clone(),
+            });
+        }
+        let both_seeds = reason == DisconnectReason::NotUseful && peer.has.is_full();
+        self.emit(Event::PeerDisconnected { peer: key, reason });
+
+        if let Some(entry) = self.addrs.get_mut(&peer.addr)
+            && entry.peer == Some(key)
+        {
+            entry.peer = None;
+            entry.seed |= both_seeds;
+            if peer.is_active() && now.saturating_since(peer.active_since) >= HEALTHY_AFTER {
+                entry.failures = 0;
+            }
+            entry.failures += 1;
+            let shift = (entry.failures - 1).min(16);
+            let delay = (BACKOFF_BASE * (1u32 << shift)).min(BACKOFF_MAX);
+            if !self.shut_down && !entry.is_self && !self.banned.contains(&peer.addr) {
+                let at = now + delay;
+                entry.queued = Some(at);
+                self.connect_queue.insert((at, peer.addr));
+            }
+        }
+        if had_requests {
+            self.refill_all = true;
+        }
+        if !peer.am_choking && peer.peer_interested {
+            self.unchoke_free_slots(now);
+        }
+        self.try_connect(now);
+    }
+
+    pub(super) fn protocol_error(
+        &mut self,
+        key: PeerKey,
+        reason: impl Into<String>,
+        now: Timestamp,
+    ) {
+        self.remove_peer(key, DisconnectReason::Protocol(reason.into()), true, now);
+    }
+
+    /// A connected peer's id is ours: never dial that address again.
+    pub(super) fn mark_self(&mut self, addr: SocketAddr) {
+        if let Some(entry) = self.addrs.get_mut(&addr) {
+            entry.is_self = true;
+        }
+    }
+
+    /// Charges a hash failure to a contributor of a bad piece; bans it past the limit.
+    pub(super) fn charge_hash_failure(&mut self, key: PeerKey, sole: bool, now: Timestamp) {
+        let (addr, id) = match self.peers.get(&key) {
+            Some(p) => (p.addr, p.peer_id),
+            None => match self.departed.get(&key) {
+                Some(&d) => d,
+                None => return,
+            },
+        };
+        let counts = self.offenders.entry(addr).or_default();
+        counts.0 += 1;
+        counts.1 += u32::from(sole);
+        let mut worst = *counts;
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.hash_failures.0 += 1;
+            p.hash_failures.1 += u32::from(sole);
+            worst = (
+                worst.0.max(p.hash_failures.0),
+                worst.1.max(p.hash_failures.1),
+            );
+        }
+        if worst.0 >= self.config.max_hash_failures || worst.1 >= 2 {
+            self.ban(key, addr, id, now);
+        }
+    }
+
+    fn ban(&mut self, key: PeerKey, addr: SocketAddr, id: Option<PeerId>, now: Timestamp) {
+        if !self.banned.insert(addr) {
+            return;
+        }
+        if let Some(id) = id {
+            self.banned_ids.insert(id);
+        }
+        if let Some(entry) = self.addrs.get_mut(&addr)
+            && let Some(at) = entry.queued.take()
+        {
+            self.connect_queue.remove(&(at, addr));
+        }
+        self.remove_peer(key, DisconnectReason::Banned, true, now);
+        self.emit(Event::PeerBanned { addr });
+    }
+
+    /// The earliest timer of one peer.
+    pub(super) fn peer_deadline(&self, peer: &Peer) -> Option<Timestamp> {
+        let c = &self.config;
+        if peer.phase != Phase::Active {
+            return Some(peer.phase_since + c.handshake_timeout);
+        }
+        let mut t = (peer.last_recv + c.idle_timeout).min(peer.last_sent + c.idle_timeout / 3);
+        if let Some(r) = peer.request_deadline(c.request_timeout) {
+            t = t.min(r);
+        }
+        if !peer.snubbed
+            && let Some(w) = peer.waiting_since
+        {
+            t = t.min(w + c.snub_timeout);
+        }
+        Some(t)
+    }
+
+    /// Handles whatever of one peer's timers is due.
+    pub(super) fn peer_timers(&mut self, key: PeerKey, now: Timestamp) {
+        let c = &self.config;
+        let (idle, handshake, request_timeout, snub) = (
+            c.idle_timeout,
+            c.handshake_timeout,
+            c.request_timeout,
+            c.snub_timeout,
+        );
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.phase != Phase::Active {
+            if now >= peer.phase_since + handshake {
+                self.remove_peer(key, DisconnectReason::Timeout, true, now);
+            }
+            return;
+        }
+        if now >= peer.last_recv + idle {
+            self.remove_peer(key, DisconnectReason::Timeout, true, now);
+            return;
+        }
+        if now >= peer.last_sent + idle / 3 {
+            peer.send(&Message::KeepAlive, now);
+        }
+        let mut timed_out = 0usize;
+        while let Some(front) = peer.requests.front()
+            && now >= front.sent + request_timeout
+        {
+            let block = front.block;
+            peer.requests.pop_front();
+            peer.mark_stale(block);
+            self.picker.request_dropped(block, key);
+            timed_out += 1;
+        }
+        if timed_out > 0 {
+            let min = self.config.min_pipeline.max(1);
+            peer.pipeline_cap =
+                ((peer.requests.len() + timed_out).min(peer.pipeline_cap) / 2).max(min);
+            peer.recent_timeout = true;
+            self.refill_all = true;
+        }
+        if !peer.snubbed
+            && let Some(w) = peer.waiting_since
+            && now >= w + snub
+        {
+            peer.snubbed = true;
+        }
+    }
+}

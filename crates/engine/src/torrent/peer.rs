@@ -1,0 +1,197 @@
+//! One connection's state: protocol flags, what the peer has, our requests to it, its
+//! requests to us, and its outbox.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_core::{Bitfield, BlockRef, PeerId, Timestamp};
+use sluice_wire::{Decoder, Message};
+
+use super::PeerKey;
+use super::rate::Meter;
+
+/// Blocks we stopped waiting for (timeout, choke, cancel) that the peer may still send.
+const STALE_MAX: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Outbound: waiting for the driver's `Connected`.
+    Connecting,
+    /// Waiting for the peer's handshake.
+    Handshaking,
+    Active,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pending {
+    pub block: BlockRef,
+    pub sent: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub key: PeerKey,
+    pub addr: SocketAddr,
+    pub outbound: bool,
+    pub phase: Phase,
+    /// Start of the current phase (handshake timeout).
+    pub phase_since: Timestamp,
+    pub active_since: Timestamp,
+    /// Taken out while its messages are processed.
+    pub decoder: Option<Decoder>,
+    pub peer_id: Option<PeerId>,
+    pub fast: bool,
+    pub extended: bool,
+    /// The peer's advertised request queue limit (`reqq`).
+    pub reqq: Option<u32>,
+
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+
+    pub has: Bitfield,
+    /// A Bitfield/HaveAll/HaveNone or a Have was received: no further bitfield allowed.
+    pub has_known: bool,
+    /// Pieces the peer has that we want (not verified, not `Skip`).
+    pub wanted: u32,
+
+    /// Our requests to it, oldest first.
+    pub requests: VecDeque<Pending>,
+    stale: BTreeSet<BlockRef>,
+    stale_order: VecDeque<BlockRef>,
+    /// AIMD ceiling of the pipeline: halved by a timeout, +1 per block received.
+    pub pipeline_cap: usize,
+    /// Lowest request→block latency seen.
+    pub rtt_min: Option<Duration>,
+    /// Waiting for a block since (snub detection); `None` with nothing requested.
+    pub waiting_since: Option<Timestamp>,
+    pub snubbed: bool,
+    /// A request to it timed out since its last block: refilled after the others.
+    pub recent_timeout: bool,
+    pub first_block_at: Option<Timestamp>,
+    /// Hash failures of pieces it contributed to: (implicated, sole contributor).
+    pub hash_failures: (u32, u32),
+
+    /// Its requests to us not yet read from storage, and those being read.
+    pub upload_queue: VecDeque<BlockRef>,
+    pub reading: VecDeque<BlockRef>,
+    pub reading_bytes: u64,
+
+    /// Bytes queued for the socket, flushed as one `Transmit` per drain.
+    pub outbox: Vec<u8>,
+    /// Bytes handed to the outbox and not yet reported `Sent`.
+    pub unsent: u64,
+
+    pub last_recv: Timestamp,
+    pub last_sent: Timestamp,
+    pub down: Meter,
+    pub up: Meter,
+}
+
+impl Peer {
+    pub(crate) fn new(
+        key: PeerKey,
+        addr: SocketAddr,
+        outbound: bool,
+        num_pieces: u32,
+        initial_pipeline: usize,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            key,
+            addr,
+            outbound,
+            phase: if outbound {
+                Phase::Connecting
+            } else {
+                Phase::Handshaking
+            },
+            phase_since: now,
+            active_since: now,
+            decoder: None,
+            peer_id: None,
+            fast: false,
+            extended: false,
+            reqq: None,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            has: Bitfield::new(num_pieces),
+            has_known: false,
+            wanted: 0,
+            requests: VecDeque::new(),
+            stale: BTreeSet::new(),
+            stale_order: VecDeque::new(),
+            pipeline_cap: initial_pipeline,
+            rtt_min: None,
+            waiting_since: None,
+            snubbed: false,
+            recent_timeout: false,
+            first_block_at: None,
+            hash_failures: (0, 0),
+            upload_queue: VecDeque::new(),
+            reading: VecDeque::new(),
+            reading_bytes: 0,
+            outbox: Vec::new(),
+            unsent: 0,
+            last_recv: now,
+            last_sent: now,
+            down: Meter::new(now),
+            up: Meter::new(now),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.phase == Phase::Active
+    }
+
+    /// Appends a message to the outbox.
+    pub(crate) fn send(&mut self, msg: &Message<'_>, now: Timestamp) {
+        let before = self.outbox.len();
+        msg.encode(&mut self.outbox);
+        self.sent_bytes((self.outbox.len() - before) as u64, now);
+    }
+
+    pub(crate) fn sent_bytes(&mut self, n: u64, now: Timestamp) {
+        self.unsent += n;
+        self.last_sent = now;
+    }
+
+    /// Removes our request for `block`, returning when it was sent.
+    pub(crate) fn take_request(&mut self, block: BlockRef) -> Option<Timestamp> {
+        // Peers answer in order, so the match is almost always at the front.
+        let i = self.requests.iter().position(|p| p.block == block)?;
+        self.requests.remove(i).map(|p| p.sent)
+    }
+
+    pub(crate) fn mark_stale(&mut self, block: BlockRef) {
+        if self.stale.insert(block) {
+            self.stale_order.push_back(block);
+            if self.stale_order.len() > STALE_MAX
+                && let Some(old) = self.stale_order.pop_front()
+            {
+                self.stale.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `block` was requested from this peer and given up on; forgets it.
+    pub(crate) fn take_stale(&mut self, block: BlockRef) -> bool {
+        if self.stale.remove(&block) {
+            if let Some(i) = self.stale_order.iter().position(|b| *b == block) {
+                self.stale_order.remove(i);
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the oldest request times out.
+    pub(crate) fn request_deadline(&self, timeout: Duration) -> Option<Timestamp> {
+        self.requests.front().map(|p| p.sent + timeout)
+    }
+}

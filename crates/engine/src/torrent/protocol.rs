@@ -1,0 +1,273 @@
+//! Handshakes and message dispatch. Every malformed or out-of-range input ends in
+//! `protocol_error`, which disconnects the peer; nothing a peer sends can panic.
+
+use sluice_core::{Bitfield, Timestamp};
+use sluice_wire::{ExtendedHandshake, Handshake, Message, reserved};
+
+use super::peer::Phase;
+use super::{DisconnectReason, Event, PeerKey, Torrent};
+
+/// Client name sent in the extended handshake.
+const CLIENT: &str = "Sluice 0.1";
+/// Requests from one peer we queue at most, advertised as `reqq`.
+pub(super) const REQQ: u32 = 2048;
+
+impl Torrent {
+    pub(super) fn on_data(&mut self, key: PeerKey, bytes: &[u8], now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.phase == Phase::Connecting {
+            return;
+        }
+        peer.last_recv = now;
+        let Some(mut decoder) = peer.decoder.take() else {
+            return;
+        };
+        decoder.push(bytes);
+        if peer.phase == Phase::Handshaking {
+            match decoder.next_handshake() {
+                Ok(None) => {
+                    peer.decoder = Some(decoder);
+                    return;
+                }
+                Ok(Some(hs)) => {
+                    self.on_handshake(key, hs, now);
+                    if !self.peers.contains_key(&key) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.protocol_error(key, e.to_string(), now);
+                    return;
+                }
+            }
+        }
+        loop {
+            match decoder.next_message() {
+                Ok(Some(msg)) => {
+                    self.on_message(key, msg, now);
+                    if !self.peers.contains_key(&key) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.protocol_error(key, e.to_string(), now);
+                    return;
+                }
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.decoder = Some(decoder);
+        }
+    }
+
+    fn on_handshake(&mut self, key: PeerKey, hs: Handshake, now: Timestamp) {
+        if hs.info_hash != self.info_hash {
+            self.remove_peer(key, DisconnectReason::WrongInfoHash, true, now);
+            return;
+        }
+        let Some(addr) = self.peers.get(&key).map(|p| p.addr) else {
+            return;
+        };
+        if hs.peer_id == self.config.peer_id {
+            self.mark_self(addr);
+            self.remove_peer(key, DisconnectReason::SelfConnection, true, now);
+            return;
+        }
+        if self.banned_ids.contains(&hs.peer_id) {
+            self.remove_peer(key, DisconnectReason::Banned, true, now);
+            return;
+        }
+        if self
+            .peers
+            .values()
+            .any(|p| p.key != key && p.peer_id == Some(hs.peer_id))
+        {
+            self.remove_peer(key, DisconnectReason::Duplicate, true, now);
+            return;
+        }
+        let have = self.picker.have();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.peer_id = Some(hs.peer_id);
+        peer.fast = hs.supports(reserved::FAST);
+        peer.extended = hs.supports(reserved::EXTENSION_PROTOCOL);
+        if !peer.outbound {
+            let start = peer.outbox.len();
+            Handshake::new(self.info_hash, self.config.peer_id).encode(&mut peer.outbox);
+            peer.sent_bytes((peer.outbox.len() - start) as u64, now);
+        }
+        peer.phase = Phase::Active;
+        peer.phase_since = now;
+        peer.active_since = now;
+
+        // The bitfield must be the first message; the extended handshake follows it.
+        if have.is_full() && peer.fast {
+            peer.send(&Message::HaveAll, now);
+        } else if have.count_ones() > 0 {
+            peer.send(&Message::Bitfield(have.as_bytes()), now);
+        } else if peer.fast {
+            peer.send(&Message::HaveNone, now);
+        }
+        if peer.extended {
+            let ext = ExtendedHandshake {
+                listen_port: self.config.listen_port,
+                client: Some(CLIENT.to_owned()),
+                reqq: Some(REQQ),
+                ..ExtendedHandshake::default()
+            };
+            let mut payload = Vec::new();
+            ext.encode(&mut payload);
+            peer.send(
+                &Message::Extended {
+                    id: 0,
+                    payload: &payload,
+                },
+                now,
+            );
+        }
+        let addr = peer.addr;
+        self.emit(Event::PeerConnected { peer: key, addr });
+    }
+
+    fn on_message(&mut self, key: PeerKey, msg: Message<'_>, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_) => {}
+            Message::Unknown { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                self.drop_requests(key);
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                self.queue_fill(key);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                if peer.am_choking {
+                    self.unchoke_free_slots(now);
+                }
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                if !peer.am_choking {
+                    self.unchoke_free_slots(now);
+                }
+            }
+            Message::Have(index) => {
+                let Some(piece) = self.lengths.piece(index) else {
+                    return self.protocol_error(key, format!("have {index} out of range"), now);
+                };
+                peer.has_known = true;
+                if peer.has.set(piece) {
+                    self.picker.peer_has_piece(piece);
+                    let wanted = !self.picker.have().get(piece)
+                        && self.picker.priority(piece) != crate::Priority::Skip;
+                    if wanted {
+                        peer.wanted += 1;
+                        if peer.wanted == 1 {
+                            self.update_interest(key, now);
+                        }
+                    }
+                    self.check_both_seeds(key, now);
+                }
+            }
+            Message::Bitfield(bytes) => match Bitfield::from_wire(bytes, self.lengths.num_pieces())
+            {
+                Ok(bf) => self.set_bitfield(key, bf, now),
+                Err(e) => self.protocol_error(key, e.to_string(), now),
+            },
+            Message::HaveAll => {
+                let full = Bitfield::full(self.lengths.num_pieces());
+                self.set_bitfield(key, full, now);
+            }
+            Message::HaveNone => {
+                if std::mem::replace(&mut peer.has_known, true) {
+                    self.protocol_error(key, "have-none after the peer's pieces were known", now);
+                }
+            }
+            Message::Request {
+                index,
+                begin,
+                length,
+            } => self.on_request(key, index, begin, length, now),
+            Message::Cancel {
+                index,
+                begin,
+                length,
+            } => self.on_cancel(key, index, begin, length, now),
+            Message::Piece { index, begin, data } => self.on_piece(key, index, begin, data, now),
+            Message::Reject {
+                index,
+                begin,
+                length,
+            } => self.on_reject(key, index, begin, length, now),
+            Message::Extended { id: 0, payload } => match ExtendedHandshake::decode(payload) {
+                Ok(ext) => peer.reqq = ext.reqq,
+                Err(e) => self.protocol_error(key, e.to_string(), now),
+            },
+            Message::Extended { .. } => {}
+        }
+    }
+
+    fn set_bitfield(&mut self, key: PeerKey, bf: Bitfield, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if std::mem::replace(&mut peer.has_known, true) {
+            return self.protocol_error(key, "bitfield after the peer's pieces were known", now);
+        }
+        self.picker.peer_has_bitfield(&bf);
+        let picker = &self.picker;
+        peer.wanted = if self.wanted_pieces == 0 {
+            0
+        } else {
+            bf.iter_ones()
+                .filter(|&p| !picker.have().get(p) && picker.priority(p) != crate::Priority::Skip)
+                .count() as u32
+        };
+        peer.has = bf;
+        self.update_interest(key, now);
+        self.check_both_seeds(key, now);
+    }
+
+    /// Two seeds have nothing to exchange.
+    fn check_both_seeds(&mut self, key: PeerKey, now: Timestamp) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if peer.has.is_full() && self.picker.have().is_full() {
+            self.remove_peer(key, DisconnectReason::NotUseful, true, now);
+        }
+    }
+
+    /// Sends Interested / NotInterested when the peer's usefulness to us changed.
+    pub(super) fn update_interest(&mut self, key: PeerKey, now: Timestamp) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.is_active() {
+            return;
+        }
+        let want = peer.wanted > 0;
+        if want == peer.am_interested {
+            return;
+        }
+        peer.am_interested = want;
+        if want {
+            peer.send(&Message::Interested, now);
+            self.queue_fill(key);
+        } else {
+            peer.send(&Message::NotInterested, now);
+        }
+    }
+}

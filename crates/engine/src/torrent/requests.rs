@@ -1,0 +1,325 @@
+//! Our download: request pipelines, block arrival into piece buffers, the memory budget and
+//! piece verification results.
+
+use std::time::Duration;
+
+use sluice_core::{BLOCK_SIZE, PieceIndex, Timestamp};
+use sluice_wire::Message;
+
+use super::peer::{Peer, Pending};
+use super::{Event, FREE_BUFFERS_MAX, Output, PeerKey, Torrent};
+use crate::picker::BlockOutcome;
+
+/// Queue time targeted per peer: a second of its rate, or two RTTs if that is longer.
+const QUEUE_TIME: Duration = Duration::from_secs(1);
+/// Rate measured over this much time replaces the initial pipeline depth.
+const MEASURE_TIME: Duration = Duration::from_secs(2);
+/// Request queue assumed for peers that do not advertise `reqq`.
+const DEFAULT_REQQ: u32 = 250;
+
+impl Torrent {
+    /// Requests we want in flight to `peer`: its bandwidth-delay product, bounded by the
+    /// configured floor and ceiling, its `reqq` and the AIMD cap that timeouts lower.
+    fn pipeline_target(&self, peer: &Peer, now: Timestamp) -> usize {
+        let min = self.config.min_pipeline.max(1);
+        let max = self.config.max_pipeline.max(min);
+        let queue = peer
+            .rtt_min
+            .map_or(QUEUE_TIME, |rtt| (rtt * 2).max(QUEUE_TIME));
+        let rate = peer.down.rate(now) as f64;
+        let mut target = (rate * queue.as_secs_f64() / f64::from(BLOCK_SIZE)).ceil() as usize;
+        let measured = peer
+            .first_block_at
+            .is_some_and(|t| now.saturating_since(t) >= MEASURE_TIME);
+        if !measured {
+            target = target.max(self.initial_pipeline());
+        }
+        let reqq = peer.reqq.unwrap_or(DEFAULT_REQQ).max(1) as usize;
+        target.min(peer.pipeline_cap).clamp(min, max).min(reqq)
+    }
+
+    /// Pieces that may still be started: what fits in the budget, and always one when none
+    /// is in flight so that a piece larger than the budget still downloads.
+    fn new_piece_allowance(&self) -> u32 {
+        let fit = self.config.buffer_budget.saturating_sub(self.reserved)
+            / u64::from(self.lengths.piece_length());
+        let fit = u32::try_from(fit).unwrap_or(u32::MAX);
+        if self.buffers.is_empty() && self.verifying.is_empty() {
+            fit.max(1)
+        } else {
+            fit
+        }
+    }
+
+    /// Tops up `key`'s request pipeline from the picker.
+    pub(super) fn fill_requests(&mut self, key: PeerKey, now: Timestamp) {
+        let endgame = self.picker.in_endgame();
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if !peer.is_active()
+            || !peer.am_interested
+            || peer.peer_choking
+            || (peer.snubbed && !endgame)
+        {
+            return;
+        }
+        let target = self.pipeline_target(peer, now);
+        let in_flight = peer.requests.len();
+        if in_flight >= target {
+            return;
+        }
+        let mut want = target - in_flight;
+        // Refill in batches: one picker call per few arrivals, not per block.
+        if in_flight > 0 && want < (target / 8).max(1) {
+            return;
+        }
+        if let Some(bucket) = &mut self.down_bucket {
+            let tokens = bucket.available(now);
+            if tokens == 0 {
+                self.down_blocked = true;
+                return;
+            }
+            want = want.min((tokens.div_ceil(u64::from(BLOCK_SIZE))) as usize);
+        }
+        let mut new_pieces = self.new_piece_allowance();
+        let mut picked = std::mem::take(&mut self.scratch);
+        picked.clear();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        self.picker
+            .pick(key, &peer.has, want, &mut new_pieces, &mut picked);
+        if picked.is_empty() {
+            self.scratch = picked;
+            return;
+        }
+        if peer.waiting_since.is_none() {
+            peer.waiting_since = Some(now);
+        }
+        for &block in &picked {
+            peer.requests.push_back(Pending { block, sent: now });
+            peer.send(
+                &Message::Request {
+                    index: block.piece.get(),
+                    begin: block.offset,
+                    length: block.len,
+                },
+                now,
+            );
+            if let Some(bucket) = &mut self.down_bucket {
+                bucket.take(u64::from(block.len));
+            }
+            if !self.buffers.contains_key(&block.piece) {
+                let len = self.lengths.piece_len(block.piece) as usize;
+                let mut buf = match self.free_buffers.iter().position(|b| b.capacity() >= len) {
+                    Some(i) => self.free_buffers.swap_remove(i),
+                    None => Vec::with_capacity(len),
+                };
+                buf.clear();
+                buf.resize(len, 0);
+                self.buffers.insert(block.piece, buf);
+                self.reserved += len as u64;
+                self.reserved_peak = self.reserved_peak.max(self.reserved);
+            }
+        }
+        self.scratch = picked;
+    }
+
+    pub(super) fn on_piece(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        now: Timestamp,
+    ) {
+        let Some(block) = self
+            .lengths
+            .block_from_wire(index, begin, data.len() as u32)
+        else {
+            return self.protocol_error(
+                key,
+                format!("piece {index}+{begin} ({}) is not a block", data.len()),
+                now,
+            );
+        };
+        let min = self.config.min_pipeline.max(1);
+        let max = self.config.max_pipeline.max(min);
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let sent = peer.take_request(block);
+        if sent.is_none() && !peer.take_stale(block) {
+            return self.protocol_error(key, format!("unrequested block {block:?}"), now);
+        }
+        let len = u64::from(block.len);
+        peer.down.add(len, now);
+        self.down.add(len, now);
+        if let Some(sent) = sent {
+            let rtt = now.saturating_since(sent);
+            peer.rtt_min = Some(peer.rtt_min.map_or(rtt, |r| r.min(rtt)));
+        }
+        peer.first_block_at.get_or_insert(now);
+        peer.pipeline_cap = (peer.pipeline_cap + 1).clamp(min, max);
+        peer.snubbed = false;
+        peer.recent_timeout = false;
+        peer.waiting_since = if peer.requests.is_empty() {
+            None
+        } else {
+            Some(now)
+        };
+        self.queue_fill(key);
+
+        let BlockOutcome::Accepted {
+            piece_complete,
+            cancel,
+        } = self.picker.block_received(block, key)
+        else {
+            return;
+        };
+        let Some(buf) = self.buffers.get_mut(&block.piece) else {
+            debug_assert!(false, "accepted block {block:?} without a piece buffer");
+            return;
+        };
+        let start = block.offset as usize;
+        buf[start..start + data.len()].copy_from_slice(data);
+        for other in cancel {
+            if other == key {
+                continue;
+            }
+            if let Some(p) = self.peers.get_mut(&other)
+                && p.take_request(block).is_some()
+            {
+                p.mark_stale(block);
+                p.send(
+                    &Message::Cancel {
+                        index,
+                        begin,
+                        length: block.len,
+                    },
+                    now,
+                );
+                if p.requests.is_empty() {
+                    p.waiting_since = None;
+                }
+                self.queue_fill(other);
+            }
+        }
+        if piece_complete && let Some(data) = self.buffers.remove(&block.piece) {
+            self.verifying.insert(block.piece);
+            self.outputs.push_back(Output::VerifyPiece {
+                piece: block.piece,
+                data,
+            });
+        }
+    }
+
+    pub(super) fn on_reject(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        length: u32,
+        now: Timestamp,
+    ) {
+        let Some(block) = self.lengths.block_from_wire(index, begin, length) else {
+            return self.protocol_error(
+                key,
+                format!("reject of {index}+{begin} ({length}) is not a block"),
+                now,
+            );
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.take_request(block).is_some() {
+            peer.mark_stale(block);
+            if peer.requests.is_empty() {
+                peer.waiting_since = None;
+            }
+            self.picker.request_dropped(block, key);
+            self.refill_all = true;
+        } else {
+            // Late rejects of requests we dropped already are fine.
+            peer.take_stale(block);
+        }
+    }
+
+    /// The peer choked us: every request to it is void.
+    pub(super) fn drop_requests(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.requests.is_empty() {
+            return;
+        }
+        while let Some(p) = peer.requests.pop_front() {
+            peer.mark_stale(p.block);
+            self.picker.request_dropped(p.block, key);
+        }
+        peer.waiting_since = None;
+        self.refill_all = true;
+    }
+
+    pub(super) fn on_piece_checked(
+        &mut self,
+        piece: PieceIndex,
+        ok: bool,
+        buffer: Vec<u8>,
+        now: Timestamp,
+    ) {
+        if !self.verifying.remove(&piece) {
+            return;
+        }
+        let len = self.lengths.piece_len(piece);
+        self.reserved -= u64::from(len);
+        if self.free_buffers.len() < FREE_BUFFERS_MAX
+            && buffer.capacity() >= self.lengths.piece_length() as usize
+        {
+            self.free_buffers.push(buffer);
+        }
+        let was_wanted = self.is_wanted(piece);
+        let contributors = self.picker.piece_checked(piece, ok);
+        if ok {
+            if !self.picker.have().get(piece) {
+                self.picker.mark_have(piece);
+            }
+            self.have_bytes += u64::from(len);
+            if was_wanted {
+                self.wanted_changed(piece, false);
+            }
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    continue;
+                };
+                if !peer.is_active() {
+                    continue;
+                }
+                if peer.has.get(piece) {
+                    if peer.wanted == 0 {
+                        self.update_interest(key, now);
+                    }
+                } else {
+                    peer.send(&Message::Have(piece.get()), now);
+                }
+            }
+            self.emit(Event::PieceVerified(piece));
+            self.check_complete(now);
+        } else {
+            self.emit(Event::HashFailed {
+                piece,
+                peers: contributors.clone(),
+            });
+            let sole = contributors.len() == 1;
+            for key in contributors {
+                self.charge_hash_failure(key, sole, now);
+            }
+        }
+        if self.buffers.is_empty() && self.verifying.is_empty() {
+            self.departed.clear();
+        }
+        self.refill_all = true;
+    }
+}
