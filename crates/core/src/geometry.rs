@@ -186,7 +186,7 @@ impl Lengths {
     /// Validates a (piece, begin, length) triple from the wire as exactly one of our blocks.
     pub fn block_from_wire(&self, index: u32, begin: u32, length: u32) -> Option<BlockRef> {
         let piece = self.piece(index)?;
-        if begin % BLOCK_SIZE != 0 {
+        if !begin.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         let b = self.block(piece, BlockIndex(begin / BLOCK_SIZE))?;
