@@ -1,0 +1,75 @@
+//! Connections break mid-transfer; the leecher finishes through the peers left and by
+//! reconnecting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluice_sim::{EngineSpec, NetProfile};
+
+#[test]
+fn drops_and_outages_are_survived() {
+    for_seeds("drops_and_outages_are_survived", &[21, 22, 23], |seed| {
+        let content = content(8 * MIB, 128 * KIB, seed);
+        let mut sim = sim(seed);
+        let leecher = sim.add_engine(&content, EngineSpec::leecher(NetProfile::new(15, None)));
+        let seeders: Vec<_> = [(10, 2_000_000), (30, 1_000_000), (60, 1_000_000)]
+            .into_iter()
+            .map(|(lat, rate)| {
+                sim.add_engine(
+                    &content,
+                    EngineSpec::seeder(NetProfile::new(lat, Some(rate))),
+                )
+            })
+            .collect();
+        for &s in &seeders {
+            sim.introduce(leecher, s);
+        }
+        sim.schedule_drop(Duration::from_millis(700), leecher, seeders[0]);
+        sim.schedule_drop(Duration::from_millis(1500), leecher, seeders[1]);
+        sim.schedule_offline(
+            seeders[2],
+            Duration::from_millis(900),
+            Duration::from_secs(4),
+        );
+        ok(sim.run_until_complete(&[leecher]));
+        assert_complete(&sim, leecher);
+        let m = sim.metrics(leecher);
+        println!(
+            "  completed in {:.2}s after {} connection attempts",
+            secs(m.completion_time().unwrap()),
+            m.connects
+        );
+        assert!(m.connects > seeders.len() as u64, "never reconnected");
+    });
+}
+
+#[test]
+fn only_seeder_drops_and_comes_back() {
+    for_seeds("only_seeder_drops_and_comes_back", &[31, 32], |seed| {
+        let content = content(4 * MIB, 64 * KIB, seed);
+        let mut sim = sim(seed);
+        let leecher = sim.add_engine(&content, EngineSpec::leecher(NetProfile::new(15, None)));
+        let seeder = sim.add_engine(
+            &content,
+            EngineSpec::seeder(NetProfile::new(25, Some(1_000_000))),
+        );
+        sim.introduce(leecher, seeder);
+        sim.schedule_drop(Duration::from_millis(800), leecher, seeder);
+        sim.schedule_offline(
+            seeder,
+            Duration::from_millis(2000),
+            Duration::from_millis(2500),
+        );
+        ok(sim.run_until_complete(&[leecher]));
+        assert_complete(&sim, leecher);
+        let m = sim.metrics(leecher);
+        println!(
+            "  completed in {:.2}s after {} connection attempts",
+            secs(m.completion_time().unwrap()),
+            m.connects
+        );
+        assert!(m.connects >= 3);
+    });
+}
