@@ -6,6 +6,8 @@ use crate::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting of lists and dictionaries (the top-level value counts as depth 1).
+    /// Decoding never recurses, but dropping, comparing or converting a [`Value`] does, so
+    /// keep this modest.
     pub max_depth: usize,
     /// Most values (including dictionary keys) one input may hold.
     pub max_items: usize,

@@ -1,6 +1,6 @@
 //! Path component sanitising and collision handling (rules in the parent module's doc).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Longest component most filesystems accept, in bytes.
 const MAX_COMPONENT: usize = 255;
@@ -59,44 +59,75 @@ fn fit(name: &str, suffix: &str) -> String {
     format!("{stem}{suffix}{ext}")
 }
 
-/// The paths already taken by a torrent's files, compared case-insensitively.
+/// The paths already taken by a torrent's files: a tree of case-folded names, so a hostile
+/// torrent (deep paths, thousands of same-named files) costs linear time and memory.
 #[derive(Debug, Default)]
 pub(super) struct PathSet {
-    files: HashSet<String>,
-    dirs: HashSet<String>,
+    /// (parent folder id, case-folded name) -> what is there. Folder id 0 is the root.
+    nodes: HashMap<(usize, String), Node>,
+    /// Folders renamed because a file had their name (id, new name): later files follow.
+    renamed_folders: HashMap<(usize, String), (usize, String)>,
+    /// (parent folder id, case-folded original name) -> last suffix number handed out.
+    suffixes: HashMap<(usize, String), u64>,
+    folders: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Node {
+    Folder(usize),
+    File,
 }
 
 impl PathSet {
     /// Renames components of `path` as needed so that it neither repeats an earlier file nor
     /// passes through or lands on one, then records it.
     pub(super) fn claim(&mut self, path: &mut [String]) {
-        let Some(last) = path.len().checked_sub(1) else {
-            return;
-        };
-        for i in 0..=last {
-            let original = path[i].clone();
-            let mut n = 1;
+        let last = path.len().saturating_sub(1);
+        let mut parent = 0;
+        for (i, component) in path.iter_mut().enumerate() {
+            let want_folder = i < last;
+            let original = (parent, component.to_lowercase());
+            if want_folder && let Some((id, name)) = self.renamed_folders.get(&original) {
+                parent = *id;
+                component.clone_from(name);
+                continue;
+            }
+            let mut name = component.clone();
+            let mut key = original.clone();
             loop {
-                let key = key(&path[..=i]);
-                let taken = self.files.contains(&key) || (i == last && self.dirs.contains(&key));
-                if !taken {
-                    break;
+                match self.nodes.get(&key).copied() {
+                    Some(Node::Folder(id)) if want_folder => {
+                        parent = id;
+                        break;
+                    }
+                    None if want_folder => {
+                        self.folders += 1;
+                        self.nodes.insert(key, Node::Folder(self.folders));
+                        parent = self.folders;
+                        break;
+                    }
+                    None => {
+                        self.nodes.insert(key, Node::File);
+                        break;
+                    }
+                    Some(_) => {
+                        let n = self.suffixes.entry(original.clone()).or_insert(1);
+                        *n += 1;
+                        name = fit(component, &format!(" ({n})"));
+                        key = (original.0, name.to_lowercase());
+                    }
                 }
-                n += 1;
-                path[i] = fit(&original, &format!(" ({n})"));
+            }
+            if name != *component {
+                if want_folder {
+                    self.renamed_folders
+                        .insert(original, (parent, name.clone()));
+                }
+                *component = name;
             }
         }
-        for i in 0..last {
-            self.dirs.insert(key(&path[..=i]));
-        }
-        self.files.insert(key(path));
     }
 }
-
-fn key(components: &[String]) -> String {
-    components.join("/").to_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +193,22 @@ mod tests {
         assert_eq!(claim(&["t", "d"]), "t/d (2)");
         assert_eq!(claim(&["t", "a.txt", "inner"]), "t/a (4).txt/inner");
         assert_eq!(claim(&["t", "a.txt", "other"]), "t/a (4).txt/other");
+        assert_eq!(claim(&["t", "A (4).txt"]), "t/A (4) (2).txt");
+        assert_eq!(claim(&["t", "a.txt"]), "t/a (5).txt");
+    }
+
+    #[test]
+    fn many_same_named_files_stay_linear() {
+        let mut set = PathSet::default();
+        for i in 2..20_000 {
+            let mut p = vec!["t".to_string(), "same".to_string()];
+            set.claim(&mut p);
+            if i > 2 {
+                assert_eq!(p[1], format!("same ({})", i - 1));
+            }
+        }
+        let mut deep: Vec<String> = (0..100_000).map(|i| format!("d{i}")).collect();
+        set.claim(&mut deep);
+        assert_eq!(deep[99_999], "d99999");
     }
 }
