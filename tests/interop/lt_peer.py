@@ -220,9 +220,13 @@ def cmd_seed(args):
     print(f"ready {ip}:{ses.listen_port()}", flush=True)
 
     stop = time.monotonic() + args.max_seconds
+    next_report = 0
     try:
         while time.monotonic() < stop:
-            ses.wait_for_alert(1000)
+            ses.wait_for_alert(200 if args.report else 1000)
+            if args.report and time.monotonic() >= next_report:
+                next_report = time.monotonic() + 0.2
+                print(f"uploaded {handle.status().total_payload_upload}", flush=True)
             for alert in ses.pop_alerts():
                 if args.verbose and alert.category() & lt.alert.category_t.error_notification:
                     print(f"lt_peer: {alert.message()}", file=sys.stderr, flush=True)
@@ -324,6 +328,7 @@ def main():
     sd.add_argument("--work-dir", default=None, help="where the corrupted copy goes (default: $TMPDIR)")
     sd.add_argument("--max-seconds", type=float, default=3600)
     sd.add_argument("--verbose", action="store_true")
+    sd.add_argument("--report", action="store_true", help="print 'uploaded <payload bytes>' lines")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")

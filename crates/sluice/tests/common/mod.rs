@@ -1,0 +1,390 @@
+//! Shared helpers for the integration tests that run the `sluice` binary, alone or against real
+//! libtorrent peers driven by `tests/interop/lt_peer.py`.
+//!
+//! Every child process is owned by a [`Proc`] that kills it (SIGKILL, by PID) when dropped, so a
+//! failing test never leaves peers behind. Waits poll a condition until a deadline instead of
+//! sleeping for a fixed time. Each test uses its own 127.0.N.0/24 block and port range so tests
+//! can run in parallel.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Debian's interpreter: python3-libtorrent is installed for it, not for a pyenv python on PATH.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+pub const MIB: u64 = 1 << 20;
+
+pub fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn lt_peer_script() -> PathBuf {
+    repo_root().join("tests/interop/lt_peer.py")
+}
+
+/// Whether real libtorrent can be driven; interop tests skip (loudly) when it cannot.
+pub fn libtorrent_available() -> bool {
+    Command::new(PYTHON)
+        .args(["-c", "import libtorrent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// True (after saying so on stderr) when libtorrent is missing and the calling test should skip.
+pub fn skip_without_libtorrent(test: &str) -> bool {
+    if libtorrent_available() {
+        return false;
+    }
+    eprintln!("SKIPPED: {test} needs python3-libtorrent for {PYTHON} (./scripts/test installs it)");
+    true
+}
+
+/// Address `host` in this test's own loopback block 127.0.`block`.0/24.
+pub fn addr(block: u8, host: u8, port: u16) -> String {
+    format!("127.0.{block}.{host}:{port}")
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed by PID when dropped; its stderr goes to a file the test can read.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Child,
+    stderr_path: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    /// Spawns `cmd`, sending stderr to `<log_dir>/<name>.stderr` (and stdout too unless the caller
+    /// already configured it).
+    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path, pipe_stdout: bool) -> Proc {
+        let stderr_path = log_dir.join(format!("{name}.stderr"));
+        let err = File::create(&stderr_path).expect("create stderr log");
+        let out: Stdio = if pipe_stdout {
+            Stdio::piped()
+        } else {
+            err.try_clone().expect("clone log").into()
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc {
+            name: name.to_owned(),
+            child,
+            stderr_path,
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Exit status if the process has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits for exit; panics (showing the stderr tail) if it does not happen within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        if !wait_until(timeout, || self.try_status().is_some()) {
+            panic!(
+                "{} did not exit within {timeout:?}; stderr tail:\n{}",
+                self.name,
+                tail(&self.stderr(), 40)
+            );
+        }
+        self.status.expect("exited")
+    }
+
+    /// SIGKILL, as `kill -9` would.
+    pub fn kill9(&mut self) {
+        if self.try_status().is_none() {
+            let _ = self.child.kill();
+            self.status = Some(self.child.wait().expect("wait after kill"));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A test torrent made by `lt_peer.py make-torrent`: `<dir>/<name>.torrent`, files under
+/// `<dir>/data/<name>/`.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    pub torrent: PathBuf,
+    /// The save path: holds the `<name>/` directory.
+    pub data: PathBuf,
+    pub name: String,
+    pub piece_length: u64,
+    /// make-torrent's JSON summary (files, pad flags, piece count).
+    pub summary: String,
+}
+
+impl Fixture {
+    pub fn content_dir(&self) -> PathBuf {
+        self.data.join(&self.name)
+    }
+
+    /// Payload bytes on disk (pad files are never on disk).
+    pub fn total_size(&self) -> u64 {
+        list_files(&self.content_dir())
+            .iter()
+            .map(|(_, p)| fs::metadata(p).expect("stat").len())
+            .sum()
+    }
+}
+
+pub struct TorrentSpec<'a> {
+    pub name: &'a str,
+    pub size: u64,
+    pub seed: u64,
+    pub files: u32,
+    pub piece_length: u64,
+    pub hybrid: bool,
+}
+
+pub fn make_torrent(dir: &Path, spec: &TorrentSpec<'_>) -> Fixture {
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(lt_peer_script())
+        .arg("make-torrent")
+        .arg("--dir")
+        .arg(dir)
+        .args(["--name", spec.name])
+        .args(["--size", &spec.size.to_string()])
+        .args(["--seed", &spec.seed.to_string()])
+        .args(["--files", &spec.files.to_string()])
+        .args(["--piece-size", &spec.piece_length.to_string()]);
+    if spec.hybrid {
+        cmd.arg("--hybrid");
+    }
+    let out = cmd.output().expect("run lt_peer.py make-torrent");
+    assert!(
+        out.status.success(),
+        "make-torrent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Fixture {
+        torrent: dir.join(format!("{}.torrent", spec.name)),
+        data: dir.join("data"),
+        name: spec.name.to_owned(),
+        piece_length: spec.piece_length,
+        summary: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// A libtorrent seeder (`lt_peer.py seed`) that is listening and seeding once `start` returns.
+#[derive(Debug)]
+pub struct LtSeeder {
+    pub proc: Proc,
+    pub endpoint: String,
+    uploaded: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SeedOpts<'a> {
+    pub upload_rate: Option<u64>,
+    pub corrupt_pieces: &'a [u32],
+}
+
+impl LtSeeder {
+    pub fn start(fx: &Fixture, endpoint: &str, opts: &SeedOpts<'_>, log_dir: &Path) -> LtSeeder {
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(lt_peer_script())
+            .arg("seed")
+            .arg("--torrent")
+            .arg(&fx.torrent)
+            .arg("--data")
+            .arg(&fx.data)
+            .args(["--listen", endpoint, "--report"])
+            .arg("--work-dir")
+            .arg(log_dir);
+        if let Some(rate) = opts.upload_rate {
+            cmd.args(["--upload-rate", &rate.to_string()]);
+        }
+        if !opts.corrupt_pieces.is_empty() {
+            let list: Vec<String> = opts.corrupt_pieces.iter().map(u32::to_string).collect();
+            cmd.args(["--corrupt-pieces", &list.join(",")]);
+        }
+        let name = format!("lt-seed-{}", endpoint.replace([':', '.'], "_"));
+        let mut proc = Proc::spawn(&name, cmd, log_dir, true);
+        let stdout = proc.child.stdout.take().expect("piped stdout");
+        let ready = Arc::new(AtomicBool::new(false));
+        let uploaded = Arc::new(AtomicU64::new(0));
+        {
+            let (ready, uploaded) = (ready.clone(), uploaded.clone());
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if line.starts_with("ready ") {
+                        ready.store(true, Ordering::SeqCst);
+                    } else if let Some(n) = line.strip_prefix("uploaded ") {
+                        uploaded.store(n.trim().parse().unwrap_or(0), Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        let ok = wait_until(Duration::from_secs(60), || {
+            ready.load(Ordering::SeqCst) || proc.try_status().is_some()
+        });
+        assert!(
+            ok && ready.load(Ordering::SeqCst),
+            "libtorrent seeder on {endpoint} not ready; stderr:\n{}",
+            tail(&proc.stderr(), 40)
+        );
+        LtSeeder {
+            proc,
+            endpoint: endpoint.to_owned(),
+            uploaded,
+        }
+    }
+
+    /// Payload bytes this seeder has sent so far (refreshed every 200 ms).
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `lt_peer.py leech` to completion; panics with its output if it fails.
+pub fn lt_leech(fx: &Fixture, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(lt_peer_script())
+        .arg("leech")
+        .arg("--torrent")
+        .arg(&fx.torrent)
+        .arg("--out")
+        .arg(out)
+        .args(["--listen", listen])
+        .args(["--timeout", &timeout.as_secs().to_string()]);
+    for p in peers {
+        cmd.args(["--peer", p]);
+    }
+    let log_dir = out.parent().expect("out has a parent");
+    let mut proc = Proc::spawn("lt-leech", cmd, log_dir, false);
+    let status = proc.wait_exit(timeout + Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "libtorrent leecher failed ({status}):\n{}",
+        tail(&proc.stderr(), 40)
+    );
+}
+
+/// `sluice <args>` with SLUICE_LOOPBACK_ONLY=1, output logged to `<log_dir>/<name>.stderr`.
+pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> Proc {
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args(args)
+        .env("SLUICE_LOOPBACK_ONLY", "1")
+        .env("RUST_BACKTRACE", "1");
+    Proc::spawn(name, cmd, log_dir, false)
+}
+
+/// Runs a sluice process to exit and asserts success; returns its stderr.
+pub fn expect_success(proc: &mut Proc, timeout: Duration) -> String {
+    let status = proc.wait_exit(timeout);
+    let stderr = proc.stderr();
+    assert!(
+        status.success(),
+        "{} exited with {status}; stderr tail:\n{}",
+        proc.name,
+        tail(&stderr, 60)
+    );
+    assert!(!stderr.contains("panicked"), "sluice panicked:\n{stderr}");
+    stderr
+}
+
+/// Regular files under `root`, as (relative path, full path), sorted.
+pub fn list_files(root: &Path) -> Vec<(PathBuf, PathBuf)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).expect("under root").to_path_buf();
+                out.push((rel, path));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// Asserts that `got` holds exactly the files of `want`, byte for byte.
+pub fn assert_same_tree(want: &Path, got: &Path) {
+    let w = list_files(want);
+    let g = list_files(got);
+    let wn: Vec<_> = w.iter().map(|(r, _)| r.clone()).collect();
+    let gn: Vec<_> = g.iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(gn, wn, "file sets differ between {got:?} and {want:?}");
+    for ((rel, wp), (_, gp)) in w.iter().zip(&g) {
+        let (a, b) = (fs::read(wp).expect("read"), fs::read(gp).expect("read"));
+        assert_eq!(a.len(), b.len(), "{rel:?}: size differs");
+        if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
+            panic!("{rel:?}: first differing byte at offset {i}");
+        }
+    }
+}
+
+/// The number in the first stderr line containing `prefix` followed by a number, e.g.
+/// `resume: 12 verified pieces` with prefix `resume:`.
+pub fn number_after(text: &str, prefix: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let rest = &line[line.find(prefix)? + prefix.len()..];
+        let digits: String = rest
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    })
+}

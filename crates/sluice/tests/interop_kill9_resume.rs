@@ -1,0 +1,97 @@
+//! A download killed with SIGKILL part-way resumes from its saved state: the restarted run reports
+//! the pieces it already has and fetches only (about) the rest.
+
+mod common;
+
+use common::*;
+use std::ffi::OsString;
+use std::time::Duration;
+
+const BLOCK: u8 = 15;
+const PORT: u16 = 21500;
+
+#[test]
+fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
+    if skip_without_libtorrent("interop_kill9_resume") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let piece_length = 128 * 1024;
+    let fx = make_torrent(
+        tmp.path(),
+        &TorrentSpec {
+            name: "resume",
+            size: 32 * MIB + 5_000,
+            seed: 15,
+            files: 4,
+            piece_length,
+            hybrid: false,
+        },
+    );
+    let total = fx.total_size();
+    // Capped so the first run is still going when we kill it.
+    let seeder = LtSeeder::start(
+        &fx,
+        &addr(BLOCK, 2, PORT + 2),
+        &SeedOpts {
+            upload_rate: Some(6 * MIB),
+            ..SeedOpts::default()
+        },
+        tmp.path(),
+    );
+
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir out");
+    let args: Vec<OsString> = vec![
+        "download".into(),
+        fx.torrent.clone().into(),
+        "--out".into(),
+        out.clone().into(),
+        "--listen".into(),
+        addr(BLOCK, 1, PORT).into(),
+        "--peer".into(),
+        seeder.endpoint.clone().into(),
+        "--loopback-only".into(),
+    ];
+
+    let mut first = spawn_sluice("sluice-run1", &args, tmp.path());
+    let reached = wait_until(Duration::from_secs(120), || {
+        seeder.uploaded() * 10 >= total * 4 || first.try_status().is_some()
+    });
+    assert!(
+        reached && first.try_status().is_none(),
+        "first run should still be downloading at ~40% (sent {} of {total}); stderr:\n{}",
+        seeder.uploaded(),
+        tail(&first.stderr(), 40)
+    );
+    first.kill9();
+    let sent_before_kill = seeder.uploaded();
+    if let Some(n) = number_after(&first.stderr(), "resume:") {
+        assert_eq!(n, 0, "a fresh download has nothing to resume");
+    }
+
+    let mut second = spawn_sluice("sluice-run2", &args, tmp.path());
+    let stderr = expect_success(&mut second, Duration::from_secs(240));
+    assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
+
+    let resumed = number_after(&stderr, "resume:")
+        .unwrap_or_else(|| panic!("no 'resume: N verified pieces' line:\n{stderr}"));
+    let downloaded = number_after(&stderr, "downloaded:")
+        .unwrap_or_else(|| panic!("no 'downloaded: B bytes' line:\n{stderr}"));
+    eprintln!(
+        "total {total}, sent before kill {sent_before_kill}, resumed {resumed} pieces, \
+         second run downloaded {downloaded}"
+    );
+    assert!(resumed > 0, "the second run should resume verified pieces");
+    assert!(
+        downloaded < total,
+        "the second run re-downloaded everything ({downloaded} of {total})"
+    );
+    // Verified pieces are not fetched again; allow a few pieces of end-game duplicates.
+    let verified_bytes = (resumed * piece_length).min(total);
+    assert!(
+        downloaded + verified_bytes <= total + 4 * piece_length,
+        "downloaded {downloaded} bytes although {resumed} pieces ({verified_bytes} bytes) were \
+         already verified, of {total}"
+    );
+}
