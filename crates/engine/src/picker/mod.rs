@@ -1,14 +1,55 @@
-//! Piece and block picker. CONTRACT STUB: signatures are fixed, bodies are being written.
+//! Piece and block picker: decides which blocks to request from which peer.
 //!
 //! Order of preference: pieces already in progress (finish what is started, which keeps the
 //! buffer budget moving), then by priority tier (higher first), then earliest deadline, then
-//! rarest first, ties broken by a per-piece random key drawn from the seeded PRNG.
+//! rarest first, ties broken by a per-piece random key derived from the seed.
+//!
+//! # Rules
+//!
+//! - A piece is `Have` (verified), `Buffered` (every block received, awaiting the driver's
+//!   check), `InProgress` (started: some blocks requested or received) or `Free`. A block of
+//!   a started piece is `Missing`, `Requested` by 1..=[`MAX_REQUESTERS`] distinct peers, or
+//!   `Received` from one peer (remembered to blame it if the hash fails).
+//! - Free pieces whose tier is not `Skip` ("wanted") are kept in an ordered index keyed by
+//!   (tier desc, deadline asc with none last, availability asc, random key, index), split in
+//!   two sets: pieces some non-seed peer has, and pieces only seeds could serve. Every change
+//!   of tier, deadline, availability or state removes and re-inserts the key: O(log n).
+//! - Availability is a per-piece count of non-seed peers plus one global seed count, so a seed
+//!   arriving or leaving costs O(1). A peer counts as a seed when it was reported with a full
+//!   bitfield ([`Picker::peer_has_bitfield`] detects it, or [`Picker::peer_has_all`]) or
+//!   promoted with [`Picker::peer_became_seed`]; removing it with a full bitfield (or
+//!   [`Picker::peer_lost_all`]) undoes exactly that. A peer whose bitfield fills up through
+//!   HAVE messages must therefore be promoted before it is removed with its full bitfield.
+//! - [`Picker::pick`] only starts pieces whose availability already counts the asking peer.
+//!   Outside endgame a block is handed to one peer at a time. Endgame is: some piece is in
+//!   progress, no in-progress piece has a `Missing` block, and no wanted Free piece is
+//!   available from any peer. In endgame a block may be in flight at up to
+//!   [`MAX_REQUESTERS`] distinct peers; blocks with the fewest requesters go first.
+//! - Setting a started piece to `Skip` lets it finish: its blocks keep being handed out (after
+//!   every other in-progress piece) and it is verified as usual. Only Free pieces leave the
+//!   index.
+//! - A block that arrives is accepted if it is in flight at anyone (the sender or not; the
+//!   other requesters are returned to be cancelled). The last block makes the piece
+//!   `Buffered`; [`Picker::piece_checked`] then makes it `Have`, or `Free` again with every
+//!   block `Missing`, returning the peers that sent its blocks.
+//! - No randomness besides the seeded per-piece key; no iteration order depends on hashing.
 
-use std::ops::Range;
+mod blocks;
+mod invariants;
+#[cfg(test)]
+mod tests;
 
-use sluice_core::{Bitfield, BlockRef, Lengths, PieceIndex, Timestamp};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::{Bound, Range};
+
+use sluice_core::{Bitfield, BlockIndex, BlockRef, Lengths, PieceIndex, Timestamp};
 
 use crate::PeerKey;
+use blocks::{Block, Partial, Requesters};
+
+pub use blocks::MAX_REQUESTERS;
 
 /// Priority tiers. `Skip` pieces are never requested. The streaming scheduler maps a reader's
 /// playhead onto `Now`/`Next`/`Readahead`/`High`; everything else wanted is `Normal`.
@@ -33,58 +74,277 @@ pub enum BlockOutcome {
     Duplicate,
     /// Stored. `cancel`: other peers with the same block in flight (endgame) to send CANCEL to.
     /// `piece_complete`: every block of the piece has now arrived.
-    Accepted { piece_complete: bool, cancel: Vec<PeerKey> },
+    Accepted {
+        piece_complete: bool,
+        cancel: Vec<PeerKey>,
+    },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Free,
+    InProgress,
+    Buffered,
+    Have,
+}
+
+/// `(no deadline, deadline)`: pieces with a deadline sort first, earliest first.
+type DeadlineKey = (bool, Timestamp);
+
+fn deadline_key(d: Option<Timestamp>) -> DeadlineKey {
+    (d.is_none(), d.unwrap_or_default())
+}
+
+/// Position of a Free wanted piece in the index. Field order is the sort order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FreeKey {
+    tier: Reverse<Priority>,
+    deadline: DeadlineKey,
+    avail: u32,
+    tiebreak: u64,
+    piece: PieceIndex,
+}
+
+/// Position of an in-progress piece among the pieces to finish first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ActiveKey {
+    tier: Reverse<Priority>,
+    deadline: DeadlineKey,
+    piece: PieceIndex,
+}
+
+/// Below this many Free pieces per piece the peer has, `pick` scans the peer's bitfield
+/// instead of walking the index past pieces the peer lacks.
+const SPARSE_FACTOR: usize = 16;
+
 pub struct Picker {
-    _private: (),
+    lengths: Lengths,
+    seed: u64,
+    have: Bitfield,
+    state: Vec<State>,
+    priority: Vec<Priority>,
+    deadlines: BTreeMap<PieceIndex, Timestamp>,
+    /// Non-seed peers having each piece; add `seeds` for the availability.
+    avail: Vec<u32>,
+    seeds: u32,
+    /// Free wanted pieces with `avail > 0`.
+    free: BTreeSet<FreeKey>,
+    /// Free wanted pieces with `avail == 0` (only seeds can serve them).
+    unseen: BTreeSet<FreeKey>,
+    /// InProgress pieces (not Buffered).
+    active: BTreeSet<ActiveKey>,
+    /// InProgress and Buffered pieces.
+    partials: BTreeMap<PieceIndex, Partial>,
+    /// Sum of `missing` over `partials`.
+    missing_total: u64,
+    /// Pieces neither `Have` nor `Skip`.
+    wanted_left: u32,
+    /// Block vectors of finished pieces, reused for the next started ones.
+    spare: Vec<Vec<Block>>,
+    /// Reused candidate buffer of the sparse pick path.
+    scratch: Vec<FreeKey>,
 }
 
-#[allow(unused_variables)]
+impl fmt::Debug for Picker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Picker")
+            .field("pieces", &self.lengths.num_pieces())
+            .field("have", &self.have.count_ones())
+            .field("free_available", &self.free.len())
+            .field("free_unseen", &self.unseen.len())
+            .field("in_progress", &self.active.len())
+            .field("in_flight", &self.partials.len())
+            .field("seeds", &self.seeds)
+            .field("endgame", &self.in_endgame())
+            .finish()
+    }
+}
+
+/// SplitMix64 output number `piece` of the stream seeded with `seed`.
+fn tiebreak(seed: u64, piece: PieceIndex) -> u64 {
+    let mut z = seed.wrapping_add((u64::from(piece.get()) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Indices of the set bits of a wire-order bitfield, skipping zero bytes.
+fn ones(bitfield: &Bitfield) -> impl Iterator<Item = PieceIndex> + '_ {
+    bitfield
+        .as_bytes()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &byte)| {
+            let mut rest = byte;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.leading_zeros();
+                    rest &= !(0x80 >> bit);
+                    PieceIndex::new_unchecked(i as u32 * 8 + bit)
+                })
+            })
+        })
+}
+
 impl Picker {
     pub fn new(lengths: Lengths, rng_seed: u64) -> Self {
-        unimplemented!()
+        let n = lengths.num_pieces();
+        let mut picker = Self {
+            lengths,
+            seed: rng_seed,
+            have: Bitfield::new(n),
+            state: vec![State::Free; n as usize],
+            priority: vec![Priority::Normal; n as usize],
+            deadlines: BTreeMap::new(),
+            avail: vec![0; n as usize],
+            seeds: 0,
+            free: BTreeSet::new(),
+            unseen: BTreeSet::new(),
+            active: BTreeSet::new(),
+            partials: BTreeMap::new(),
+            missing_total: 0,
+            wanted_left: n,
+            spare: Vec::new(),
+            scratch: Vec::new(),
+        };
+        picker.unseen = lengths.pieces().map(|p| picker.free_key(p)).collect();
+        picker
     }
 
     /// Verified pieces.
     pub fn have(&self) -> &Bitfield {
-        unimplemented!()
+        &self.have
     }
 
-    /// Marks a piece verified (resume data, or after a successful check).
+    /// Marks a piece verified (resume data, or after a successful check). A piece in progress
+    /// is dropped with its blocks: late blocks for it are then `NotRequested`.
     pub fn mark_have(&mut self, piece: PieceIndex) {
-        unimplemented!()
+        let Some(state) = self.state.get(piece.as_usize()).copied() else {
+            return;
+        };
+        match state {
+            State::Have => return,
+            State::Free => self.index_remove(piece),
+            State::InProgress | State::Buffered => {
+                self.active_remove(piece);
+                self.drop_partial(piece);
+            }
+        }
+        self.state[piece.as_usize()] = State::Have;
+        self.have.set(piece);
+        if self.priority[piece.as_usize()] != Priority::Skip {
+            self.wanted_left -= 1;
+        }
     }
 
     // ---- availability ----
 
     pub fn peer_has_piece(&mut self, piece: PieceIndex) {
-        unimplemented!()
+        if piece.get() < self.lengths.num_pieces() {
+            self.change_avail(piece, |a| a.checked_add(1));
+        }
     }
-    /// A peer's bitfield arrived (or HaveAll as a full bitfield).
+
+    /// A peer's bitfield arrived (or HaveAll as a full bitfield). A full bitfield counts the
+    /// peer as a seed in O(1).
     pub fn peer_has_bitfield(&mut self, bitfield: &Bitfield) {
-        unimplemented!()
+        self.check_len(bitfield);
+        if bitfield.is_full() {
+            self.peer_has_all();
+        } else {
+            for p in ones(bitfield) {
+                self.peer_has_piece(p);
+            }
+        }
     }
-    /// A peer with this bitfield left.
+
+    /// A peer with this bitfield left. A full bitfield removes a seed (see the module rules).
     pub fn peer_lost_bitfield(&mut self, bitfield: &Bitfield) {
-        unimplemented!()
+        self.check_len(bitfield);
+        if bitfield.is_full() {
+            self.peer_lost_all();
+        } else {
+            for p in ones(bitfield) {
+                self.change_avail(p, |a| a.checked_sub(1));
+            }
+        }
     }
+
+    /// A seed (HaveAll, or a full bitfield) joined: O(1).
+    pub fn peer_has_all(&mut self) {
+        self.seeds += 1;
+    }
+
+    /// A seed counted by [`Self::peer_has_all`] or [`Self::peer_became_seed`] left: O(1).
+    pub fn peer_lost_all(&mut self) {
+        self.seeds = self
+            .seeds
+            .checked_sub(1)
+            .expect("picker: a seed left that was never counted");
+    }
+
+    /// A peer counted piece by piece now has every piece: move it to the seed count, so it
+    /// can later leave in O(1). O(n log n), once per peer that completes while connected.
+    pub fn peer_became_seed(&mut self) {
+        for p in self.lengths.pieces() {
+            self.change_avail(p, |a| a.checked_sub(1));
+        }
+        self.seeds += 1;
+    }
+
     pub fn availability(&self, piece: PieceIndex) -> u32 {
-        unimplemented!()
+        self.avail
+            .get(piece.as_usize())
+            .map_or(0, |a| a + self.seeds)
     }
 
     // ---- priorities and deadlines ----
 
     /// Cost proportional to the length of `pieces` (times log n).
     pub fn set_priority(&mut self, pieces: Range<u32>, priority: Priority) {
-        unimplemented!()
+        let end = pieces.end.min(self.lengths.num_pieces());
+        for i in pieces.start..end {
+            let piece = PieceIndex::new_unchecked(i);
+            let old = self.priority[piece.as_usize()];
+            if old == priority {
+                continue;
+            }
+            if self.state[piece.as_usize()] != State::Have {
+                match (old == Priority::Skip, priority == Priority::Skip) {
+                    (true, false) => self.wanted_left += 1,
+                    (false, true) => self.wanted_left -= 1,
+                    _ => {}
+                }
+            }
+            self.rekey(piece, |s| s.priority[piece.as_usize()] = priority);
+        }
     }
+
     pub fn priority(&self, piece: PieceIndex) -> Priority {
-        unimplemented!()
+        self.priority
+            .get(piece.as_usize())
+            .copied()
+            .unwrap_or(Priority::Skip)
     }
+
     pub fn set_deadline(&mut self, piece: PieceIndex, deadline: Option<Timestamp>) {
-        unimplemented!()
+        if piece.get() >= self.lengths.num_pieces()
+            || self.deadlines.get(&piece).copied() == deadline
+        {
+            return;
+        }
+        self.rekey(piece, |s| match deadline {
+            Some(d) => {
+                s.deadlines.insert(piece, d);
+            }
+            None => {
+                s.deadlines.remove(&piece);
+            }
+        });
+    }
+
+    pub fn deadline(&self, piece: PieceIndex) -> Option<Timestamp> {
+        self.deadlines.get(&piece).copied()
     }
 
     // ---- requests ----
@@ -93,42 +353,427 @@ impl Picker {
     /// piece that is not yet in progress consumes one unit of `new_pieces`; none are started
     /// when it is zero. Outside endgame, no block is handed out while it is in flight
     /// elsewhere; in endgame a block may be in flight at up to a few peers, never twice at one.
-    pub fn pick(&mut self, peer: PeerKey, peer_has: &Bitfield, max: usize, new_pieces: &mut u32, out: &mut Vec<BlockRef>) {
-        unimplemented!()
+    pub fn pick(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        max: usize,
+        new_pieces: &mut u32,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let mut room = max;
+        self.pick_in_progress(peer, peer_has, &mut room, out);
+        if room > 0 && *new_pieces > 0 {
+            self.pick_new(peer, peer_has, &mut room, new_pieces, out);
+        }
+        if room > 0 && self.in_endgame() {
+            self.pick_endgame(peer, peer_has, &mut room, out);
+        }
     }
 
     /// A block arrived from `from`.
     pub fn block_received(&mut self, block: BlockRef, from: PeerKey) -> BlockOutcome {
-        unimplemented!()
+        let Some(i) = self.started_block(block) else {
+            return BlockOutcome::NotRequested;
+        };
+        let part = self
+            .partials
+            .get_mut(&block.piece)
+            .expect("picker: started piece without blocks");
+        let cancel = match part.blocks[i] {
+            Block::Missing => return BlockOutcome::NotRequested,
+            Block::Received(_) => return BlockOutcome::Duplicate,
+            Block::Requested(rs) => rs
+                .as_slice()
+                .iter()
+                .copied()
+                .filter(|&p| p != from)
+                .collect(),
+        };
+        part.blocks[i] = Block::Received(from);
+        part.received += 1;
+        let piece_complete = part.is_complete();
+        if piece_complete {
+            self.active_remove(block.piece);
+            self.state[block.piece.as_usize()] = State::Buffered;
+        }
+        BlockOutcome::Accepted {
+            piece_complete,
+            cancel,
+        }
     }
 
     /// `peer` will not deliver `block` (timeout, reject, choke, disconnect): the block can be
-    /// handed to someone else.
+    /// handed to someone else. Ignored unless the block is in flight at `peer`.
     pub fn request_dropped(&mut self, block: BlockRef, peer: PeerKey) {
-        unimplemented!()
+        let Some(i) = self.started_block(block) else {
+            return;
+        };
+        let part = self
+            .partials
+            .get_mut(&block.piece)
+            .expect("picker: started piece without blocks");
+        if let Block::Requested(rs) = &mut part.blocks[i]
+            && rs.remove(peer)
+            && rs.len() == 0
+        {
+            part.blocks[i] = Block::Missing;
+            part.missing += 1;
+            self.missing_total += 1;
+        }
     }
 
     /// Result of checking a complete piece. On failure the piece starts over and the peers
-    /// that contributed blocks are returned (each once).
+    /// that contributed blocks are returned (each once, sorted). For a piece that is not
+    /// buffered, success is [`Self::mark_have`] and failure does nothing.
     pub fn piece_checked(&mut self, piece: PieceIndex, ok: bool) -> Vec<PeerKey> {
-        unimplemented!()
+        if self.state.get(piece.as_usize()) != Some(&State::Buffered) {
+            if ok {
+                self.mark_have(piece);
+            }
+            return Vec::new();
+        }
+        if ok {
+            self.mark_have(piece);
+            return Vec::new();
+        }
+        let peers = self.partials[&piece].contributors();
+        self.drop_partial(piece);
+        self.state[piece.as_usize()] = State::Free;
+        self.index_insert(piece);
+        peers
     }
 
     /// Pieces started and not yet checked (in progress or fully buffered).
     pub fn pieces_in_flight(&self) -> usize {
-        unimplemented!()
+        self.partials.len()
     }
 
     pub fn in_endgame(&self) -> bool {
-        unimplemented!()
+        self.missing_total == 0 && !self.active.is_empty() && !self.free_available()
     }
 
     /// Every piece not `Skip` is verified.
     pub fn is_complete(&self) -> bool {
-        unimplemented!()
+        self.wanted_left == 0
     }
 
-    pub fn check_invariants(&self) {
-        unimplemented!()
+    // ---- internals ----
+
+    fn check_len(&self, bitfield: &Bitfield) {
+        assert_eq!(
+            bitfield.len(),
+            self.lengths.num_pieces(),
+            "picker: bitfield of the wrong length"
+        );
+    }
+
+    /// Some wanted Free piece is had by at least one peer.
+    fn free_available(&self) -> bool {
+        !self.free.is_empty() || (self.seeds > 0 && !self.unseen.is_empty())
+    }
+
+    fn free_key(&self, piece: PieceIndex) -> FreeKey {
+        let i = piece.as_usize();
+        FreeKey {
+            tier: Reverse(self.priority[i]),
+            deadline: deadline_key(self.deadline(piece)),
+            avail: self.avail[i],
+            tiebreak: tiebreak(self.seed, piece),
+            piece,
+        }
+    }
+
+    fn active_key(&self, piece: PieceIndex) -> ActiveKey {
+        ActiveKey {
+            tier: Reverse(self.priority[piece.as_usize()]),
+            deadline: deadline_key(self.deadline(piece)),
+            piece,
+        }
+    }
+
+    fn indexed(&self, piece: PieceIndex) -> bool {
+        let i = piece.as_usize();
+        self.state[i] == State::Free && self.priority[i] != Priority::Skip
+    }
+
+    fn index_remove(&mut self, piece: PieceIndex) {
+        if self.indexed(piece) {
+            let key = self.free_key(piece);
+            let set = if key.avail == 0 {
+                &mut self.unseen
+            } else {
+                &mut self.free
+            };
+            assert!(
+                set.remove(&key),
+                "picker: {piece:?} missing from the free index"
+            );
+        }
+    }
+
+    fn index_insert(&mut self, piece: PieceIndex) {
+        if self.indexed(piece) {
+            let key = self.free_key(piece);
+            let set = if key.avail == 0 {
+                &mut self.unseen
+            } else {
+                &mut self.free
+            };
+            set.insert(key);
+        }
+    }
+
+    fn active_remove(&mut self, piece: PieceIndex) {
+        if self.state[piece.as_usize()] == State::InProgress {
+            let key = self.active_key(piece);
+            assert!(
+                self.active.remove(&key),
+                "picker: {piece:?} missing from the active set"
+            );
+        }
+    }
+
+    fn active_insert(&mut self, piece: PieceIndex) {
+        if self.state[piece.as_usize()] == State::InProgress {
+            self.active.insert(self.active_key(piece));
+        }
+    }
+
+    /// Applies a change to what the keys of `piece` are made of, keeping both sets in step.
+    fn rekey(&mut self, piece: PieceIndex, change: impl FnOnce(&mut Self)) {
+        self.index_remove(piece);
+        self.active_remove(piece);
+        change(self);
+        self.index_insert(piece);
+        self.active_insert(piece);
+    }
+
+    fn change_avail(&mut self, piece: PieceIndex, f: impl FnOnce(u32) -> Option<u32>) {
+        let i = piece.as_usize();
+        let new = f(self.avail[i])
+            .expect("picker: availability underflow (a peer removed twice or never added)");
+        self.index_remove(piece);
+        self.avail[i] = new;
+        self.index_insert(piece);
+    }
+
+    fn drop_partial(&mut self, piece: PieceIndex) {
+        let part = self
+            .partials
+            .remove(&piece)
+            .expect("picker: started piece without blocks");
+        self.missing_total -= u64::from(part.missing);
+        self.spare.push(part.blocks);
+    }
+
+    /// Index of `block` in its started piece, if it is exactly one of that piece's blocks.
+    fn started_block(&self, block: BlockRef) -> Option<usize> {
+        match self.state.get(block.piece.as_usize()) {
+            Some(State::InProgress | State::Buffered) => {}
+            _ => return None,
+        }
+        (self.lengths.block(block.piece, block.index()) == Some(block))
+            .then_some(block.index().get() as usize)
+    }
+
+    fn pick_in_progress(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let Self {
+            active,
+            partials,
+            missing_total,
+            lengths,
+            ..
+        } = self;
+        for key in active.iter() {
+            if *room == 0 {
+                return;
+            }
+            if !peer_has.get(key.piece) {
+                continue;
+            }
+            let part = partials
+                .get_mut(&key.piece)
+                .expect("picker: started piece without blocks");
+            request_missing(lengths, key.piece, part, peer, room, missing_total, out);
+        }
+    }
+
+    fn pick_new(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        new_pieces: &mut u32,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let sparse = !peer_has.is_full()
+            && (peer_has.count_ones() as usize).saturating_mul(SPARSE_FACTOR) < self.free.len();
+        if sparse {
+            let mut candidates = std::mem::take(&mut self.scratch);
+            candidates.clear();
+            candidates.extend(
+                ones(peer_has)
+                    .filter(|&p| self.indexed(p) && self.avail[p.as_usize()] > 0)
+                    .map(|p| self.free_key(p)),
+            );
+            candidates.sort_unstable();
+            for key in &candidates {
+                if *room == 0 || *new_pieces == 0 {
+                    break;
+                }
+                self.start_piece(key.piece, peer, room, out);
+                *new_pieces -= 1;
+            }
+            self.scratch = candidates;
+        } else {
+            let mut after = None;
+            while *room > 0 && *new_pieces > 0 {
+                let Some(key) = self.next_free(peer_has, after) else {
+                    break;
+                };
+                after = Some(key);
+                self.start_piece(key.piece, peer, room, out);
+                *new_pieces -= 1;
+            }
+        }
+    }
+
+    /// The first wanted Free piece after `after` in index order that the peer has.
+    fn next_free(&self, peer_has: &Bitfield, after: Option<FreeKey>) -> Option<FreeKey> {
+        let bounds = (
+            after.map_or(Bound::Unbounded, Bound::Excluded),
+            Bound::Unbounded,
+        );
+        let shared = self
+            .free
+            .range(bounds)
+            .find(|k| peer_has.get(k.piece))
+            .copied();
+        // Only a seed has pieces no counted peer has; walking them for anyone else is waste.
+        let seed_only = if peer_has.is_full() {
+            self.unseen.range(bounds).next().copied()
+        } else {
+            None
+        };
+        match (shared, seed_only) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn start_piece(
+        &mut self,
+        piece: PieceIndex,
+        peer: PeerKey,
+        room: &mut usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        self.index_remove(piece);
+        self.state[piece.as_usize()] = State::InProgress;
+        self.active_insert(piece);
+        let n = self.lengths.blocks_in_piece(piece);
+        let mut blocks = self.spare.pop().unwrap_or_default();
+        blocks.clear();
+        blocks.resize(n as usize, Block::Missing);
+        self.partials.insert(
+            piece,
+            Partial {
+                blocks,
+                missing: n,
+                received: 0,
+            },
+        );
+        self.missing_total += u64::from(n);
+        let part = self
+            .partials
+            .get_mut(&piece)
+            .expect("picker: piece just started");
+        request_missing(
+            &self.lengths,
+            piece,
+            part,
+            peer,
+            room,
+            &mut self.missing_total,
+            out,
+        );
+    }
+
+    fn pick_endgame(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let Self {
+            active,
+            partials,
+            lengths,
+            ..
+        } = self;
+        for requesters in 1..MAX_REQUESTERS {
+            for key in active.iter() {
+                if !peer_has.get(key.piece) {
+                    continue;
+                }
+                let part = partials
+                    .get_mut(&key.piece)
+                    .expect("picker: started piece without blocks");
+                for (i, b) in part.blocks.iter_mut().enumerate() {
+                    if let Block::Requested(rs) = b
+                        && rs.len() == requesters
+                        && !rs.contains(peer)
+                    {
+                        rs.push(peer);
+                        out.push(block_ref(lengths, key.piece, i));
+                        *room -= 1;
+                        if *room == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn block_ref(lengths: &Lengths, piece: PieceIndex, i: usize) -> BlockRef {
+    lengths
+        .block(piece, BlockIndex::new_unchecked(i as u32))
+        .expect("picker: block index inside its piece")
+}
+
+/// Hands the `Missing` blocks of `part` to `peer`, in order, while there is room.
+fn request_missing(
+    lengths: &Lengths,
+    piece: PieceIndex,
+    part: &mut Partial,
+    peer: PeerKey,
+    room: &mut usize,
+    missing_total: &mut u64,
+    out: &mut Vec<BlockRef>,
+) {
+    if part.missing == 0 {
+        return;
+    }
+    for (i, b) in part.blocks.iter_mut().enumerate() {
+        if *room == 0 || part.missing == 0 {
+            return;
+        }
+        if *b == Block::Missing {
+            *b = Block::Requested(Requesters::one(peer));
+            part.missing -= 1;
+            *missing_total -= 1;
+            *room -= 1;
+            out.push(block_ref(lengths, piece, i));
+        }
     }
 }

@@ -1,0 +1,91 @@
+//! Per-block bookkeeping of a started piece.
+
+use crate::PeerKey;
+
+/// Peers one block may be in flight at once (only ever more than one in endgame).
+pub const MAX_REQUESTERS: usize = 3;
+
+/// The distinct peers a block is in flight at, inline (no allocation), in request order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Requesters {
+    peers: [PeerKey; MAX_REQUESTERS],
+    len: u8,
+}
+
+impl Requesters {
+    pub(super) fn one(peer: PeerKey) -> Self {
+        Self {
+            peers: [peer; MAX_REQUESTERS],
+            len: 1,
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[PeerKey] {
+        &self.peers[..usize::from(self.len)]
+    }
+
+    pub(super) fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub(super) fn contains(&self, peer: PeerKey) -> bool {
+        self.as_slice().contains(&peer)
+    }
+
+    /// Adds `peer`; the caller checked it is absent and there is room.
+    pub(super) fn push(&mut self, peer: PeerKey) {
+        debug_assert!(self.len() < MAX_REQUESTERS && !self.contains(peer));
+        self.peers[self.len()] = peer;
+        self.len += 1;
+    }
+
+    /// Removes `peer`; returns whether it was there.
+    pub(super) fn remove(&mut self, peer: PeerKey) -> bool {
+        let Some(i) = self.as_slice().iter().position(|&p| p == peer) else {
+            return false;
+        };
+        let n = self.len();
+        self.peers.copy_within(i + 1..n, i);
+        self.len -= 1;
+        true
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Block {
+    Missing,
+    /// In flight at these peers (never empty).
+    Requested(Requesters),
+    /// Arrived from this peer (kept for hash-failure attribution).
+    Received(PeerKey),
+}
+
+/// A piece that is in progress or buffered. `missing` and `received` count the blocks in
+/// those states, so "anything left to request" and "complete" are O(1).
+#[derive(Debug)]
+pub(super) struct Partial {
+    pub(super) blocks: Vec<Block>,
+    pub(super) missing: u32,
+    pub(super) received: u32,
+}
+
+impl Partial {
+    pub(super) fn is_complete(&self) -> bool {
+        self.received as usize == self.blocks.len()
+    }
+
+    /// Distinct peers that sent blocks, sorted.
+    pub(super) fn contributors(&self) -> Vec<PeerKey> {
+        let mut peers: Vec<PeerKey> = self
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Received(p) => Some(*p),
+                _ => None,
+            })
+            .collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers
+    }
+}
