@@ -55,7 +55,7 @@ impl Torrent {
         !self.shut_down
             && self.peers.len() < self.config.max_peers
             && self.half_open < self.config.max_half_open
-            && !(self.picker.is_complete() && !self.config.seed_when_complete)
+            && (self.config.seed_when_complete || !self.picker.is_complete())
     }
 
     pub(super) fn try_connect(&mut self, now: Timestamp) {

@@ -170,6 +170,10 @@ impl Torrent {
                 peer.has_known = true;
                 if peer.has.set(piece) {
                     self.picker.peer_has_piece(piece);
+                    if peer.has.is_full() {
+                        // Counted as a seed from now on, matching its full bitfield on leave.
+                        self.picker.peer_became_seed();
+                    }
                     let wanted = !self.picker.have().get(piece)
                         && self.picker.priority(piece) != crate::Priority::Skip;
                     if wanted {

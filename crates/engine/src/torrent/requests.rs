@@ -282,9 +282,6 @@ impl Torrent {
         let was_wanted = self.is_wanted(piece);
         let contributors = self.picker.piece_checked(piece, ok);
         if ok {
-            if !self.picker.have().get(piece) {
-                self.picker.mark_have(piece);
-            }
             self.have_bytes += u64::from(len);
             if was_wanted {
                 self.wanted_changed(piece, false);

@@ -1,1 +1,601 @@
+//! Two or more engines wired back to back through an in-memory "network", with a test loop
+//! playing the driver: bytes move instantly, storage is a content buffer, hashing is real.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sha1::{Digest, Sha1};
+use sluice_core::{Bitfield, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
+use sluice_wire::{Handshake, Message};
+
+use super::*;
+
+const INFO_HASH: InfoHash = InfoHash([7; 20]);
+
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut out = [0; 20];
+    out.copy_from_slice(&Sha1::digest(data));
+    out
+}
+
+fn config(id: u8) -> Config {
+    Config {
+        peer_id: PeerId::sluice([id; 12]),
+        rng_seed: u64::from(id),
+        ..Config::default()
+    }
+}
+
+fn addr_of(node: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6881 + node as u16))
+}
+
+struct Node {
+    t: Torrent,
+    /// Verified content as this node's storage holds it.
+    data: Vec<u8>,
+    /// Blocks served by this node are corrupted in these pieces.
+    corrupt: Vec<PieceIndex>,
+    /// Hold VerifyPiece answers instead of answering at once.
+    withhold: bool,
+    held: Vec<(PieceIndex, Vec<u8>)>,
+    events: Vec<Event>,
+    disconnects: Vec<(PeerKey, DisconnectReason)>,
+}
+
+struct Net {
+    lengths: Lengths,
+    hashes: Vec<[u8; 20]>,
+    nodes: Vec<Node>,
+    links: BTreeMap<(usize, PeerKey), (usize, PeerKey)>,
+    now: Timestamp,
+    /// Bytes delivered per step and direction at most (a crude link rate), `None` = all.
+    chunk: Option<usize>,
+    in_transit: VecDeque<(usize, PeerKey, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(total: usize, piece_len: u64) -> (Self, Vec<u8>) {
+        let body = content(total, 1);
+        let n = (total as u64).div_ceil(piece_len);
+        let lengths = Lengths::new(total as u64, piece_len, n).unwrap();
+        let hashes = lengths
+            .pieces()
+            .map(|p| {
+                let s = lengths.piece_start(p).0 as usize;
+                sha1(&body[s..s + lengths.piece_len(p) as usize])
+            })
+            .collect();
+        let net = Self {
+            lengths,
+            hashes,
+            nodes: Vec::new(),
+            links: BTreeMap::new(),
+            now: Timestamp::ZERO,
+            chunk: None,
+            in_transit: VecDeque::new(),
+        };
+        (net, body)
+    }
+
+    fn add(&mut self, cfg: Config, full: Option<&[u8]>) -> usize {
+        let n = self.lengths.num_pieces();
+        let (have, data) = match full {
+            Some(body) => (Bitfield::full(n), body.to_vec()),
+            None => (
+                Bitfield::new(n),
+                vec![0; self.lengths.total_length() as usize],
+            ),
+        };
+        let t = Torrent::new(INFO_HASH, self.lengths, have, cfg, self.now);
+        self.nodes.push(Node {
+            t,
+            data,
+            corrupt: Vec::new(),
+            withhold: false,
+            held: Vec::new(),
+            events: Vec::new(),
+            disconnects: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    fn input(&mut self, node: usize, input: Input<'_>) {
+        let now = self.now;
+        self.nodes[node].t.handle_input(input, now);
+        self.nodes[node].t.check_invariants();
+    }
+
+    /// Drains every node's outputs once, acting on them. Returns whether anything happened.
+    fn drain(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..self.nodes.len() {
+            while let Some(out) = self.nodes[i].t.poll_output() {
+                any = true;
+                self.act(i, out);
+            }
+        }
+        any
+    }
+
+    fn act(&mut self, i: usize, out: Output) {
+        let now = self.now;
+        match out {
+            Output::Connect { peer, addr } => {
+                let j = (addr.port() - 6881) as usize;
+                let from = SocketAddr::from(([127, 0, 0, 2], 10_000 + i as u16));
+                match self.nodes.get_mut(j).and_then(|n| n.t.accept(from, now)) {
+                    Some(theirs) => {
+                        self.links.insert((i, peer), (j, theirs));
+                        self.links.insert((j, theirs), (i, peer));
+                        self.input(i, Input::Connected { peer });
+                    }
+                    None => self.input(i, Input::Closed { peer }),
+                }
+            }
+            Output::Transmit { peer, data } => {
+                let n = data.len();
+                if let Some(&(j, theirs)) = self.links.get(&(i, peer)) {
+                    self.in_transit.push_back((j, theirs, data));
+                }
+                self.input(i, Input::Sent { peer, bytes: n });
+            }
+            Output::Disconnect { peer, reason } => {
+                self.nodes[i].disconnects.push((peer, reason));
+                if let Some((j, theirs)) = self.links.remove(&(i, peer)) {
+                    self.links.remove(&(j, theirs));
+                    self.input(j, Input::Closed { peer: theirs });
+                }
+            }
+            Output::VerifyPiece { piece, data } => {
+                if self.nodes[i].withhold {
+                    self.nodes[i].held.push((piece, data));
+                } else {
+                    self.check(i, piece, data);
+                }
+            }
+            Output::ReadBlock { peer, block } => {
+                let start =
+                    (self.lengths.piece_start(block.piece).0 + u64::from(block.offset)) as usize;
+                let mut bytes = self.nodes[i].data[start..start + block.len as usize].to_vec();
+                if self.nodes[i].corrupt.contains(&block.piece) {
+                    bytes[0] ^= 0xff;
+                }
+                self.input(
+                    i,
+                    Input::BlockRead {
+                        peer,
+                        block,
+                        data: Some(&bytes),
+                    },
+                );
+            }
+            Output::Event(e) => self.nodes[i].events.push(e),
+        }
+    }
+
+    fn check(&mut self, i: usize, piece: PieceIndex, data: Vec<u8>) {
+        let ok = sha1(&data) == self.hashes[piece.as_usize()];
+        if ok {
+            let s = self.lengths.piece_start(piece).0 as usize;
+            self.nodes[i].data[s..s + data.len()].copy_from_slice(&data);
+        }
+        self.input(
+            i,
+            Input::PieceChecked {
+                piece,
+                ok,
+                buffer: data,
+            },
+        );
+    }
+
+    fn release_held(&mut self, i: usize) {
+        for (piece, data) in std::mem::take(&mut self.nodes[i].held) {
+            self.check(i, piece, data);
+        }
+    }
+
+    /// One step: deliver bytes in transit, drain, advance time by 1 ms, fire due timers.
+    fn step(&mut self) {
+        let mut budget = self.chunk.unwrap_or(usize::MAX);
+        while budget > 0
+            && let Some((j, key, mut data)) = self.in_transit.pop_front()
+        {
+            if data.len() > budget {
+                let rest = data.split_off(budget);
+                self.in_transit.push_front((j, key, rest));
+            }
+            budget -= data.len();
+            if self.links.contains_key(&(j, key)) {
+                self.input(
+                    j,
+                    Input::Data {
+                        peer: key,
+                        bytes: &data,
+                    },
+                );
+            }
+        }
+        while self.drain() {}
+        self.now = self.now + Duration::from_millis(1);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i]
+                .t
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
+                let now = self.now;
+                self.nodes[i].t.handle_timeout(now);
+                self.nodes[i].t.check_invariants();
+            }
+        }
+        while self.drain() {}
+    }
+
+    fn run_until(&mut self, max_steps: usize, mut done: impl FnMut(&Net) -> bool) -> usize {
+        for step in 0..max_steps {
+            if done(self) {
+                return step;
+            }
+            self.step();
+        }
+        panic!("not done after {max_steps} steps");
+    }
+}
+
+#[test]
+fn leecher_completes_from_a_seeder() {
+    let (mut net, body) = Net::new(1_000_000 + 1234, 65536);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(config(2), None);
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+    let ev = &net.nodes[leech].events;
+    assert!(ev.contains(&Event::Complete));
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::PieceVerified(_)))
+            .count(),
+        16
+    );
+    let stats = net.nodes[leech].t.stats();
+    assert_eq!(stats.pieces_have, 16);
+    assert_eq!(stats.bytes_wanted_left, 0);
+    assert_eq!(stats.buffered_bytes, 0);
+    assert!(stats.downloaded >= body.len() as u64);
+    assert!(net.nodes[seed].t.stats().uploaded >= body.len() as u64);
+    // Two seeds now: the leecher-turned-seed hangs up.
+    net.run_until(100, |n| n.links.is_empty());
+}
+
+#[test]
+fn three_leechers_share_and_finish() {
+    let (mut net, body) = Net::new(3 << 20, 1 << 18);
+    net.chunk = Some(256 * 1024);
+    let seed = net.add(config(1), Some(&body));
+    let leechers: Vec<usize> = (2..5).map(|i| net.add(config(i), None)).collect();
+    for &l in &leechers {
+        net.nodes[l].t.add_peer(addr_of(seed), net.now);
+        for &m in &leechers {
+            if m != l {
+                net.nodes[l].t.add_peer(addr_of(m), net.now);
+            }
+        }
+    }
+    net.run_until(100_000, |n| {
+        leechers.iter().all(|&l| n.nodes[l].t.is_complete())
+    });
+    for &l in &leechers {
+        assert_eq!(net.nodes[l].data, body);
+    }
+}
+
+#[test]
+fn backpressure_keeps_buffers_within_budget() {
+    let (mut net, body) = Net::new(2 << 20, 1 << 16);
+    let seed = net.add(config(1), Some(&body));
+    let budget = 4 * 65536;
+    let leech = net.add(
+        Config {
+            buffer_budget: budget,
+            ..config(2)
+        },
+        None,
+    );
+    net.nodes[leech].withhold = true;
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    for _ in 0..500 {
+        net.step();
+        assert!(net.nodes[leech].t.stats().buffered_bytes <= budget);
+    }
+    // Stalled on the full budget, not finished.
+    assert_eq!(net.nodes[leech].held.len(), 4);
+    assert!(!net.nodes[leech].t.is_complete());
+    net.nodes[leech].withhold = false;
+    net.release_held(leech);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+    assert!(net.nodes[leech].t.stats().buffered_bytes_peak <= budget);
+}
+
+#[test]
+fn piece_larger_than_budget_still_downloads() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 18);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(
+        Config {
+            buffer_budget: 100_000,
+            ..config(2)
+        },
+        None,
+    );
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].t.stats().buffered_bytes_peak, 1 << 18);
+}
+
+#[test]
+fn corrupt_seeder_is_banned() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let bad = net.add(config(1), Some(&body));
+    net.nodes[bad].corrupt = vec![PieceIndex::new_unchecked(3)];
+    let leech = net.add(config(2), None);
+    net.nodes[leech].t.add_peer(addr_of(bad), net.now);
+    net.run_until(10_000, |n| {
+        n.nodes[leech]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::PeerBanned { .. }))
+    });
+    let ev = &net.nodes[leech].events;
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::HashFailed { .. }))
+            .count(),
+        2
+    );
+    assert!(
+        net.nodes[leech]
+            .disconnects
+            .iter()
+            .any(|(_, r)| *r == DisconnectReason::Banned)
+    );
+    // Never dialed again.
+    let before = net.links.len();
+    for _ in 0..2000 {
+        net.step();
+    }
+    assert_eq!(net.links.len(), before);
+    assert_eq!(net.nodes[leech].t.stats().pieces_have, 15);
+}
+
+#[test]
+fn rate_limit_slows_the_download() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let seed = net.add(
+        Config {
+            upload_rate_limit: Some(1 << 20),
+            ..config(1)
+        },
+        Some(&body),
+    );
+    let leech = net.add(config(2), None);
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    let steps = net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    // 1 MiB at 1 MiB/s after a half-second burst: at least ~0.4 s of 1 ms steps.
+    assert!(steps >= 400, "{steps}");
+}
+
+/// A leecher connected to a scripted peer: returns the torrent, the peer's key, and the
+/// bytes the torrent sent so far.
+fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {
+    let body = content(1 << 20, 3);
+    let lengths = Lengths::new(body.len() as u64, 1 << 16, 16).unwrap();
+    let mut t = Torrent::new(
+        INFO_HASH,
+        lengths,
+        Bitfield::new(16),
+        config(1),
+        Timestamp::ZERO,
+    );
+    t.add_peer(addr_of(0), Timestamp::ZERO);
+    let Some(Output::Connect { peer, .. }) = t.poll_output() else {
+        panic!("no connect")
+    };
+    t.handle_input(Input::Connected { peer }, Timestamp::ZERO);
+    let mut sent = Vec::new();
+    while let Some(out) = t.poll_output() {
+        if let Output::Transmit { data, .. } = out {
+            sent.extend(data);
+        }
+    }
+    assert_eq!(sent.len(), Handshake::LEN);
+    let mut theirs = Vec::new();
+    Handshake::new(INFO_HASH, PeerId([9; 20])).encode(&mut theirs);
+    t.handle_input(
+        Input::Data {
+            peer,
+            bytes: &theirs,
+        },
+        Timestamp::ZERO,
+    );
+    t.check_invariants();
+    (t, peer, sent)
+}
+
+fn disconnect_reason(t: &mut Torrent, key: PeerKey) -> Option<DisconnectReason> {
+    let mut reason = None;
+    let mut event = false;
+    while let Some(out) = t.poll_output() {
+        match out {
+            Output::Disconnect { peer, reason: r } if peer == key => reason = Some(r),
+            Output::Event(Event::PeerDisconnected { peer, .. }) if peer == key => event = true,
+            _ => {}
+        }
+    }
+    assert_eq!(reason.is_some(), event);
+    reason
+}
+
+#[test]
+fn unrequested_piece_disconnects() {
+    let (mut t, peer, _) = scripted_peer();
+    let mut bytes = Vec::new();
+    Message::Bitfield(&[0xff, 0xff]).encode(&mut bytes);
+    Message::Piece {
+        index: 0,
+        begin: 0,
+        data: &[0; 16384],
+    }
+    .encode(&mut bytes);
+    t.handle_input(
+        Input::Data {
+            peer,
+            bytes: &bytes,
+        },
+        Timestamp::ZERO,
+    );
+    t.check_invariants();
+    assert!(matches!(
+        disconnect_reason(&mut t, peer),
+        Some(DisconnectReason::Protocol(_))
+    ));
+    assert_eq!(t.stats().peers_connected, 0);
+}
+
+#[test]
+fn bad_bitfield_disconnects() {
+    let (mut t, peer, _) = scripted_peer();
+    let mut bytes = Vec::new();
+    Message::Bitfield(&[0xff, 0xff, 0xff]).encode(&mut bytes);
+    t.handle_input(
+        Input::Data {
+            peer,
+            bytes: &bytes,
+        },
+        Timestamp::ZERO,
+    );
+    t.check_invariants();
+    assert!(matches!(
+        disconnect_reason(&mut t, peer),
+        Some(DisconnectReason::Protocol(_))
+    ));
+}
+
+#[test]
+fn wrong_info_hash_and_garbage_disconnect() {
+    let body = content(1000, 3);
+    let lengths = Lengths::new(body.len() as u64, 1 << 16, 1).unwrap();
+    let mut t = Torrent::new(
+        INFO_HASH,
+        lengths,
+        Bitfield::new(1),
+        config(1),
+        Timestamp::ZERO,
+    );
+    let a = t.accept(addr_of(1), Timestamp::ZERO).unwrap();
+    let mut hs = Vec::new();
+    Handshake::new(InfoHash([1; 20]), PeerId([9; 20])).encode(&mut hs);
+    t.handle_input(
+        Input::Data {
+            peer: a,
+            bytes: &hs,
+        },
+        Timestamp::ZERO,
+    );
+    assert_eq!(
+        disconnect_reason(&mut t, a),
+        Some(DisconnectReason::WrongInfoHash)
+    );
+    let b = t.accept(addr_of(2), Timestamp::ZERO).unwrap();
+    assert_ne!(a, b);
+    t.handle_input(
+        Input::Data {
+            peer: b,
+            bytes: &[0xff; 100],
+        },
+        Timestamp::ZERO,
+    );
+    assert!(matches!(
+        disconnect_reason(&mut t, b),
+        Some(DisconnectReason::Protocol(_))
+    ));
+    t.check_invariants();
+}
+
+#[test]
+fn interested_peer_is_unchoked_at_once_and_idle_peer_times_out() {
+    let body = content(1 << 16, 3);
+    let lengths = Lengths::new(body.len() as u64, 1 << 14, 4).unwrap();
+    let mut t = Torrent::new(
+        INFO_HASH,
+        lengths,
+        Bitfield::full(4),
+        config(1),
+        Timestamp::ZERO,
+    );
+    let peer = t.accept(addr_of(1), Timestamp::ZERO).unwrap();
+    let mut bytes = Vec::new();
+    Handshake::new(INFO_HASH, PeerId([9; 20])).encode(&mut bytes);
+    Message::Interested.encode(&mut bytes);
+    Message::Request {
+        index: 1,
+        begin: 0,
+        length: 16384,
+    }
+    .encode(&mut bytes);
+    t.handle_input(
+        Input::Data {
+            peer,
+            bytes: &bytes,
+        },
+        Timestamp::ZERO,
+    );
+    let mut read = None;
+    while let Some(out) = t.poll_output() {
+        if let Output::ReadBlock { block, .. } = out {
+            read = Some(block);
+        }
+    }
+    // Unchoked before its request was parsed: the request is served.
+    assert_eq!(read.map(|b| b.piece.get()), Some(1));
+    t.check_invariants();
+    let mut keepalives = 0;
+    let now = loop {
+        let now = t.poll_timeout().unwrap();
+        assert!(now <= Timestamp::ZERO + Duration::from_secs(121));
+        t.handle_timeout(now);
+        t.check_invariants();
+        let mut gone = false;
+        while let Some(out) = t.poll_output() {
+            match out {
+                Output::Transmit { data, .. } if data == [0, 0, 0, 0] => keepalives += 1,
+                Output::Disconnect { reason, .. } => {
+                    assert_eq!(reason, DisconnectReason::Timeout);
+                    gone = true;
+                }
+                _ => {}
+            }
+        }
+        if gone {
+            break now;
+        }
+    };
+    assert!(keepalives >= 2);
+    assert!(now >= Timestamp::ZERO + Duration::from_secs(120));
+}
