@@ -1,1 +1,42 @@
-//! STUB: the tokio driver is being written.
+//! The tokio driver: it owns sockets, timers, the disk and the hash workers, and pumps one
+//! sans-IO [`sluice_engine::Torrent`] per torrent.
+//!
+//! Each torrent runs as one task that alone owns its engine (no locks around engine state).
+//! Around it:
+//! - one reader and one writer task per peer connection, talking to the torrent task over
+//!   bounded channels (a slow torrent task slows the reader, and TCP pushes back on the peer);
+//! - blocking workers (tokio's blocking pool) that hash complete pieces with SHA-1 (SHA-NI when
+//!   the CPU has it), write verified pieces and append them to the resume journal, and read
+//!   blocks for upload — never on the async threads;
+//! - a [`Session`] listener that reads an inbound handshake's info-hash and hands the connection
+//!   to the right torrent task.
+//!
+//! The network policy ([`NetPolicy`]) is enforced here, at the edge: with loopback-only on,
+//! no address outside 127.0.0.0/8 (or ::1) is dialled, accepted or listened on.
+
+mod clock;
+mod net;
+mod peer_conn;
+mod session;
+mod torrent_task;
+
+pub use clock::Clock;
+pub use net::NetPolicy;
+pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
+pub use sluice_engine::Stats;
+pub use session::Progress;
+pub use sluice_engine::Config as EngineConfig;
+
+/// A fresh peer id: Sluice's client prefix and twelve random bytes.
+pub fn random_peer_id() -> sluice_core::PeerId {
+    use rand::{RngCore, SeedableRng};
+    let mut tail = [0u8; 12];
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut tail);
+    sluice_core::PeerId::sluice(tail)
+}
+
+/// A random seed for an engine's PRNG.
+pub fn random_seed() -> u64 {
+    use rand::{RngCore, SeedableRng};
+    rand::rngs::StdRng::from_os_rng().next_u64()
+}

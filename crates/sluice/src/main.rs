@@ -1,1 +1,208 @@
-fn main() {}
+//! The `sluice` binary: parses the command line, sets up logging and wires the node together.
+//! No BitTorrent logic lives here.
+
+mod progress;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sluice_core::metainfo::Metainfo;
+use sluice_node::{AddTorrent, NetPolicy, Session, SessionConfig, StartMode};
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "BitTorrent streaming media server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download a torrent; exits 0 once every file is complete and verified.
+    Download {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// Folder to download into.
+        #[arg(long)]
+        out: PathBuf,
+        /// A peer to connect to (repeatable).
+        #[arg(long = "peer", value_name = "IP:PORT")]
+        peers: Vec<SocketAddr>,
+        /// Where resume data is kept [default: OUT/.sluice].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Verify a folder of data against a torrent and seed it until stopped.
+    Seed {
+        /// The .torrent file.
+        torrent: PathBuf,
+        /// Folder holding the torrent's files.
+        #[arg(long)]
+        data: PathBuf,
+        /// A peer to connect to (repeatable).
+        #[arg(long = "peer", value_name = "IP:PORT")]
+        peers: Vec<SocketAddr>,
+        /// Where resume data is kept [default: DATA/.sluice].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct NetArgs {
+    /// Address to accept peer connections on [default: an ephemeral port for download,
+    /// port 6881 for seed; on 127.0.0.1 when loopback-only].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<SocketAddr>,
+    /// Confine all traffic to loopback (127.0.0.0/8, ::1).
+    #[arg(long, env = "SLUICE_LOOPBACK_ONLY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
+    loopback_only: bool,
+    /// Download limit in bytes per second.
+    #[arg(long, value_name = "BYTES")]
+    download_limit: Option<u64>,
+    /// Upload limit in bytes per second.
+    #[arg(long, value_name = "BYTES")]
+    upload_limit: Option<u64>,
+}
+
+impl NetArgs {
+    fn session_config(&self, default_port: u16) -> SessionConfig {
+        let policy = NetPolicy {
+            loopback_only: self.loopback_only,
+        };
+        let default_ip = if self.loopback_only {
+            [127, 0, 0, 1]
+        } else {
+            [0, 0, 0, 0]
+        };
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from((default_ip, default_port)));
+        let mut engine = sluice_engine_config();
+        engine.download_rate_limit = self.download_limit;
+        engine.upload_rate_limit = self.upload_limit;
+        SessionConfig {
+            listen: Some(listen),
+            policy,
+            peer_id: sluice_node::random_peer_id(),
+            engine,
+        }
+    }
+}
+
+fn sluice_engine_config() -> sluice_node::EngineConfig {
+    sluice_node::EngineConfig {
+        rng_seed: sluice_node::random_seed(),
+        ..Default::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "sluice=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_torrent(path: &PathBuf) -> anyhow::Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Download {
+            torrent,
+            out,
+            peers,
+            state_dir,
+            net,
+        } => {
+            let meta = load_torrent(&torrent)?;
+            let state_dir = state_dir.unwrap_or_else(|| out.join(".sluice"));
+            let session = Session::start(net.session_config(0)).await?;
+            let total_pieces = meta.lengths.num_pieces();
+            let name = meta.name.clone();
+            let handle = session
+                .add_torrent(AddTorrent {
+                    meta,
+                    data_dir: out,
+                    state_dir,
+                    mode: StartMode::Resume,
+                })
+                .await?;
+            let start = handle.progress();
+            eprintln!("resume: {} verified pieces", start.stats.pieces_have);
+            if let Some(addr) = session.listen_addr() {
+                eprintln!("listening on {addr}");
+            }
+            handle.add_peers(peers).await?;
+            let result = progress::watch_download(&handle, &name, total_pieces).await;
+            handle.shutdown().await;
+            let end = handle.progress();
+            eprintln!("downloaded: {} bytes", end.stats.downloaded);
+            result
+        }
+        Command::Seed {
+            torrent,
+            data,
+            peers,
+            state_dir,
+            net,
+        } => {
+            let meta = load_torrent(&torrent)?;
+            let state_dir = state_dir.unwrap_or_else(|| data.join(".sluice"));
+            let session = Session::start(net.session_config(6881)).await?;
+            let total = meta.lengths.num_pieces();
+            let handle = session
+                .add_torrent(AddTorrent {
+                    meta,
+                    data_dir: data,
+                    state_dir,
+                    mode: StartMode::Recheck,
+                })
+                .await?;
+            let have = handle.progress().stats.pieces_have;
+            eprintln!("seeding: {have}/{total} pieces");
+            if let Some(addr) = session.listen_addr() {
+                eprintln!("listening on {addr}");
+            }
+            if have == 0 {
+                bail!("none of the torrent's data was found under the data folder");
+            }
+            handle.add_peers(peers).await?;
+            progress::watch_seed(&handle).await;
+            handle.shutdown().await;
+            Ok(())
+        }
+    }
+}

@@ -195,6 +195,14 @@ impl Resume {
         Ok(())
     }
 
+    /// Replaces what the journal vouches for with `have` (the result of a full recheck) and
+    /// compacts. `have` must be for the same number of pieces.
+    pub fn replace(&mut self, have: Bitfield) -> Result<()> {
+        assert_eq!(have.len(), self.have.len(), "bitfield for another torrent");
+        self.have = have;
+        self.compact()
+    }
+
     /// Forgets pieces whose backing data `store` reports absent (cheap: no hashing), compacting
     /// if any was dropped so the journal stops claiming them. Returns the remaining pieces.
     pub fn drop_absent<S: PieceStore + ?Sized>(&mut self, store: &S) -> Result<Bitfield> {

@@ -1,0 +1,101 @@
+//! One peer connection: a reader task and a writer task around a TCP stream.
+//!
+//! The reader forwards whatever the socket gives as [`PeerEvent::Data`] over the torrent's
+//! bounded event channel, so a busy torrent task slows the reader and TCP flow control pushes
+//! back on the peer. The writer drains an unbounded queue of byte batches; the engine bounds
+//! what it queues by the [`PeerEvent::Sent`] reports. Dropping [`PeerIo`] aborts both tasks and
+//! closes the socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_engine::PeerKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How much one socket read may take at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub(crate) enum PeerEvent {
+    Connected { peer: PeerKey, stream: TcpStream },
+    Data { peer: PeerKey, bytes: Vec<u8> },
+    Sent { peer: PeerKey, bytes: usize },
+    Closed { peer: PeerKey },
+}
+
+#[derive(Debug)]
+pub(crate) struct PeerIo {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl PeerIo {
+    pub(crate) fn spawn(peer: PeerKey, stream: TcpStream, events: mpsc::Sender<PeerEvent>) -> Self {
+        // Latency of small messages (requests, haves) matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let ev = events.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let bytes = buf[..n].to_vec();
+                        if ev.send(PeerEvent::Data { peer, bytes }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = ev.send(PeerEvent::Closed { peer }).await;
+        });
+        let writer = tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if wr.write_all(&data).await.is_err() {
+                    let _ = events.send(PeerEvent::Closed { peer }).await;
+                    return;
+                }
+                if events.send(PeerEvent::Sent { peer, bytes: data.len() }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { tx, reader, writer }
+    }
+
+    pub(crate) fn send(&self, data: Vec<u8>) {
+        // A closed writer has already reported Closed.
+        let _ = self.tx.send(data);
+    }
+}
+
+impl Drop for PeerIo {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// Dials `addr` and reports the result on the torrent's event channel.
+pub(crate) fn spawn_connect(peer: PeerKey, addr: SocketAddr, timeout: Duration, events: mpsc::Sender<PeerEvent>) {
+    tokio::spawn(async move {
+        let ev = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => PeerEvent::Connected { peer, stream },
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "connect failed");
+                PeerEvent::Closed { peer }
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "connect timed out");
+                PeerEvent::Closed { peer }
+            }
+        };
+        let _ = events.send(ev).await;
+    });
+}

@@ -1,0 +1,246 @@
+//! The session: the listener shared by all torrents and the table that routes inbound
+//! connections to them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_core::metainfo::Metainfo;
+use sluice_core::{Bitfield, InfoHash, PeerId};
+use sluice_engine::{Config, Torrent};
+use sluice_storage::{FsStore, PieceStore, Resume};
+use sluice_wire::Handshake;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::torrent_task::{Command, TorrentTask};
+pub use crate::torrent_task::Progress;
+use crate::{Clock, NetPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{addr} is not a loopback address, and loopback-only is on")]
+    NotLoopback { addr: SocketAddr },
+    #[error("storage: {0}")]
+    Storage(#[from] sluice_storage::StorageError),
+    #[error("torrent {0} is already added")]
+    Duplicate(InfoHash),
+    #[error("the session has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where to accept peer connections; `None`: outbound only.
+    pub listen: Option<SocketAddr>,
+    pub policy: NetPolicy,
+    pub peer_id: PeerId,
+    /// Template for each torrent's engine (peer id, port and seed are filled in per torrent).
+    pub engine: Config,
+}
+
+/// How a torrent learns which pieces it already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Trust the resume journal (pieces it lists were verified before being recorded).
+    Resume,
+    /// Hash every existing byte (for seeding a folder of data).
+    Recheck,
+}
+
+#[derive(Debug, Clone)]
+pub struct AddTorrent {
+    pub meta: Metainfo,
+    /// The folder the torrent's files live in.
+    pub data_dir: PathBuf,
+    /// Where the resume journal lives.
+    pub state_dir: PathBuf,
+    pub mode: StartMode,
+}
+
+type Routes = Arc<Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>>;
+
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    listen_addr: Option<SocketAddr>,
+    routes: Routes,
+    clock: Clock,
+    accept_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Session {
+    pub async fn start(config: SessionConfig) -> Result<Self, NodeError> {
+        let routes: Routes = Arc::default();
+        let mut listen_addr = None;
+        let mut accept_task = None;
+        if let Some(addr) = config.listen {
+            if !config.policy.allows(&addr) {
+                return Err(NodeError::NotLoopback { addr });
+            }
+            let listener = TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
+            let local = listener.local_addr().map_err(|source| NodeError::Listen { addr, source })?;
+            listen_addr = Some(local);
+            accept_task = Some(tokio::spawn(accept_loop(listener, routes.clone(), config.policy)));
+        }
+        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task })
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// Opens storage, learns what is already verified and starts the torrent's task.
+    /// Hashing (for [`StartMode::Recheck`]) runs on a blocking thread.
+    pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, NodeError> {
+        let info_hash = add.meta.info_hash;
+        if self.routes.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&info_hash) {
+            return Err(NodeError::Duplicate(info_hash));
+        }
+        let meta = Arc::new(add.meta);
+        let m = meta.clone();
+        let opened = tokio::task::spawn_blocking(move || open_storage(&m, &add.data_dir, &add.state_dir, add.mode))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
+        let (store, resume, have) = opened;
+
+        let mut engine_cfg = self.config.engine.clone();
+        engine_cfg.peer_id = self.config.peer_id;
+        engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
+        engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
+        let engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, self.clock.now());
+
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        let task = TorrentTask {
+            engine,
+            clock: self.clock,
+            policy: self.config.policy,
+            meta,
+            store,
+            resume: Arc::new(Mutex::new(resume)),
+            commands: cmd_rx,
+            progress: progress_tx,
+        };
+        let routes = self.routes.clone();
+        routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, cmd_tx.clone());
+        tokio::spawn(async move {
+            task.run().await;
+            routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
+        });
+        Ok(TorrentHandle { info_hash, commands: cmd_tx, progress: progress_rx })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(t) = &self.accept_task {
+            t.abort();
+        }
+    }
+}
+
+type Opened = (Arc<dyn PieceStore>, Resume, Bitfield);
+
+fn open_storage(
+    meta: &Metainfo,
+    data_dir: &std::path::Path,
+    state_dir: &std::path::Path,
+    mode: StartMode,
+) -> Result<Opened, NodeError> {
+    let store = FsStore::new(data_dir, meta)?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|source| sluice_storage::StorageError::Io { path: state_dir.to_path_buf(), source })?;
+    let journal = Resume::path_for(state_dir, &meta.info_hash);
+    let (mut resume, _) = Resume::open(&journal, meta.info_hash, meta.lengths.num_pieces())?;
+    let have = match mode {
+        // The journal only lists pieces verified before they were recorded; files that went
+        // missing or shrank since then drop their pieces.
+        StartMode::Resume => resume.drop_absent(&store)?,
+        StartMode::Recheck => {
+            let have = sluice_storage::recheck(&store, &meta.piece_hashes, recheck_threads())?;
+            resume.replace(have.clone())?;
+            have
+        }
+    };
+    Ok((Arc::new(store), resume, have))
+}
+
+fn recheck_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Reads each inbound connection's handshake to find its torrent, then hands it over.
+async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy) {
+    loop {
+        let Ok((stream, addr)) = listener.accept().await else {
+            continue;
+        };
+        if !policy.allows(&addr) {
+            continue;
+        }
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            if let Err(e) = route_inbound(stream, addr, routes).await {
+                tracing::debug!(%addr, error = %e, "inbound connection dropped");
+            }
+        });
+    }
+}
+
+async fn route_inbound(mut stream: TcpStream, addr: SocketAddr, routes: Routes) -> Result<(), String> {
+    let mut head = vec![0u8; Handshake::LEN];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head))
+        .await
+        .map_err(|_| "handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let hs = Handshake::decode(&head).map_err(|e| e.to_string())?;
+    let tx = routes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&hs.info_hash)
+        .cloned()
+        .ok_or_else(|| format!("unknown torrent {}", hs.info_hash))?;
+    tx.send(Command::Incoming { stream, addr, head }).await.map_err(|_| "torrent stopped".to_string())
+}
+
+/// A running torrent.
+#[derive(Debug, Clone)]
+pub struct TorrentHandle {
+    info_hash: InfoHash,
+    commands: mpsc::Sender<Command>,
+    progress: watch::Receiver<Progress>,
+}
+
+impl TorrentHandle {
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    pub async fn add_peers(&self, peers: Vec<SocketAddr>) -> Result<(), NodeError> {
+        self.commands.send(Command::AddPeers(peers)).await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// The latest progress snapshot.
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// A receiver that wakes on every progress update.
+    pub fn watch(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// Stops the torrent: closes connections, flushes data and the resume journal.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

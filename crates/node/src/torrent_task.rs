@@ -1,0 +1,319 @@
+//! The task that owns one torrent's engine and carries out its outputs.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_core::metainfo::Metainfo;
+use sluice_core::{BlockRef, PieceIndex};
+use sluice_engine::{Event, Input, Output, PeerKey, Stats, Torrent};
+use sluice_storage::{PieceStore, Resume};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use std::time::Instant;
+
+use crate::peer_conn::{PeerEvent, PeerIo, spawn_connect};
+use crate::{Clock, NetPolicy};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the progress snapshot is refreshed at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+/// How often the resume journal is compacted and written data flushed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+
+/// What a torrent's watchers see.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub stats: Stats,
+    pub complete: bool,
+    /// A local failure (disk) that stopped the torrent.
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    AddPeers(Vec<SocketAddr>),
+    /// An inbound connection whose handshake (already read, in `head`) names this torrent.
+    Incoming { stream: TcpStream, addr: SocketAddr, head: Vec<u8> },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Results of blocking work.
+enum Done {
+    Checked { piece: PieceIndex, ok: bool, buffer: Vec<u8> },
+    Read { peer: PeerKey, block: BlockRef, data: Option<Vec<u8>> },
+    Failed(String),
+}
+
+pub(crate) struct TorrentTask {
+    pub(crate) engine: Torrent,
+    pub(crate) clock: Clock,
+    pub(crate) policy: NetPolicy,
+    pub(crate) meta: Arc<Metainfo>,
+    pub(crate) store: Arc<dyn PieceStore>,
+    pub(crate) resume: Arc<Mutex<Resume>>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) progress: watch::Sender<Progress>,
+}
+
+struct Running {
+    peers: HashMap<PeerKey, PeerIo>,
+    connecting: HashSet<PeerKey>,
+    events_tx: mpsc::Sender<PeerEvent>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    error: Option<String>,
+    complete: bool,
+}
+
+impl TorrentTask {
+    pub(crate) async fn run(mut self) {
+        let (events_tx, mut events_rx) = mpsc::channel::<PeerEvent>(1024);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let mut r = Running {
+            peers: HashMap::new(),
+            connecting: HashSet::new(),
+            events_tx,
+            done_tx,
+            error: None,
+            complete: self.engine.is_complete(),
+        };
+        let mut next_progress = Instant::now();
+        let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
+        let mut shutdown_reply = None;
+
+        loop {
+            self.drain(&mut r);
+            let now = Instant::now();
+            if now >= next_progress {
+                self.publish(&r);
+                next_progress = now + PROGRESS_EVERY;
+            }
+            if now >= next_checkpoint {
+                drop(self.checkpoint(&r));
+                next_checkpoint = now + CHECKPOINT_EVERY;
+            }
+            if r.error.is_some() {
+                break;
+            }
+            let wake = self
+                .engine
+                .poll_timeout()
+                .map(|t| self.clock.instant(t))
+                .unwrap_or(now + Duration::from_secs(3600))
+                .min(next_progress.max(now + Duration::from_millis(1)))
+                .min(next_checkpoint);
+            tokio::select! {
+                Some(ev) = events_rx.recv() => {
+                    self.on_peer_event(&mut r, ev);
+                    // Batch whatever else is already queued before draining outputs.
+                    for _ in 0..64 {
+                        match events_rx.try_recv() {
+                            Ok(ev) => {
+                                self.on_peer_event(&mut r, ev);
+                                self.drain(&mut r);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(done) = done_rx.recv() => self.on_done(&mut r, done),
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::AddPeers(addrs)) => {
+                        let now = self.clock.now();
+                        for a in addrs {
+                            if self.policy.allows(&a) {
+                                self.engine.add_peer(a, now);
+                            } else {
+                                tracing::warn!(addr = %a, "not dialling a non-loopback address (loopback-only)");
+                            }
+                        }
+                    }
+                    Some(Command::Incoming { stream, addr, head }) => self.on_incoming(&mut r, stream, addr, head),
+                    Some(Command::Shutdown(reply)) => {
+                        shutdown_reply = Some(reply);
+                        break;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    let now = self.clock.now();
+                    self.engine.handle_timeout(now);
+                }
+            }
+        }
+
+        self.engine.shutdown(self.clock.now());
+        self.drain(&mut r);
+        r.peers.clear();
+        let _ = self.checkpoint(&r).await;
+        self.publish(&r);
+        if let Some(reply) = shutdown_reply {
+            let _ = reply.send(());
+        }
+    }
+
+    fn publish(&self, r: &Running) {
+        let p = Progress { stats: self.engine.stats(), complete: r.complete, error: r.error.clone() };
+        self.progress.send_replace(p);
+    }
+
+    fn checkpoint(&self, r: &Running) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let resume = self.resume.clone();
+        let done = r.done_tx.clone();
+        // Data first, then the journal snapshot that vouches for it.
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.flush() {
+                let _ = done.send(Done::Failed(format!("flushing data: {e}")));
+                return;
+            }
+            let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = j.compact() {
+                tracing::warn!(error = %e, "compacting resume journal");
+            }
+        })
+    }
+
+    fn on_incoming(&mut self, r: &mut Running, stream: TcpStream, addr: SocketAddr, head: Vec<u8>) {
+        let now = self.clock.now();
+        let Some(peer) = self.engine.accept(addr, now) else {
+            return;
+        };
+        r.peers.insert(peer, PeerIo::spawn(peer, stream, r.events_tx.clone()));
+        self.engine.handle_input(Input::Data { peer, bytes: &head }, now);
+    }
+
+    fn on_peer_event(&mut self, r: &mut Running, ev: PeerEvent) {
+        let now = self.clock.now();
+        match ev {
+            PeerEvent::Connected { peer, stream } => {
+                if r.connecting.remove(&peer) {
+                    r.peers.insert(peer, PeerIo::spawn(peer, stream, r.events_tx.clone()));
+                    self.engine.handle_input(Input::Connected { peer }, now);
+                }
+            }
+            PeerEvent::Data { peer, bytes } => {
+                if r.peers.contains_key(&peer) {
+                    self.engine.handle_input(Input::Data { peer, bytes: &bytes }, now);
+                }
+            }
+            PeerEvent::Sent { peer, bytes } => {
+                if r.peers.contains_key(&peer) {
+                    self.engine.handle_input(Input::Sent { peer, bytes }, now);
+                }
+            }
+            PeerEvent::Closed { peer } => {
+                let known = r.connecting.remove(&peer) || r.peers.remove(&peer).is_some();
+                if known {
+                    self.engine.handle_input(Input::Closed { peer }, now);
+                }
+            }
+        }
+    }
+
+    fn on_done(&mut self, r: &mut Running, done: Done) {
+        let now = self.clock.now();
+        match done {
+            Done::Checked { piece, ok, buffer } => {
+                if !ok {
+                    tracing::info!(%piece, "piece failed its hash check; fetching it again");
+                }
+                self.engine.handle_input(Input::PieceChecked { piece, ok, buffer }, now);
+            }
+            Done::Read { peer, block, data } => {
+                if r.peers.contains_key(&peer) {
+                    self.engine.handle_input(Input::BlockRead { peer, block, data: data.as_deref() }, now);
+                }
+            }
+            Done::Failed(e) => {
+                tracing::error!(error = %e, "storage failure; stopping the torrent");
+                r.error = Some(e);
+            }
+        }
+    }
+
+    /// Carries out every pending output of the engine.
+    fn drain(&mut self, r: &mut Running) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Connect { peer, addr } => {
+                    if self.policy.allows(&addr) {
+                        r.connecting.insert(peer);
+                        spawn_connect(peer, addr, CONNECT_TIMEOUT, r.events_tx.clone());
+                    } else {
+                        self.engine.handle_input(Input::Closed { peer }, self.clock.now());
+                    }
+                }
+                Output::Transmit { peer, data } => {
+                    if let Some(io) = r.peers.get(&peer) {
+                        io.send(data);
+                    }
+                }
+                Output::Disconnect { peer, reason } => {
+                    tracing::debug!(?peer, ?reason, "disconnect");
+                    r.peers.remove(&peer);
+                    r.connecting.remove(&peer);
+                }
+                Output::VerifyPiece { piece, data } => self.verify(r, piece, data),
+                Output::ReadBlock { peer, block } => self.read(r, peer, block),
+                Output::Event(ev) => self.on_event(r, ev),
+            }
+        }
+    }
+
+    fn on_event(&mut self, r: &mut Running, ev: Event) {
+        match ev {
+            Event::Complete => {
+                r.complete = true;
+                drop(self.checkpoint(r));
+                self.publish(r);
+            }
+            Event::PeerBanned { addr } => tracing::warn!(%addr, "peer banned after sending corrupt data"),
+            Event::HashFailed { piece, peers } => tracing::info!(%piece, ?peers, "hash failure"),
+            Event::PeerConnected { peer, addr } => tracing::debug!(?peer, %addr, "peer connected"),
+            Event::PeerDisconnected { peer, reason } => tracing::debug!(?peer, ?reason, "peer disconnected"),
+            Event::PieceVerified(_) => {}
+        }
+    }
+
+    fn verify(&self, r: &Running, piece: PieceIndex, data: Vec<u8>) {
+        let expected = self.meta.piece_hashes[piece.as_usize()];
+        let store = self.store.clone();
+        let resume = self.resume.clone();
+        let done = r.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let ok = sluice_storage::piece_matches(&data, &expected);
+            if ok {
+                if let Err(e) = store.write_piece(piece, &data) {
+                    let _ = done.send(Done::Failed(format!("writing piece {piece}: {e}")));
+                    return;
+                }
+                // Journal only after the write returned: the journal never vouches for bytes
+                // that are not in the files.
+                let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = j.record(piece) {
+                    let _ = done.send(Done::Failed(format!("recording piece {piece}: {e}")));
+                    return;
+                }
+            }
+            let _ = done.send(Done::Checked { piece, ok, buffer: data });
+        });
+    }
+
+    fn read(&self, r: &Running, peer: PeerKey, block: BlockRef) {
+        let store = self.store.clone();
+        let done = r.done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; block.len as usize];
+            let data = match store.read(block, &mut buf) {
+                Ok(()) => Some(buf),
+                Err(e) => {
+                    tracing::warn!(?block, error = %e, "read for upload failed");
+                    None
+                }
+            };
+            let _ = done.send(Done::Read { peer, block, data });
+        });
+    }
+}

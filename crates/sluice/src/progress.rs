@@ -1,0 +1,116 @@
+//! The progress line: rate, peers and ETA on stderr; redrawn in place on a terminal, one line
+//! every few seconds otherwise (logs, CI).
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use sluice_node::{Progress, TorrentHandle};
+
+fn human_rate(bytes_per_s: u64) -> String {
+    format!("{:.1} MB/s", bytes_per_s as f64 / 1e6)
+}
+
+fn eta(left: u64, rate: u64) -> String {
+    if rate == 0 {
+        return "--:--".into();
+    }
+    let s = left / rate;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn line(name: &str, p: &Progress, total_pieces: u32) -> String {
+    let s = &p.stats;
+    let pct = if total_pieces == 0 {
+        100.0
+    } else {
+        100.0 * f64::from(s.pieces_have) / f64::from(total_pieces)
+    };
+    format!(
+        "{name}: {pct:5.1}% {}/{} pieces, {} down, {} up, {} peers, ETA {}",
+        s.pieces_have,
+        total_pieces,
+        human_rate(s.download_rate),
+        human_rate(s.upload_rate),
+        s.peers_connected,
+        eta(s.bytes_wanted_left, s.download_rate)
+    )
+}
+
+/// Redraws progress until the download completes; errors if the torrent stopped on a failure.
+pub async fn watch_download(
+    handle: &TorrentHandle,
+    name: &str,
+    total_pieces: u32,
+) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(2)
+    };
+    let mut rx = handle.watch();
+    let mut last = Instant::now() - every;
+    loop {
+        let p = rx.borrow_and_update().clone();
+        if let Some(e) = p.error {
+            anyhow::bail!("download stopped: {e}");
+        }
+        if last.elapsed() >= every || p.complete {
+            last = Instant::now();
+            let l = line(name, &p, total_pieces);
+            let mut err = std::io::stderr().lock();
+            let _ = if tty {
+                write!(err, "\r\x1b[2K{l}")
+            } else {
+                writeln!(err, "{l}")
+            };
+        }
+        if p.complete {
+            if tty {
+                eprintln!();
+            }
+            eprintln!("complete: every file verified");
+            return Ok(());
+        }
+        if rx.changed().await.is_err() {
+            anyhow::bail!("the torrent stopped before completing");
+        }
+    }
+}
+
+/// Seeds until Ctrl-C (or SIGTERM), printing a status line now and then.
+pub async fn watch_seed(handle: &TorrentHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {
+                let p = handle.progress();
+                eprintln!("seeding: {} peers, {} up, {} bytes uploaded", p.stats.peers_connected, human_rate(p.stats.upload_rate), p.stats.uploaded);
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
