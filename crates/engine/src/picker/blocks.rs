@@ -14,10 +14,7 @@ pub(super) struct Requesters {
 
 impl Requesters {
     pub(super) fn one(peer: PeerKey) -> Self {
-        Self {
-            peers: [peer; MAX_REQUESTERS],
-            len: 1,
-        }
+        Self { peers: [peer; MAX_REQUESTERS], len: 1 }
     }
 
     pub(super) fn as_slice(&self) -> &[PeerKey] {

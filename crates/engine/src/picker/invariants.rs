@@ -12,10 +12,7 @@ impl Picker {
         assert_eq!(self.state.len(), n, "picker: state vector length");
         assert_eq!(self.priority.len(), n, "picker: priority vector length");
         assert_eq!(self.avail.len(), n, "picker: availability vector length");
-        assert!(
-            self.deadlines.keys().all(|p| p.as_usize() < n),
-            "picker: deadline set for a piece out of range"
-        );
+        assert!(self.deadlines.keys().all(|p| p.as_usize() < n), "picker: deadline set for a piece out of range");
 
         let mut free = BTreeSet::new();
         let mut unseen = BTreeSet::new();
@@ -51,28 +48,19 @@ impl Picker {
                 }
                 State::InProgress | State::Buffered => {
                     started += 1;
-                    let part = self.partials.get(&piece).unwrap_or_else(|| {
-                        panic!("picker: {state:?} piece {piece:?} has no block state")
-                    });
+                    let part = self
+                        .partials
+                        .get(&piece)
+                        .unwrap_or_else(|| panic!("picker: {state:?} piece {piece:?} has no block state"));
                     assert_eq!(
                         part.blocks.len(),
                         self.lengths.blocks_in_piece(piece) as usize,
                         "picker: block count of {piece:?}"
                     );
                     let missing = part.blocks.iter().filter(|b| **b == Block::Missing).count();
-                    let received = part
-                        .blocks
-                        .iter()
-                        .filter(|b| matches!(b, Block::Received(_)))
-                        .count();
-                    assert_eq!(
-                        part.missing as usize, missing,
-                        "picker: missing count of {piece:?}"
-                    );
-                    assert_eq!(
-                        part.received as usize, received,
-                        "picker: received count of {piece:?}"
-                    );
+                    let received = part.blocks.iter().filter(|b| matches!(b, Block::Received(_))).count();
+                    assert_eq!(part.missing as usize, missing, "picker: missing count of {piece:?}");
+                    assert_eq!(part.received as usize, received, "picker: received count of {piece:?}");
                     missing_total += missing as u64;
                     for b in &part.blocks {
                         if let Block::Requested(rs) = b {
@@ -91,25 +79,15 @@ impl Picker {
                         }
                     }
                     if state == State::Buffered {
-                        assert!(
-                            part.is_complete(),
-                            "picker: buffered piece {piece:?} has blocks not received"
-                        );
+                        assert!(part.is_complete(), "picker: buffered piece {piece:?} has blocks not received");
                     } else {
-                        assert!(
-                            !part.is_complete(),
-                            "picker: piece {piece:?} has every block but is not buffered"
-                        );
+                        assert!(!part.is_complete(), "picker: piece {piece:?} has every block but is not buffered");
                         active.insert(self.active_key(piece));
                     }
                 }
             }
         }
-        assert_eq!(
-            self.partials.len(),
-            started,
-            "picker: block state kept for pieces that are not started"
-        );
+        assert_eq!(self.partials.len(), started, "picker: block state kept for pieces that are not started");
         assert!(
             self.free == free,
             "picker: free index disagrees with the pieces' state, tier, deadline or availability"
@@ -118,17 +96,8 @@ impl Picker {
             self.unseen == unseen,
             "picker: unseen index disagrees with the pieces' state, tier, deadline or availability"
         );
-        assert!(
-            self.active == active,
-            "picker: in-progress set disagrees with the pieces' state, tier or deadline"
-        );
-        assert_eq!(
-            self.missing_total, missing_total,
-            "picker: total of missing blocks"
-        );
-        assert_eq!(
-            self.wanted_left, wanted_left,
-            "picker: count of wanted pieces not had"
-        );
+        assert!(self.active == active, "picker: in-progress set disagrees with the pieces' state, tier or deadline");
+        assert_eq!(self.missing_total, missing_total, "picker: total of missing blocks");
+        assert_eq!(self.wanted_left, wanted_left, "picker: count of wanted pieces not had");
     }
 }

@@ -74,10 +74,7 @@ pub enum BlockOutcome {
     Duplicate,
     /// Stored. `cancel`: other peers with the same block in flight (endgame) to send CANCEL to.
     /// `piece_complete`: every block of the piece has now arrived.
-    Accepted {
-        piece_complete: bool,
-        cancel: Vec<PeerKey>,
-    },
+    Accepted { piece_complete: bool, cancel: Vec<PeerKey> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,9 +110,17 @@ struct ActiveKey {
     piece: PieceIndex,
 }
 
-/// Below this many Free pieces per piece the peer has, `pick` scans the peer's bitfield
-/// instead of walking the index past pieces the peer lacks.
-const SPARSE_FACTOR: usize = 16;
+/// Pieces the index walk of a pick may skip at least, however few pieces the peer has.
+const MIN_WALK: usize = 64;
+
+/// Result of one step of the index walk in `pick`.
+enum Walk {
+    Found(FreeKey),
+    /// No further piece the peer has.
+    End,
+    /// Too many pieces the peer lacks: scanning its bitfield is cheaper.
+    GaveUp,
+}
 
 pub struct Picker {
     lengths: Lengths,
@@ -170,20 +175,16 @@ fn tiebreak(seed: u64, piece: PieceIndex) -> u64 {
 
 /// Indices of the set bits of a wire-order bitfield, skipping zero bytes.
 fn ones(bitfield: &Bitfield) -> impl Iterator<Item = PieceIndex> + '_ {
-    bitfield
-        .as_bytes()
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &byte)| {
-            let mut rest = byte;
-            std::iter::from_fn(move || {
-                (rest != 0).then(|| {
-                    let bit = rest.leading_zeros();
-                    rest &= !(0x80 >> bit);
-                    PieceIndex::new_unchecked(i as u32 * 8 + bit)
-                })
+    bitfield.as_bytes().iter().enumerate().flat_map(|(i, &byte)| {
+        let mut rest = byte;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let bit = rest.leading_zeros();
+                rest &= !(0x80 >> bit);
+                PieceIndex::new_unchecked(i as u32 * 8 + bit)
             })
         })
+    })
 }
 
 impl Picker {
@@ -277,10 +278,7 @@ impl Picker {
 
     /// A seed counted by [`Self::peer_has_all`] or [`Self::peer_became_seed`] left: O(1).
     pub fn peer_lost_all(&mut self) {
-        self.seeds = self
-            .seeds
-            .checked_sub(1)
-            .expect("picker: a seed left that was never counted");
+        self.seeds = self.seeds.checked_sub(1).expect("picker: a seed left that was never counted");
     }
 
     /// A peer counted piece by piece now has every piece: move it to the seed count, so it
@@ -293,9 +291,7 @@ impl Picker {
     }
 
     pub fn availability(&self, piece: PieceIndex) -> u32 {
-        self.avail
-            .get(piece.as_usize())
-            .map_or(0, |a| a + self.seeds)
+        self.avail.get(piece.as_usize()).map_or(0, |a| a + self.seeds)
     }
 
     // ---- priorities and deadlines ----
@@ -321,16 +317,11 @@ impl Picker {
     }
 
     pub fn priority(&self, piece: PieceIndex) -> Priority {
-        self.priority
-            .get(piece.as_usize())
-            .copied()
-            .unwrap_or(Priority::Skip)
+        self.priority.get(piece.as_usize()).copied().unwrap_or(Priority::Skip)
     }
 
     pub fn set_deadline(&mut self, piece: PieceIndex, deadline: Option<Timestamp>) {
-        if piece.get() >= self.lengths.num_pieces()
-            || self.deadlines.get(&piece).copied() == deadline
-        {
+        if piece.get() >= self.lengths.num_pieces() || self.deadlines.get(&piece).copied() == deadline {
             return;
         }
         self.rekey(piece, |s| match deadline {
@@ -376,19 +367,11 @@ impl Picker {
         let Some(i) = self.started_block(block) else {
             return BlockOutcome::NotRequested;
         };
-        let part = self
-            .partials
-            .get_mut(&block.piece)
-            .expect("picker: started piece without blocks");
+        let part = self.partials.get_mut(&block.piece).expect("picker: started piece without blocks");
         let cancel = match part.blocks[i] {
             Block::Missing => return BlockOutcome::NotRequested,
             Block::Received(_) => return BlockOutcome::Duplicate,
-            Block::Requested(rs) => rs
-                .as_slice()
-                .iter()
-                .copied()
-                .filter(|&p| p != from)
-                .collect(),
+            Block::Requested(rs) => rs.as_slice().iter().copied().filter(|&p| p != from).collect(),
         };
         part.blocks[i] = Block::Received(from);
         part.received += 1;
@@ -397,10 +380,7 @@ impl Picker {
             self.active_remove(block.piece);
             self.state[block.piece.as_usize()] = State::Buffered;
         }
-        BlockOutcome::Accepted {
-            piece_complete,
-            cancel,
-        }
+        BlockOutcome::Accepted { piece_complete, cancel }
     }
 
     /// `peer` will not deliver `block` (timeout, reject, choke, disconnect): the block can be
@@ -409,10 +389,7 @@ impl Picker {
         let Some(i) = self.started_block(block) else {
             return;
         };
-        let part = self
-            .partials
-            .get_mut(&block.piece)
-            .expect("picker: started piece without blocks");
+        let part = self.partials.get_mut(&block.piece).expect("picker: started piece without blocks");
         if let Block::Requested(rs) = &mut part.blocks[i]
             && rs.remove(peer)
             && rs.len() == 0
@@ -461,11 +438,7 @@ impl Picker {
     // ---- internals ----
 
     fn check_len(&self, bitfield: &Bitfield) {
-        assert_eq!(
-            bitfield.len(),
-            self.lengths.num_pieces(),
-            "picker: bitfield of the wrong length"
-        );
+        assert_eq!(bitfield.len(), self.lengths.num_pieces(), "picker: bitfield of the wrong length");
     }
 
     /// Some wanted Free piece is had by at least one peer.
@@ -500,26 +473,15 @@ impl Picker {
     fn index_remove(&mut self, piece: PieceIndex) {
         if self.indexed(piece) {
             let key = self.free_key(piece);
-            let set = if key.avail == 0 {
-                &mut self.unseen
-            } else {
-                &mut self.free
-            };
-            assert!(
-                set.remove(&key),
-                "picker: {piece:?} missing from the free index"
-            );
+            let set = if key.avail == 0 { &mut self.unseen } else { &mut self.free };
+            assert!(set.remove(&key), "picker: {piece:?} missing from the free index");
         }
     }
 
     fn index_insert(&mut self, piece: PieceIndex) {
         if self.indexed(piece) {
             let key = self.free_key(piece);
-            let set = if key.avail == 0 {
-                &mut self.unseen
-            } else {
-                &mut self.free
-            };
+            let set = if key.avail == 0 { &mut self.unseen } else { &mut self.free };
             set.insert(key);
         }
     }
@@ -527,10 +489,7 @@ impl Picker {
     fn active_remove(&mut self, piece: PieceIndex) {
         if self.state[piece.as_usize()] == State::InProgress {
             let key = self.active_key(piece);
-            assert!(
-                self.active.remove(&key),
-                "picker: {piece:?} missing from the active set"
-            );
+            assert!(self.active.remove(&key), "picker: {piece:?} missing from the active set");
         }
     }
 
@@ -551,18 +510,14 @@ impl Picker {
 
     fn change_avail(&mut self, piece: PieceIndex, f: impl FnOnce(u32) -> Option<u32>) {
         let i = piece.as_usize();
-        let new = f(self.avail[i])
-            .expect("picker: availability underflow (a peer removed twice or never added)");
+        let new = f(self.avail[i]).expect("picker: availability underflow (a peer removed twice or never added)");
         self.index_remove(piece);
         self.avail[i] = new;
         self.index_insert(piece);
     }
 
     fn drop_partial(&mut self, piece: PieceIndex) {
-        let part = self
-            .partials
-            .remove(&piece)
-            .expect("picker: started piece without blocks");
+        let part = self.partials.remove(&piece).expect("picker: started piece without blocks");
         self.missing_total -= u64::from(part.missing);
         self.spare.push(part.blocks);
     }
@@ -573,24 +528,11 @@ impl Picker {
             Some(State::InProgress | State::Buffered) => {}
             _ => return None,
         }
-        (self.lengths.block(block.piece, block.index()) == Some(block))
-            .then_some(block.index().get() as usize)
+        (self.lengths.block(block.piece, block.index()) == Some(block)).then_some(block.index().get() as usize)
     }
 
-    fn pick_in_progress(
-        &mut self,
-        peer: PeerKey,
-        peer_has: &Bitfield,
-        room: &mut usize,
-        out: &mut Vec<BlockRef>,
-    ) {
-        let Self {
-            active,
-            partials,
-            missing_total,
-            lengths,
-            ..
-        } = self;
+    fn pick_in_progress(&mut self, peer: PeerKey, peer_has: &Bitfield, room: &mut usize, out: &mut Vec<BlockRef>) {
+        let Self { active, partials, missing_total, lengths, .. } = self;
         for key in active.iter() {
             if *room == 0 {
                 return;
@@ -598,13 +540,15 @@ impl Picker {
             if !peer_has.get(key.piece) {
                 continue;
             }
-            let part = partials
-                .get_mut(&key.piece)
-                .expect("picker: started piece without blocks");
+            let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
             request_missing(lengths, key.piece, part, peer, room, missing_total, out);
         }
     }
 
+    /// Starts new pieces in index order. Walking the index costs one step per piece the peer
+    /// lacks, scanning the peer's bitfield one step per piece it has; the walk gives up after
+    /// as many steps as the peer has pieces and the scan takes over, so a pick costs about
+    /// twice the cheaper of the two.
     fn pick_new(
         &mut self,
         peer: PeerKey,
@@ -613,68 +557,70 @@ impl Picker {
         new_pieces: &mut u32,
         out: &mut Vec<BlockRef>,
     ) {
-        let sparse = !peer_has.is_full()
-            && (peer_has.count_ones() as usize).saturating_mul(SPARSE_FACTOR) < self.free.len();
-        if sparse {
-            let mut candidates = std::mem::take(&mut self.scratch);
-            candidates.clear();
-            candidates.extend(
-                ones(peer_has)
-                    .filter(|&p| self.indexed(p) && self.avail[p.as_usize()] > 0)
-                    .map(|p| self.free_key(p)),
-            );
-            candidates.sort_unstable();
-            for key in &candidates {
-                if *room == 0 || *new_pieces == 0 {
-                    break;
+        let mut steps = (peer_has.count_ones() as usize).max(MIN_WALK);
+        let mut after = None;
+        while *room > 0 && *new_pieces > 0 {
+            match self.next_free(peer_has, after, &mut steps) {
+                Walk::Found(key) => {
+                    after = Some(key);
+                    self.start_piece(key.piece, peer, room, out);
+                    *new_pieces -= 1;
                 }
-                self.start_piece(key.piece, peer, room, out);
-                *new_pieces -= 1;
-            }
-            self.scratch = candidates;
-        } else {
-            let mut after = None;
-            while *room > 0 && *new_pieces > 0 {
-                let Some(key) = self.next_free(peer_has, after) else {
-                    break;
-                };
-                after = Some(key);
-                self.start_piece(key.piece, peer, room, out);
-                *new_pieces -= 1;
+                Walk::End => return,
+                Walk::GaveUp => break,
             }
         }
-    }
-
-    /// The first wanted Free piece after `after` in index order that the peer has.
-    fn next_free(&self, peer_has: &Bitfield, after: Option<FreeKey>) -> Option<FreeKey> {
-        let bounds = (
-            after.map_or(Bound::Unbounded, Bound::Excluded),
-            Bound::Unbounded,
+        if *room == 0 || *new_pieces == 0 {
+            return;
+        }
+        // Every indexed piece the peer has sorts after `after`: the walk started the others.
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        candidates.extend(
+            ones(peer_has).filter(|&p| self.indexed(p) && self.avail[p.as_usize()] > 0).map(|p| self.free_key(p)),
         );
-        let shared = self
-            .free
-            .range(bounds)
-            .find(|k| peer_has.get(k.piece))
-            .copied();
+        // Each started piece takes at least one block of room.
+        let wanted = (*new_pieces as usize).min(*room);
+        if candidates.len() > wanted {
+            candidates.select_nth_unstable(wanted);
+            candidates.truncate(wanted);
+        }
+        candidates.sort_unstable();
+        for key in &candidates {
+            if *room == 0 {
+                break;
+            }
+            self.start_piece(key.piece, peer, room, out);
+            *new_pieces -= 1;
+        }
+        self.scratch = candidates;
+    }
+
+    /// The first wanted Free piece after `after` in index order that the peer has, unless
+    /// more than `steps` pieces the peer lacks come first.
+    fn next_free(&self, peer_has: &Bitfield, after: Option<FreeKey>, steps: &mut usize) -> Walk {
+        let bounds = (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded);
+        let mut shared = None;
+        for key in self.free.range(bounds) {
+            if peer_has.get(key.piece) {
+                shared = Some(*key);
+                break;
+            }
+            if *steps == 0 {
+                return Walk::GaveUp;
+            }
+            *steps -= 1;
+        }
         // Only a seed has pieces no counted peer has; walking them for anyone else is waste.
-        let seed_only = if peer_has.is_full() {
-            self.unseen.range(bounds).next().copied()
-        } else {
-            None
-        };
+        let seed_only = if peer_has.is_full() { self.unseen.range(bounds).next().copied() } else { None };
         match (shared, seed_only) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+            (Some(a), Some(b)) => Walk::Found(a.min(b)),
+            (Some(k), None) | (None, Some(k)) => Walk::Found(k),
+            (None, None) => Walk::End,
         }
     }
 
-    fn start_piece(
-        &mut self,
-        piece: PieceIndex,
-        peer: PeerKey,
-        room: &mut usize,
-        out: &mut Vec<BlockRef>,
-    ) {
+    fn start_piece(&mut self, piece: PieceIndex, peer: PeerKey, room: &mut usize, out: &mut Vec<BlockRef>) {
         self.index_remove(piece);
         self.state[piece.as_usize()] = State::InProgress;
         self.active_insert(piece);
@@ -682,51 +628,20 @@ impl Picker {
         let mut blocks = self.spare.pop().unwrap_or_default();
         blocks.clear();
         blocks.resize(n as usize, Block::Missing);
-        self.partials.insert(
-            piece,
-            Partial {
-                blocks,
-                missing: n,
-                received: 0,
-            },
-        );
+        self.partials.insert(piece, Partial { blocks, missing: n, received: 0 });
         self.missing_total += u64::from(n);
-        let part = self
-            .partials
-            .get_mut(&piece)
-            .expect("picker: piece just started");
-        request_missing(
-            &self.lengths,
-            piece,
-            part,
-            peer,
-            room,
-            &mut self.missing_total,
-            out,
-        );
+        let part = self.partials.get_mut(&piece).expect("picker: piece just started");
+        request_missing(&self.lengths, piece, part, peer, room, &mut self.missing_total, out);
     }
 
-    fn pick_endgame(
-        &mut self,
-        peer: PeerKey,
-        peer_has: &Bitfield,
-        room: &mut usize,
-        out: &mut Vec<BlockRef>,
-    ) {
-        let Self {
-            active,
-            partials,
-            lengths,
-            ..
-        } = self;
+    fn pick_endgame(&mut self, peer: PeerKey, peer_has: &Bitfield, room: &mut usize, out: &mut Vec<BlockRef>) {
+        let Self { active, partials, lengths, .. } = self;
         for requesters in 1..MAX_REQUESTERS {
             for key in active.iter() {
                 if !peer_has.get(key.piece) {
                     continue;
                 }
-                let part = partials
-                    .get_mut(&key.piece)
-                    .expect("picker: started piece without blocks");
+                let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
                 for (i, b) in part.blocks.iter_mut().enumerate() {
                     if let Block::Requested(rs) = b
                         && rs.len() == requesters
@@ -746,9 +661,7 @@ impl Picker {
 }
 
 fn block_ref(lengths: &Lengths, piece: PieceIndex, i: usize) -> BlockRef {
-    lengths
-        .block(piece, BlockIndex::new_unchecked(i as u32))
-        .expect("picker: block index inside its piece")
+    lengths.block(piece, BlockIndex::new_unchecked(i as u32)).expect("picker: block index inside its piece")
 }
 
 /// Hands the `Missing` blocks of `part` to `peer`, in order, while there is room.

@@ -25,14 +25,8 @@ fn bitfield(n: u32, has: impl Fn(u32) -> bool) -> Bitfield {
     b
 }
 
-const TIERS: [Priority; 6] = [
-    Priority::Skip,
-    Priority::Normal,
-    Priority::High,
-    Priority::Readahead,
-    Priority::Next,
-    Priority::Now,
-];
+const TIERS: [Priority; 6] =
+    [Priority::Skip, Priority::Normal, Priority::High, Priority::Readahead, Priority::Next, Priority::Now];
 
 /// A picker driven like the engine would, with an independent model of what is in flight.
 struct Sim {
@@ -65,9 +59,7 @@ impl Sim {
     }
 
     fn piece_received(&self, piece: PieceIndex) -> bool {
-        self.lengths
-            .blocks(piece)
-            .all(|b| self.received.contains_key(&b))
+        self.lengths.blocks(piece).all(|b| self.received.contains_key(&b))
     }
 
     /// Picks for `peer` and checks every rule a single pick must obey; returns the blocks.
@@ -75,37 +67,18 @@ impl Sim {
         let key = PeerKey(peer as u64);
         let started_before: BTreeSet<PieceIndex> = self.picker.partials.keys().copied().collect();
         let mut left = budget;
-        let mut out = vec![BlockRef {
-            piece: p(0),
-            offset: 0,
-            len: 0,
-        }];
-        self.picker
-            .pick(key, &self.peers[peer], max, &mut left, &mut out);
+        let mut out = vec![BlockRef { piece: p(0), offset: 0, len: 0 }];
+        self.picker.pick(key, &self.peers[peer], max, &mut left, &mut out);
         let out = out.split_off(1);
         assert!(out.len() <= max, "more blocks than asked for");
         let endgame = self.picker.in_endgame();
         self.started.clear();
         for b in &out {
-            assert!(
-                self.peers[peer].get(b.piece),
-                "picked {b:?} which the peer lacks"
-            );
-            assert!(
-                !self.picker.have().get(b.piece),
-                "picked {b:?} which we have"
-            );
-            assert!(
-                !self.received.contains_key(b),
-                "picked {b:?} which was received"
-            );
+            assert!(self.peers[peer].get(b.piece), "picked {b:?} which the peer lacks");
+            assert!(!self.picker.have().get(b.piece), "picked {b:?} which we have");
+            assert!(!self.received.contains_key(b), "picked {b:?} which was received");
             if !started_before.contains(&b.piece) {
-                assert_ne!(
-                    self.picker.priority(b.piece),
-                    Priority::Skip,
-                    "started Skip piece {:?}",
-                    b.piece
-                );
+                assert_ne!(self.picker.priority(b.piece), Priority::Skip, "started Skip piece {:?}", b.piece);
                 if !self.started.contains(&b.piece) {
                     self.started.push(b.piece);
                 }
@@ -118,11 +91,7 @@ impl Sim {
             assert!(rs.len() < MAX_REQUESTERS, "{b:?} given to too many peers");
             rs.push(key);
         }
-        assert_eq!(
-            self.started.len() as u32,
-            budget - left,
-            "budget spent is not the number of pieces started"
-        );
+        assert_eq!(self.started.len() as u32, budget - left, "budget spent is not the number of pieces started");
         out
     }
 
@@ -138,11 +107,7 @@ impl Sim {
             None if self.received.contains_key(&block) => BlockOutcome::Duplicate,
             None => BlockOutcome::NotRequested,
         };
-        assert_eq!(
-            self.picker.block_received(block, from),
-            expected,
-            "receiving {block:?} from {from:?}"
-        );
+        assert_eq!(self.picker.block_received(block, from), expected, "receiving {block:?} from {from:?}");
     }
 
     fn drop_request(&mut self, block: BlockRef, peer: PeerKey) {
@@ -156,31 +121,15 @@ impl Sim {
     }
 
     fn check(&mut self, piece: PieceIndex, ok: bool) {
-        let contributors: BTreeSet<PeerKey> = self
-            .lengths
-            .blocks(piece)
-            .filter_map(|b| self.received.remove(&b))
-            .collect();
-        let expected = if ok {
-            vec![]
-        } else {
-            contributors.into_iter().collect()
-        };
-        assert_eq!(
-            self.picker.piece_checked(piece, ok),
-            expected,
-            "checking {piece:?}"
-        );
+        let contributors: BTreeSet<PeerKey> =
+            self.lengths.blocks(piece).filter_map(|b| self.received.remove(&b)).collect();
+        let expected = if ok { vec![] } else { contributors.into_iter().collect() };
+        assert_eq!(self.picker.piece_checked(piece, ok), expected, "checking {piece:?}");
         assert_eq!(self.picker.have().get(piece), ok);
     }
 
     fn buffered(&self) -> Vec<PieceIndex> {
-        self.picker
-            .partials
-            .keys()
-            .copied()
-            .filter(|&q| self.picker.state[q.as_usize()] == State::Buffered)
-            .collect()
+        self.picker.partials.keys().copied().filter(|&q| self.picker.state[q.as_usize()] == State::Buffered).collect()
     }
 
     fn peer_gets(&mut self, peer: usize, piece: PieceIndex) {
@@ -196,12 +145,7 @@ impl Sim {
     /// The peer disconnects (its requests are dropped) and connects again.
     fn reconnect(&mut self, peer: usize) {
         let key = PeerKey(peer as u64);
-        let mine: Vec<BlockRef> = self
-            .inflight
-            .iter()
-            .filter(|(_, rs)| rs.contains(&key))
-            .map(|(b, _)| *b)
-            .collect();
+        let mine: Vec<BlockRef> = self.inflight.iter().filter(|(_, rs)| rs.contains(&key)).map(|(b, _)| *b).collect();
         for b in mine {
             self.drop_request(b, key);
         }
@@ -217,24 +161,15 @@ impl Sim {
             for (b, state) in self.lengths.blocks(*piece).zip(&part.blocks) {
                 match state {
                     Block::Missing => {
-                        assert!(
-                            !self.inflight.contains_key(&b) && !self.received.contains_key(&b),
-                            "{b:?}"
-                        )
+                        assert!(!self.inflight.contains_key(&b) && !self.received.contains_key(&b), "{b:?}")
                     }
-                    Block::Requested(rs) => assert_eq!(
-                        Some(rs.as_slice()),
-                        self.inflight.get(&b).map(Vec::as_slice)
-                    ),
+                    Block::Requested(rs) => assert_eq!(Some(rs.as_slice()), self.inflight.get(&b).map(Vec::as_slice)),
                     Block::Received(from) => assert_eq!(Some(from), self.received.get(&b)),
                 }
             }
         }
         for b in self.inflight.keys().chain(self.received.keys()) {
-            assert!(
-                self.picker.partials.contains_key(&b.piece),
-                "model has {b:?} of a piece not started"
-            );
+            assert!(self.picker.partials.contains_key(&b.piece), "model has {b:?} of a piece not started");
         }
     }
 }
@@ -245,9 +180,7 @@ fn peers_strategy(n: u32) -> impl Strategy<Value = Vec<Bitfield>> {
             .into_iter()
             .map(|(density, salt)| {
                 // density 4 is a seed; otherwise each piece is had with probability density/4.
-                bitfield(n, |i| {
-                    density == 4 || (super::tiebreak(salt, p(i)) % 4) < u64::from(density)
-                })
+                bitfield(n, |i| density == 4 || (super::tiebreak(salt, p(i)) % 4) < u64::from(density))
             })
             .collect()
     })
@@ -255,35 +188,14 @@ fn peers_strategy(n: u32) -> impl Strategy<Value = Vec<Bitfield>> {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Pick {
-        peer: usize,
-        max: usize,
-        budget: u32,
-    },
+    Pick { peer: usize, max: usize, budget: u32 },
     Receive(usize),
     Drop(usize),
-    Rogue {
-        peer: usize,
-        piece: u32,
-        block: u32,
-    },
-    Check {
-        pick: usize,
-        ok: bool,
-    },
-    Have {
-        peer: usize,
-        piece: u32,
-    },
-    Priority {
-        start: u32,
-        len: u32,
-        tier: usize,
-    },
-    Deadline {
-        piece: u32,
-        at: Option<u64>,
-    },
+    Rogue { peer: usize, piece: u32, block: u32 },
+    Check { pick: usize, ok: bool },
+    Have { peer: usize, piece: u32 },
+    Priority { start: u32, len: u32, tier: usize },
+    Deadline { piece: u32, at: Option<u64> },
     Reconnect(usize),
 }
 
@@ -310,25 +222,15 @@ fn run_ops(sim: &mut Sim, ops: &[Op]) {
                 sim.pick(peer % npeers, max, budget);
             }
             Op::Receive(i) | Op::Drop(i) => {
-                let pairs: Vec<(BlockRef, PeerKey)> = sim
-                    .inflight
-                    .iter()
-                    .flat_map(|(b, rs)| rs.iter().map(move |r| (*b, *r)))
-                    .collect();
+                let pairs: Vec<(BlockRef, PeerKey)> =
+                    sim.inflight.iter().flat_map(|(b, rs)| rs.iter().map(move |r| (*b, *r))).collect();
                 if let Some(&(b, peer)) = pairs.get(i % pairs.len().max(1)) {
-                    if matches!(op, Op::Receive(_)) {
-                        sim.receive(b, peer)
-                    } else {
-                        sim.drop_request(b, peer)
-                    }
+                    if matches!(op, Op::Receive(_)) { sim.receive(b, peer) } else { sim.drop_request(b, peer) }
                 }
             }
             Op::Rogue { peer, piece, block } => {
                 let piece = p(piece % n);
-                if let Some(b) = sim
-                    .lengths
-                    .block(piece, sluice_core::BlockIndex::new_unchecked(block))
-                {
+                if let Some(b) = sim.lengths.block(piece, sluice_core::BlockIndex::new_unchecked(block)) {
                     sim.receive(b, PeerKey(peer as u64));
                 }
             }
@@ -344,8 +246,7 @@ fn run_ops(sim: &mut Sim, ops: &[Op]) {
                 sim.picker.set_priority(start..start + len, TIERS[tier]);
             }
             Op::Deadline { piece, at } => {
-                sim.picker
-                    .set_deadline(p(piece % n), at.map(Timestamp::from_micros));
+                sim.picker.set_deadline(p(piece % n), at.map(Timestamp::from_micros));
             }
             Op::Reconnect(peer) => sim.reconnect(peer % npeers),
         }
@@ -363,11 +264,7 @@ fn run_to_completion(sim: &mut Sim, max: usize, budget: u32) -> usize {
         for peer in 0..sim.peers.len() {
             sim.pick(peer, max, budget);
         }
-        let pairs: Vec<(BlockRef, PeerKey)> = sim
-            .inflight
-            .iter()
-            .map(|(b, rs)| (*b, rs[rs.len() - 1]))
-            .collect();
+        let pairs: Vec<(BlockRef, PeerKey)> = sim.inflight.iter().map(|(b, rs)| (*b, rs[rs.len() - 1])).collect();
         for (b, from) in pairs {
             sim.receive(b, from);
         }
@@ -382,9 +279,7 @@ fn run_to_completion(sim: &mut Sim, max: usize, budget: u32) -> usize {
 fn reference_order(picker: &Picker, has: &Bitfield) -> Vec<PieceIndex> {
     let mut keys: Vec<_> = (0..picker.lengths.num_pieces())
         .map(p)
-        .filter(|&q| {
-            picker.indexed(q) && has.get(q) && (has.is_full() || picker.avail[q.as_usize()] > 0)
-        })
+        .filter(|&q| picker.indexed(q) && has.get(q) && (has.is_full() || picker.avail[q.as_usize()] > 0))
         .map(|q| picker.free_key(q))
         .collect();
     keys.sort();
@@ -648,33 +543,21 @@ fn endgame_shares_the_last_blocks_among_at_most_three_peers() {
 
     assert_eq!(
         picker.block_received(blocks[0], PeerKey(1)),
-        BlockOutcome::Accepted {
-            piece_complete: false,
-            cancel: vec![PeerKey(0), PeerKey(2)]
-        }
+        BlockOutcome::Accepted { piece_complete: false, cancel: vec![PeerKey(0), PeerKey(2)] }
     );
-    assert_eq!(
-        picker.block_received(blocks[0], PeerKey(0)),
-        BlockOutcome::Duplicate
-    );
+    assert_eq!(picker.block_received(blocks[0], PeerKey(0)), BlockOutcome::Duplicate);
     // The block with fewer requesters goes first.
     picker.request_dropped(blocks[1], PeerKey(0));
     picker.request_dropped(blocks[1], PeerKey(2));
     assert_eq!(pick(&mut picker, 3), vec![blocks[1]]);
     assert_eq!(
         picker.block_received(blocks[1], PeerKey(3)),
-        BlockOutcome::Accepted {
-            piece_complete: true,
-            cancel: vec![PeerKey(1)]
-        }
+        BlockOutcome::Accepted { piece_complete: true, cancel: vec![PeerKey(1)] }
     );
     assert!(!picker.in_endgame());
     assert_eq!(picker.piece_checked(p(0), true), vec![]);
     assert!(picker.is_complete());
-    assert_eq!(
-        picker.block_received(blocks[1], PeerKey(1)),
-        BlockOutcome::NotRequested
-    );
+    assert_eq!(picker.block_received(blocks[1], PeerKey(1)), BlockOutcome::NotRequested);
     picker.check_invariants();
 }
 
@@ -692,10 +575,7 @@ fn in_progress_pieces_come_before_new_ones_and_count_no_budget() {
     picker.set_priority(first.get()..first.get() + 1, Priority::Normal);
     let (mut out, mut budget) = (Vec::new(), 1);
     picker.pick(PeerKey(2), &all, 3, &mut budget, &mut out);
-    assert_eq!(
-        out.iter().map(|b| b.piece).collect::<Vec<_>>(),
-        vec![first, first, out[2].piece]
-    );
+    assert_eq!(out.iter().map(|b| b.piece).collect::<Vec<_>>(), vec![first, first, out[2].piece]);
     assert_ne!(out[2].piece, first);
     assert_eq!(budget, 0);
     picker.check_invariants();
@@ -750,15 +630,16 @@ fn seeds_are_counted_apart_and_promotion_keeps_counts() {
 #[test]
 fn large_swarm_downloads_in_reasonable_time() {
     let n = 4096;
-    let peers: Vec<Bitfield> = (0..40u64)
-        .map(|k| {
-            if k % 10 == 0 {
-                Bitfield::full(n)
-            } else {
-                bitfield(n, |i| super::tiebreak(k, p(i)).is_multiple_of(3))
-            }
-        })
-        .collect();
+    let peers: Vec<Bitfield> =
+        (0..40u64)
+            .map(|k| {
+                if k % 10 == 0 {
+                    Bitfield::full(n)
+                } else {
+                    bitfield(n, |i| super::tiebreak(k, p(i)).is_multiple_of(3))
+                }
+            })
+            .collect();
     let mut sim = Sim::new(lengths(n, 4), 5, peers);
     sim.picker.set_priority(100..200, Priority::High);
     let rounds = run_to_completion(&mut sim, 16, 2);
