@@ -51,7 +51,7 @@ use blocks::{Block, Partial, Requesters};
 
 pub use blocks::MAX_REQUESTERS;
 
-/// Priority tiers. `Skip` pieces are never requested. The streaming scheduler maps a reader's
+/// Priority tiers. `Skip` pieces are never started. The streaming scheduler maps a reader's
 /// playhead onto `Now`/`Next`/`Readahead`/`High`; everything else wanted is `Normal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Priority {
