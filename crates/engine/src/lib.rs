@@ -27,12 +27,30 @@
 //! progress always have room to finish, and at least one piece may always be in progress, so
 //! a full buffer can never deadlock the download.
 //!
+//! # Flow control
+//!
+//! Each peer gets as many requests in flight as its measured rate covers in a second (or two
+//! round trips, if longer), between [`Config::min_pipeline`] and [`Config::max_pipeline`] and
+//! never past its advertised `reqq`; until the rate is known, [`Config::initial_pipeline`].
+//! Timeouts halve a peer's pipeline and hand its blocks to others. Uploads are bounded per
+//! peer by the bytes being read plus the bytes the socket has not taken yet, which is why
+//! the driver reports [`Input::Sent`]: a driver that never does stalls uploads. Rate limits
+//! are token buckets refilled from the input timestamps; a blocked bucket shows up in
+//! [`Torrent::poll_timeout`].
+//!
+//! # Events
+//!
+//! [`Event::PeerConnected`] follows an accepted handshake; [`Event::PeerDisconnected`]
+//! reports every peer slot that goes away, including failed connection attempts and slots
+//! the driver closed. Banned addresses (hash failures past [`Config::max_hash_failures`], or
+//! being the sole source of a bad piece twice) are never dialed or accepted again.
+//!
 //! # Errors and panics
 //!
 //! Anything a peer sends is untrusted: malformed or out-of-range input disconnects (and
 //! may ban) that peer and never panics. A broken internal invariant is a bug and panics;
 //! [`Torrent::check_invariants`] verifies them all and the simulator calls it after every
-//! input.
+//! input. The rules are listed in `STATE.md` next to this crate's manifest.
 
 mod config;
 pub mod picker;

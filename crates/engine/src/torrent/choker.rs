@@ -19,16 +19,7 @@ impl Torrent {
             .peers
             .values()
             .filter(|p| p.is_active() && p.peer_interested && (seeding || !p.snubbed))
-            .map(|p| {
-                (
-                    if seeding {
-                        p.up.rate(now)
-                    } else {
-                        p.down.rate(now)
-                    },
-                    p.key,
-                )
-            })
+            .map(|p| (if seeding { p.up.rate(now) } else { p.down.rate(now) }, p.key))
             .collect();
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         ranked.into_iter().map(|(_, k)| k).collect()
@@ -56,20 +47,13 @@ impl Torrent {
     /// Unchokes the best choked interested peers while slots are free, choking nobody.
     pub(super) fn unchoke_free_slots(&mut self, now: Timestamp) {
         let slots = self.config.upload_slots + 1;
-        let busy = self
-            .peers
-            .values()
-            .filter(|p| p.is_active() && !p.am_choking && p.peer_interested)
-            .count();
+        let busy = self.peers.values().filter(|p| p.is_active() && !p.am_choking && p.peer_interested).count();
         if busy >= slots {
             return;
         }
         let ranked = self.unchoke_candidates(now);
-        let free: Vec<PeerKey> = ranked
-            .into_iter()
-            .filter(|k| self.peers.get(k).is_some_and(|p| p.am_choking))
-            .take(slots - busy)
-            .collect();
+        let free: Vec<PeerKey> =
+            ranked.into_iter().filter(|k| self.peers.get(k).is_some_and(|p| p.am_choking)).take(slots - busy).collect();
         for key in free {
             self.set_choking(key, false, now);
         }

@@ -41,13 +41,7 @@ impl Torrent {
         if self.shut_down || self.banned.contains(&addr) || self.addrs.contains_key(&addr) {
             return;
         }
-        self.addrs.insert(
-            addr,
-            AddrEntry {
-                queued: Some(now),
-                ..AddrEntry::default()
-            },
-        );
+        self.addrs.insert(addr, AddrEntry { queued: Some(now), ..AddrEntry::default() });
         self.connect_queue.insert((now, addr));
     }
 
@@ -78,14 +72,7 @@ impl Torrent {
             let key = PeerKey(self.next_key);
             self.next_key += 1;
             entry.peer = Some(key);
-            let peer = Peer::new(
-                key,
-                addr,
-                true,
-                self.lengths.num_pieces(),
-                self.initial_pipeline(),
-                now,
-            );
+            let peer = Peer::new(key, addr, true, self.lengths.num_pieces(), self.initial_pipeline(), now);
             self.peers.insert(key, peer);
             self.half_open += 1;
             self.outputs.push_back(Output::Connect { peer: key, addr });
@@ -93,29 +80,16 @@ impl Torrent {
     }
 
     pub(super) fn initial_pipeline(&self) -> usize {
-        self.config.initial_pipeline.clamp(
-            self.config.min_pipeline.max(1),
-            self.config.max_pipeline.max(1),
-        )
+        self.config.initial_pipeline.clamp(self.config.min_pipeline.max(1), self.config.max_pipeline.max(1))
     }
 
     pub(super) fn accept_inbound(&mut self, addr: SocketAddr, now: Timestamp) -> Option<PeerKey> {
-        if self.shut_down
-            || self.banned.contains(&addr)
-            || self.peers.len() >= self.config.max_peers
-        {
+        if self.shut_down || self.banned.contains(&addr) || self.peers.len() >= self.config.max_peers {
             return None;
         }
         let key = PeerKey(self.next_key);
         self.next_key += 1;
-        let mut peer = Peer::new(
-            key,
-            addr,
-            false,
-            self.lengths.num_pieces(),
-            self.initial_pipeline(),
-            now,
-        );
+        let mut peer = Peer::new(key, addr, false, self.lengths.num_pieces(), self.initial_pipeline(), now);
         peer.decoder = Some(Decoder::new(self.max_frame()));
         self.peers.insert(key, peer);
         Some(key)
@@ -141,13 +115,7 @@ impl Torrent {
 
     /// Forgets a peer: its requests go back to the picker, its address is scheduled for a
     /// reconnect with backoff (unless banned), and the slot is reported gone.
-    pub(super) fn remove_peer(
-        &mut self,
-        key: PeerKey,
-        reason: DisconnectReason,
-        tell_driver: bool,
-        now: Timestamp,
-    ) {
+    pub(super) fn remove_peer(&mut self, key: PeerKey, reason: DisconnectReason, tell_driver: bool, now: Timestamp) {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
@@ -168,10 +136,7 @@ impl Torrent {
             self.departed.insert(key, (peer.addr, peer.peer_id));
         }
         if tell_driver {
-            self.outputs.push_back(Output::Disconnect {
-                peer: key,
-                reason: reason.clone(),
-            });
+            self.outputs.push_back(Output::Disconnect { peer: key, reason: reason.clone() });
         }
         let both_seeds = reason == DisconnectReason::NotUseful && peer.has.is_full();
         self.emit(Event::PeerDisconnected { peer: key, reason });
@@ -202,12 +167,7 @@ impl Torrent {
         self.try_connect(now);
     }
 
-    pub(super) fn protocol_error(
-        &mut self,
-        key: PeerKey,
-        reason: impl Into<String>,
-        now: Timestamp,
-    ) {
+    pub(super) fn protocol_error(&mut self, key: PeerKey, reason: impl Into<String>, now: Timestamp) {
         self.remove_peer(key, DisconnectReason::Protocol(reason.into()), true, now);
     }
 
@@ -234,10 +194,7 @@ impl Torrent {
         if let Some(p) = self.peers.get_mut(&key) {
             p.hash_failures.0 += 1;
             p.hash_failures.1 += u32::from(sole);
-            worst = (
-                worst.0.max(p.hash_failures.0),
-                worst.1.max(p.hash_failures.1),
-            );
+            worst = (worst.0.max(p.hash_failures.0), worst.1.max(p.hash_failures.1));
         }
         if worst.0 >= self.config.max_hash_failures || worst.1 >= 2 {
             self.ban(key, addr, id, now);
@@ -281,12 +238,8 @@ impl Torrent {
     /// Handles whatever of one peer's timers is due.
     pub(super) fn peer_timers(&mut self, key: PeerKey, now: Timestamp) {
         let c = &self.config;
-        let (idle, handshake, request_timeout, snub) = (
-            c.idle_timeout,
-            c.handshake_timeout,
-            c.request_timeout,
-            c.snub_timeout,
-        );
+        let (idle, handshake, request_timeout, snub) =
+            (c.idle_timeout, c.handshake_timeout, c.request_timeout, c.snub_timeout);
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -315,8 +268,7 @@ impl Torrent {
         }
         if timed_out > 0 {
             let min = self.config.min_pipeline.max(1);
-            peer.pipeline_cap =
-                ((peer.requests.len() + timed_out).min(peer.pipeline_cap) / 2).max(min);
+            peer.pipeline_cap = ((peer.requests.len() + timed_out).min(peer.pipeline_cap) / 2).max(min);
             peer.recent_timeout = true;
             self.refill_all = true;
         }

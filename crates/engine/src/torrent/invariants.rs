@@ -15,30 +15,16 @@ impl Torrent {
         // Memory: reserved bytes are exactly the buffers being filled or verified.
         let mut reserved = 0u64;
         for (&piece, buf) in &self.buffers {
-            assert_eq!(
-                buf.len(),
-                self.lengths.piece_len(piece) as usize,
-                "buffer of {piece:?} has the wrong length"
-            );
-            assert!(
-                !self.verifying.contains(&piece),
-                "{piece:?} both filling and verifying"
-            );
+            assert_eq!(buf.len(), self.lengths.piece_len(piece) as usize, "buffer of {piece:?} has the wrong length");
+            assert!(!self.verifying.contains(&piece), "{piece:?} both filling and verifying");
             reserved += buf.len() as u64;
         }
         for &piece in &self.verifying {
             reserved += u64::from(self.lengths.piece_len(piece));
         }
-        assert_eq!(
-            reserved, self.reserved,
-            "reserved bytes disagree with the piece buffers"
-        );
+        assert_eq!(reserved, self.reserved, "reserved bytes disagree with the piece buffers");
         let in_flight = self.buffers.len() + self.verifying.len();
-        assert_eq!(
-            in_flight,
-            self.picker.pieces_in_flight(),
-            "pieces in flight disagree with the picker"
-        );
+        assert_eq!(in_flight, self.picker.pieces_in_flight(), "pieces in flight disagree with the picker");
         assert!(
             self.reserved <= self.config.buffer_budget || in_flight == 1,
             "buffer budget exceeded: {} > {} with {in_flight} pieces",
@@ -48,36 +34,22 @@ impl Torrent {
         assert!(self.reserved_peak >= self.reserved);
 
         // Peers and connection bookkeeping.
-        let half_open = self
-            .peers
-            .values()
-            .filter(|p| p.phase == Phase::Connecting)
-            .count();
+        let half_open = self.peers.values().filter(|p| p.phase == Phase::Connecting).count();
         assert_eq!(half_open, self.half_open, "half-open count");
         assert!(half_open <= self.config.max_half_open);
         assert!(self.peers.len() <= self.config.max_peers || self.shut_down);
-        assert!(
-            self.next_key > self.peers.keys().next_back().map_or(0, |k| k.0)
-                || self.peers.is_empty()
-        );
+        assert!(self.next_key > self.peers.keys().next_back().map_or(0, |k| k.0) || self.peers.is_empty());
         for (addr, entry) in &self.addrs {
             if let Some(key) = entry.peer {
                 let peer = self.peers.get(&key).expect("address points to a gone peer");
                 assert_eq!(peer.addr, *addr);
             }
             if let Some(at) = entry.queued {
-                assert!(
-                    self.connect_queue.contains(&(at, *addr)),
-                    "queued address missing from the queue"
-                );
+                assert!(self.connect_queue.contains(&(at, *addr)), "queued address missing from the queue");
                 assert!(entry.peer.is_none());
             }
         }
-        assert!(
-            self.connect_queue
-                .iter()
-                .all(|(at, a)| self.addrs.get(a).is_some_and(|e| e.queued == Some(*at)))
-        );
+        assert!(self.connect_queue.iter().all(|(at, a)| self.addrs.get(a).is_some_and(|e| e.queued == Some(*at))));
 
         let recount = self.lengths.num_pieces() <= RECOUNT_MAX_PIECES;
         if recount {
@@ -92,40 +64,16 @@ impl Torrent {
             if let Some(entry) = self.addrs.get(&peer.addr)
                 && peer.outbound
             {
-                assert_eq!(
-                    entry.peer,
-                    Some(key),
-                    "outbound peer not registered at its address"
-                );
+                assert_eq!(entry.peer, Some(key), "outbound peer not registered at its address");
             }
             let mut seen = BTreeSet::new();
             for p in &peer.requests {
-                assert!(
-                    seen.insert(p.block),
-                    "{:?} requested twice from {key:?}",
-                    p.block
-                );
-                assert!(
-                    self.buffers.contains_key(&p.block.piece),
-                    "request {:?} outside a piece in progress",
-                    p.block
-                );
-                assert!(
-                    peer.has.get(p.block.piece),
-                    "requested {:?} from a peer without it",
-                    p.block
-                );
+                assert!(seen.insert(p.block), "{:?} requested twice from {key:?}", p.block);
+                assert!(self.buffers.contains_key(&p.block.piece), "request {:?} outside a piece in progress", p.block);
+                assert!(peer.has.get(p.block.piece), "requested {:?} from a peer without it", p.block);
             }
-            assert!(
-                peer.requests
-                    .iter()
-                    .zip(peer.requests.iter().skip(1))
-                    .all(|(a, b)| a.sent <= b.sent)
-            );
-            assert_eq!(
-                peer.reading_bytes,
-                peer.reading.iter().map(|b| u64::from(b.len)).sum::<u64>()
-            );
+            assert!(peer.requests.iter().zip(peer.requests.iter().skip(1)).all(|(a, b)| a.sent <= b.sent));
+            assert_eq!(peer.reading_bytes, peer.reading.iter().map(|b| u64::from(b.len)).sum::<u64>());
             assert!(peer.requests.is_empty() || peer.is_active());
             if recount {
                 let wanted = peer.has.iter_ones().filter(|&p| self.is_wanted(p)).count() as u32;

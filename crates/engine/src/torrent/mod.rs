@@ -49,17 +49,9 @@ pub enum Input<'a> {
     Sent { peer: PeerKey, bytes: usize },
     /// Answer to [`Output::VerifyPiece`]: `ok` means the SHA-1 matched and the piece was
     /// written to storage; otherwise it was discarded. The buffer comes back for reuse.
-    PieceChecked {
-        piece: PieceIndex,
-        ok: bool,
-        buffer: Vec<u8>,
-    },
+    PieceChecked { piece: PieceIndex, ok: bool, buffer: Vec<u8> },
     /// Answer to [`Output::ReadBlock`]: the block's verified bytes, or `None` if the read failed.
-    BlockRead {
-        peer: PeerKey,
-        block: BlockRef,
-        data: Option<&'a [u8]>,
-    },
+    BlockRead { peer: PeerKey, block: BlockRef, data: Option<&'a [u8]> },
 }
 
 /// Why the engine closes a connection.
@@ -228,13 +220,7 @@ pub struct Torrent {
 
 impl Torrent {
     /// `have` are the pieces already verified in storage (from resume data).
-    pub fn new(
-        info_hash: InfoHash,
-        lengths: Lengths,
-        have: Bitfield,
-        config: Config,
-        now: Timestamp,
-    ) -> Self {
+    pub fn new(info_hash: InfoHash, lengths: Lengths, have: Bitfield, config: Config, now: Timestamp) -> Self {
         let mut picker = Picker::new(lengths, config.rng_seed ^ 0x5eed_1e55_0000_0001);
         let mut have_bytes = 0;
         for p in have.iter_ones().filter(|p| p.get() < lengths.num_pieces()) {
@@ -341,9 +327,7 @@ impl Torrent {
             Input::Closed { peer } => self.remove_peer(peer, DisconnectReason::Closed, false, now),
             Input::Data { peer, bytes } => self.on_data(peer, bytes, now),
             Input::Sent { peer, bytes } => self.on_sent(peer, bytes, now),
-            Input::PieceChecked { piece, ok, buffer } => {
-                self.on_piece_checked(piece, ok, buffer, now)
-            }
+            Input::PieceChecked { piece, ok, buffer } => self.on_piece_checked(piece, ok, buffer, now),
             Input::BlockRead { peer, block, data } => self.on_block_read(peer, block, data, now),
         }
         self.settle(now);
@@ -358,12 +342,7 @@ impl Torrent {
         if now >= self.next_rechoke {
             self.rechoke(now);
         }
-        if self.down_blocked
-            && self
-                .down_bucket
-                .as_ref()
-                .is_none_or(|b| now >= b.ready_at())
-        {
+        if self.down_blocked && self.down_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
             self.down_blocked = false;
             self.refill_all = true;
         }
@@ -385,10 +364,7 @@ impl Torrent {
         }
         // Each peer's messages since the last drain go out as one Transmit.
         let (&key, peer) = self.peers.iter_mut().find(|(_, p)| !p.outbox.is_empty())?;
-        Some(Output::Transmit {
-            peer: key,
-            data: std::mem::take(&mut peer.outbox),
-        })
+        Some(Output::Transmit { peer: key, data: std::mem::take(&mut peer.outbox) })
     }
 
     /// When [`Torrent::handle_timeout`] must be called next. Changes only after a mutation.
@@ -425,9 +401,7 @@ impl Torrent {
         self.now = now;
         let end = pieces.end.min(self.lengths.num_pieces());
         let start = pieces.start.min(end);
-        let before: Vec<bool> = (start..end)
-            .map(|i| self.is_wanted(PieceIndex::new_unchecked(i)))
-            .collect();
+        let before: Vec<bool> = (start..end).map(|i| self.is_wanted(PieceIndex::new_unchecked(i))).collect();
         self.picker.set_priority(start..end, priority);
         for (i, was) in (start..end).zip(before) {
             let piece = PieceIndex::new_unchecked(i);
@@ -507,11 +481,7 @@ impl Torrent {
         if std::mem::take(&mut self.refill_all) {
             self.fill_queue.clear();
             // Peers that just timed out go last, so their blocks go to someone else.
-            let mut keys: Vec<(bool, PeerKey)> = self
-                .peers
-                .iter()
-                .map(|(k, p)| (p.recent_timeout, *k))
-                .collect();
+            let mut keys: Vec<(bool, PeerKey)> = self.peers.iter().map(|(k, p)| (p.recent_timeout, *k)).collect();
             keys.sort();
             for (_, key) in keys {
                 self.fill_requests(key, now);
@@ -548,9 +518,7 @@ impl Torrent {
             let Some(peer) = self.peers.get(&key) else {
                 continue;
             };
-            if !self.config.seed_when_complete
-                || (we_seed && peer.is_active() && peer.has.is_full())
-            {
+            if !self.config.seed_when_complete || (we_seed && peer.is_active() && peer.has.is_full()) {
                 self.remove_peer(key, DisconnectReason::NotUseful, true, now);
             } else {
                 self.update_interest(key, now);

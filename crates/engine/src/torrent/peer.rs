@@ -103,11 +103,7 @@ impl Peer {
             key,
             addr,
             outbound,
-            phase: if outbound {
-                Phase::Connecting
-            } else {
-                Phase::Handshaking
-            },
+            phase: if outbound { Phase::Connecting } else { Phase::Handshaking },
             phase_since: now,
             active_since: now,
             decoder: None,

@@ -80,11 +80,7 @@ impl Torrent {
             self.remove_peer(key, DisconnectReason::Banned, true, now);
             return;
         }
-        if self
-            .peers
-            .values()
-            .any(|p| p.key != key && p.peer_id == Some(hs.peer_id))
-        {
+        if self.peers.values().any(|p| p.key != key && p.peer_id == Some(hs.peer_id)) {
             self.remove_peer(key, DisconnectReason::Duplicate, true, now);
             return;
         }
@@ -121,13 +117,7 @@ impl Torrent {
             };
             let mut payload = Vec::new();
             ext.encode(&mut payload);
-            peer.send(
-                &Message::Extended {
-                    id: 0,
-                    payload: &payload,
-                },
-                now,
-            );
+            peer.send(&Message::Extended { id: 0, payload: &payload }, now);
         }
         let addr = peer.addr;
         self.emit(Event::PeerConnected { peer: key, addr });
@@ -138,10 +128,7 @@ impl Torrent {
             return;
         };
         match msg {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_) => {}
+            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) => {}
             Message::Unknown { .. } => {}
             Message::Choke => {
                 peer.peer_choking = true;
@@ -174,8 +161,7 @@ impl Torrent {
                         // Counted as a seed from now on, matching its full bitfield on leave.
                         self.picker.peer_became_seed();
                     }
-                    let wanted = !self.picker.have().get(piece)
-                        && self.picker.priority(piece) != crate::Priority::Skip;
+                    let wanted = !self.picker.have().get(piece) && self.picker.priority(piece) != crate::Priority::Skip;
                     if wanted {
                         peer.wanted += 1;
                         if peer.wanted == 1 {
@@ -185,8 +171,7 @@ impl Torrent {
                     self.check_both_seeds(key, now);
                 }
             }
-            Message::Bitfield(bytes) => match Bitfield::from_wire(bytes, self.lengths.num_pieces())
-            {
+            Message::Bitfield(bytes) => match Bitfield::from_wire(bytes, self.lengths.num_pieces()) {
                 Ok(bf) => self.set_bitfield(key, bf, now),
                 Err(e) => self.protocol_error(key, e.to_string(), now),
             },
@@ -199,22 +184,10 @@ impl Torrent {
                     self.protocol_error(key, "have-none after the peer's pieces were known", now);
                 }
             }
-            Message::Request {
-                index,
-                begin,
-                length,
-            } => self.on_request(key, index, begin, length, now),
-            Message::Cancel {
-                index,
-                begin,
-                length,
-            } => self.on_cancel(key, index, begin, length, now),
+            Message::Request { index, begin, length } => self.on_request(key, index, begin, length, now),
+            Message::Cancel { index, begin, length } => self.on_cancel(key, index, begin, length, now),
             Message::Piece { index, begin, data } => self.on_piece(key, index, begin, data, now),
-            Message::Reject {
-                index,
-                begin,
-                length,
-            } => self.on_reject(key, index, begin, length, now),
+            Message::Reject { index, begin, length } => self.on_reject(key, index, begin, length, now),
             Message::Extended { id: 0, payload } => match ExtendedHandshake::decode(payload) {
                 Ok(ext) => peer.reqq = ext.reqq,
                 Err(e) => self.protocol_error(key, e.to_string(), now),
@@ -235,9 +208,8 @@ impl Torrent {
         peer.wanted = if self.wanted_pieces == 0 {
             0
         } else {
-            bf.iter_ones()
-                .filter(|&p| !picker.have().get(p) && picker.priority(p) != crate::Priority::Skip)
-                .count() as u32
+            bf.iter_ones().filter(|&p| !picker.have().get(p) && picker.priority(p) != crate::Priority::Skip).count()
+                as u32
         };
         peer.has = bf;
         self.update_interest(key, now);

@@ -22,12 +22,7 @@ pub(crate) struct Meter {
 
 impl Meter {
     pub(crate) fn new(now: Timestamp) -> Self {
-        Self {
-            started: now,
-            last: now,
-            acc: 0.0,
-            total: 0,
-        }
+        Self { started: now, last: now, acc: 0.0, total: 0 }
     }
 
     pub(crate) fn add(&mut self, bytes: u64, now: Timestamp) {
@@ -69,12 +64,7 @@ impl TokenBucket {
     pub(crate) fn new(rate: u64, now: Timestamp) -> Self {
         let rate = rate.max(1);
         let capacity = (rate / 2).max(2 * u64::from(sluice_core::BLOCK_SIZE)) as i64;
-        Self {
-            rate,
-            capacity,
-            tokens: capacity,
-            last: now,
-        }
+        Self { rate, capacity, tokens: capacity, last: now }
     }
 
     fn refill(&mut self, now: Timestamp) {

@@ -23,14 +23,10 @@ impl Torrent {
     fn pipeline_target(&self, peer: &Peer, now: Timestamp) -> usize {
         let min = self.config.min_pipeline.max(1);
         let max = self.config.max_pipeline.max(min);
-        let queue = peer
-            .rtt_min
-            .map_or(QUEUE_TIME, |rtt| (rtt * 2).max(QUEUE_TIME));
+        let queue = peer.rtt_min.map_or(QUEUE_TIME, |rtt| (rtt * 2).max(QUEUE_TIME));
         let rate = peer.down.rate(now) as f64;
         let mut target = (rate * queue.as_secs_f64() / f64::from(BLOCK_SIZE)).ceil() as usize;
-        let measured = peer
-            .first_block_at
-            .is_some_and(|t| now.saturating_since(t) >= MEASURE_TIME);
+        let measured = peer.first_block_at.is_some_and(|t| now.saturating_since(t) >= MEASURE_TIME);
         if !measured {
             target = target.max(self.initial_pipeline());
         }
@@ -41,14 +37,9 @@ impl Torrent {
     /// Pieces that may still be started: what fits in the budget, and always one when none
     /// is in flight so that a piece larger than the budget still downloads.
     fn new_piece_allowance(&self) -> u32 {
-        let fit = self.config.buffer_budget.saturating_sub(self.reserved)
-            / u64::from(self.lengths.piece_length());
+        let fit = self.config.buffer_budget.saturating_sub(self.reserved) / u64::from(self.lengths.piece_length());
         let fit = u32::try_from(fit).unwrap_or(u32::MAX);
-        if self.buffers.is_empty() && self.verifying.is_empty() {
-            fit.max(1)
-        } else {
-            fit
-        }
+        if self.buffers.is_empty() && self.verifying.is_empty() { fit.max(1) } else { fit }
     }
 
     /// Tops up `key`'s request pipeline from the picker.
@@ -57,11 +48,7 @@ impl Torrent {
         let Some(peer) = self.peers.get(&key) else {
             return;
         };
-        if !peer.is_active()
-            || !peer.am_interested
-            || peer.peer_choking
-            || (peer.snubbed && !endgame)
-        {
+        if !peer.is_active() || !peer.am_interested || peer.peer_choking || (peer.snubbed && !endgame) {
             return;
         }
         let target = self.pipeline_target(peer, now);
@@ -88,8 +75,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        self.picker
-            .pick(key, &peer.has, want, &mut new_pieces, &mut picked);
+        self.picker.pick(key, &peer.has, want, &mut new_pieces, &mut picked);
         if picked.is_empty() {
             self.scratch = picked;
             return;
@@ -99,14 +85,7 @@ impl Torrent {
         }
         for &block in &picked {
             peer.requests.push_back(Pending { block, sent: now });
-            peer.send(
-                &Message::Request {
-                    index: block.piece.get(),
-                    begin: block.offset,
-                    length: block.len,
-                },
-                now,
-            );
+            peer.send(&Message::Request { index: block.piece.get(), begin: block.offset, length: block.len }, now);
             if let Some(bucket) = &mut self.down_bucket {
                 bucket.take(u64::from(block.len));
             }
@@ -126,23 +105,9 @@ impl Torrent {
         self.scratch = picked;
     }
 
-    pub(super) fn on_piece(
-        &mut self,
-        key: PeerKey,
-        index: u32,
-        begin: u32,
-        data: &[u8],
-        now: Timestamp,
-    ) {
-        let Some(block) = self
-            .lengths
-            .block_from_wire(index, begin, data.len() as u32)
-        else {
-            return self.protocol_error(
-                key,
-                format!("piece {index}+{begin} ({}) is not a block", data.len()),
-                now,
-            );
+    pub(super) fn on_piece(&mut self, key: PeerKey, index: u32, begin: u32, data: &[u8], now: Timestamp) {
+        let Some(block) = self.lengths.block_from_wire(index, begin, data.len() as u32) else {
+            return self.protocol_error(key, format!("piece {index}+{begin} ({}) is not a block", data.len()), now);
         };
         let min = self.config.min_pipeline.max(1);
         let max = self.config.max_pipeline.max(min);
@@ -164,18 +129,10 @@ impl Torrent {
         peer.pipeline_cap = (peer.pipeline_cap + 1).clamp(min, max);
         peer.snubbed = false;
         peer.recent_timeout = false;
-        peer.waiting_since = if peer.requests.is_empty() {
-            None
-        } else {
-            Some(now)
-        };
+        peer.waiting_since = if peer.requests.is_empty() { None } else { Some(now) };
         self.queue_fill(key);
 
-        let BlockOutcome::Accepted {
-            piece_complete,
-            cancel,
-        } = self.picker.block_received(block, key)
-        else {
+        let BlockOutcome::Accepted { piece_complete, cancel } = self.picker.block_received(block, key) else {
             return;
         };
         let Some(buf) = self.buffers.get_mut(&block.piece) else {
@@ -192,14 +149,7 @@ impl Torrent {
                 && p.take_request(block).is_some()
             {
                 p.mark_stale(block);
-                p.send(
-                    &Message::Cancel {
-                        index,
-                        begin,
-                        length: block.len,
-                    },
-                    now,
-                );
+                p.send(&Message::Cancel { index, begin, length: block.len }, now);
                 if p.requests.is_empty() {
                     p.waiting_since = None;
                 }
@@ -208,27 +158,13 @@ impl Torrent {
         }
         if piece_complete && let Some(data) = self.buffers.remove(&block.piece) {
             self.verifying.insert(block.piece);
-            self.outputs.push_back(Output::VerifyPiece {
-                piece: block.piece,
-                data,
-            });
+            self.outputs.push_back(Output::VerifyPiece { piece: block.piece, data });
         }
     }
 
-    pub(super) fn on_reject(
-        &mut self,
-        key: PeerKey,
-        index: u32,
-        begin: u32,
-        length: u32,
-        now: Timestamp,
-    ) {
+    pub(super) fn on_reject(&mut self, key: PeerKey, index: u32, begin: u32, length: u32, now: Timestamp) {
         let Some(block) = self.lengths.block_from_wire(index, begin, length) else {
-            return self.protocol_error(
-                key,
-                format!("reject of {index}+{begin} ({length}) is not a block"),
-                now,
-            );
+            return self.protocol_error(key, format!("reject of {index}+{begin} ({length}) is not a block"), now);
         };
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
@@ -262,21 +198,13 @@ impl Torrent {
         self.refill_all = true;
     }
 
-    pub(super) fn on_piece_checked(
-        &mut self,
-        piece: PieceIndex,
-        ok: bool,
-        buffer: Vec<u8>,
-        now: Timestamp,
-    ) {
+    pub(super) fn on_piece_checked(&mut self, piece: PieceIndex, ok: bool, buffer: Vec<u8>, now: Timestamp) {
         if !self.verifying.remove(&piece) {
             return;
         }
         let len = self.lengths.piece_len(piece);
         self.reserved -= u64::from(len);
-        if self.free_buffers.len() < FREE_BUFFERS_MAX
-            && buffer.capacity() >= self.lengths.piece_length() as usize
-        {
+        if self.free_buffers.len() < FREE_BUFFERS_MAX && buffer.capacity() >= self.lengths.piece_length() as usize {
             self.free_buffers.push(buffer);
         }
         let was_wanted = self.is_wanted(piece);
@@ -305,10 +233,7 @@ impl Torrent {
             self.emit(Event::PieceVerified(piece));
             self.check_complete(now);
         } else {
-            self.emit(Event::HashFailed {
-                piece,
-                peers: contributors.clone(),
-            });
+            self.emit(Event::HashFailed { piece, peers: contributors.clone() });
             let sole = contributors.len() == 1;
             for key in contributors {
                 self.charge_hash_failure(key, sole, now);

@@ -32,11 +32,7 @@ fn sha1(data: &[u8]) -> [u8; 20] {
 }
 
 fn config(id: u8) -> Config {
-    Config {
-        peer_id: PeerId::sluice([id; 12]),
-        rng_seed: u64::from(id),
-        ..Config::default()
-    }
+    Config { peer_id: PeerId::sluice([id; 12]), rng_seed: u64::from(id), ..Config::default() }
 }
 
 fn addr_of(node: usize) -> SocketAddr {
@@ -65,6 +61,8 @@ struct Net {
     /// Bytes delivered per step and direction at most (a crude link rate), `None` = all.
     chunk: Option<usize>,
     in_transit: VecDeque<(usize, PeerKey, Vec<u8>)>,
+    /// Run `check_invariants` after every input.
+    checks: bool,
 }
 
 impl Net {
@@ -87,6 +85,7 @@ impl Net {
             now: Timestamp::ZERO,
             chunk: None,
             in_transit: VecDeque::new(),
+            checks: true,
         };
         (net, body)
     }
@@ -95,10 +94,7 @@ impl Net {
         let n = self.lengths.num_pieces();
         let (have, data) = match full {
             Some(body) => (Bitfield::full(n), body.to_vec()),
-            None => (
-                Bitfield::new(n),
-                vec![0; self.lengths.total_length() as usize],
-            ),
+            None => (Bitfield::new(n), vec![0; self.lengths.total_length() as usize]),
         };
         let t = Torrent::new(INFO_HASH, self.lengths, have, cfg, self.now);
         self.nodes.push(Node {
@@ -116,7 +112,9 @@ impl Net {
     fn input(&mut self, node: usize, input: Input<'_>) {
         let now = self.now;
         self.nodes[node].t.handle_input(input, now);
-        self.nodes[node].t.check_invariants();
+        if self.checks {
+            self.nodes[node].t.check_invariants();
+        }
     }
 
     /// Drains every node's outputs once, acting on them. Returns whether anything happened.
@@ -168,20 +166,12 @@ impl Net {
                 }
             }
             Output::ReadBlock { peer, block } => {
-                let start =
-                    (self.lengths.piece_start(block.piece).0 + u64::from(block.offset)) as usize;
+                let start = (self.lengths.piece_start(block.piece).0 + u64::from(block.offset)) as usize;
                 let mut bytes = self.nodes[i].data[start..start + block.len as usize].to_vec();
                 if self.nodes[i].corrupt.contains(&block.piece) {
                     bytes[0] ^= 0xff;
                 }
-                self.input(
-                    i,
-                    Input::BlockRead {
-                        peer,
-                        block,
-                        data: Some(&bytes),
-                    },
-                );
+                self.input(i, Input::BlockRead { peer, block, data: Some(&bytes) });
             }
             Output::Event(e) => self.nodes[i].events.push(e),
         }
@@ -193,14 +183,7 @@ impl Net {
             let s = self.lengths.piece_start(piece).0 as usize;
             self.nodes[i].data[s..s + data.len()].copy_from_slice(&data);
         }
-        self.input(
-            i,
-            Input::PieceChecked {
-                piece,
-                ok,
-                buffer: data,
-            },
-        );
+        self.input(i, Input::PieceChecked { piece, ok, buffer: data });
     }
 
     fn release_held(&mut self, i: usize) {
@@ -221,23 +204,13 @@ impl Net {
             }
             budget -= data.len();
             if self.links.contains_key(&(j, key)) {
-                self.input(
-                    j,
-                    Input::Data {
-                        peer: key,
-                        bytes: &data,
-                    },
-                );
+                self.input(j, Input::Data { peer: key, bytes: &data });
             }
         }
         while self.drain() {}
         self.now = self.now + Duration::from_millis(1);
         for i in 0..self.nodes.len() {
-            if self.nodes[i]
-                .t
-                .poll_timeout()
-                .is_some_and(|t| t <= self.now)
-            {
+            if self.nodes[i].t.poll_timeout().is_some_and(|t| t <= self.now) {
                 let now = self.now;
                 self.nodes[i].t.handle_timeout(now);
                 self.nodes[i].t.check_invariants();
@@ -267,12 +240,7 @@ fn leecher_completes_from_a_seeder() {
     assert_eq!(net.nodes[leech].data, body);
     let ev = &net.nodes[leech].events;
     assert!(ev.contains(&Event::Complete));
-    assert_eq!(
-        ev.iter()
-            .filter(|e| matches!(e, Event::PieceVerified(_)))
-            .count(),
-        16
-    );
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::PieceVerified(_))).count(), 16);
     let stats = net.nodes[leech].t.stats();
     assert_eq!(stats.pieces_have, 16);
     assert_eq!(stats.bytes_wanted_left, 0);
@@ -297,9 +265,7 @@ fn three_leechers_share_and_finish() {
             }
         }
     }
-    net.run_until(100_000, |n| {
-        leechers.iter().all(|&l| n.nodes[l].t.is_complete())
-    });
+    net.run_until(100_000, |n| leechers.iter().all(|&l| n.nodes[l].t.is_complete()));
     for &l in &leechers {
         assert_eq!(net.nodes[l].data, body);
     }
@@ -310,13 +276,7 @@ fn backpressure_keeps_buffers_within_budget() {
     let (mut net, body) = Net::new(2 << 20, 1 << 16);
     let seed = net.add(config(1), Some(&body));
     let budget = 4 * 65536;
-    let leech = net.add(
-        Config {
-            buffer_budget: budget,
-            ..config(2)
-        },
-        None,
-    );
+    let leech = net.add(Config { buffer_budget: budget, ..config(2) }, None);
     net.nodes[leech].withhold = true;
     net.nodes[leech].t.add_peer(addr_of(seed), net.now);
     for _ in 0..500 {
@@ -337,13 +297,7 @@ fn backpressure_keeps_buffers_within_budget() {
 fn piece_larger_than_budget_still_downloads() {
     let (mut net, body) = Net::new(1 << 20, 1 << 18);
     let seed = net.add(config(1), Some(&body));
-    let leech = net.add(
-        Config {
-            buffer_budget: 100_000,
-            ..config(2)
-        },
-        None,
-    );
+    let leech = net.add(Config { buffer_budget: 100_000, ..config(2) }, None);
     net.nodes[leech].t.add_peer(addr_of(seed), net.now);
     net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
     assert_eq!(net.nodes[leech].t.stats().buffered_bytes_peak, 1 << 18);
@@ -356,25 +310,10 @@ fn corrupt_seeder_is_banned() {
     net.nodes[bad].corrupt = vec![PieceIndex::new_unchecked(3)];
     let leech = net.add(config(2), None);
     net.nodes[leech].t.add_peer(addr_of(bad), net.now);
-    net.run_until(10_000, |n| {
-        n.nodes[leech]
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::PeerBanned { .. }))
-    });
+    net.run_until(10_000, |n| n.nodes[leech].events.iter().any(|e| matches!(e, Event::PeerBanned { .. })));
     let ev = &net.nodes[leech].events;
-    assert_eq!(
-        ev.iter()
-            .filter(|e| matches!(e, Event::HashFailed { .. }))
-            .count(),
-        2
-    );
-    assert!(
-        net.nodes[leech]
-            .disconnects
-            .iter()
-            .any(|(_, r)| *r == DisconnectReason::Banned)
-    );
+    assert_eq!(ev.iter().filter(|e| matches!(e, Event::HashFailed { .. })).count(), 2);
+    assert!(net.nodes[leech].disconnects.iter().any(|(_, r)| *r == DisconnectReason::Banned));
     // Never dialed again.
     let before = net.links.len();
     for _ in 0..2000 {
@@ -387,13 +326,7 @@ fn corrupt_seeder_is_banned() {
 #[test]
 fn rate_limit_slows_the_download() {
     let (mut net, body) = Net::new(1 << 20, 1 << 16);
-    let seed = net.add(
-        Config {
-            upload_rate_limit: Some(1 << 20),
-            ..config(1)
-        },
-        Some(&body),
-    );
+    let seed = net.add(Config { upload_rate_limit: Some(1 << 20), ..config(1) }, Some(&body));
     let leech = net.add(config(2), None);
     net.nodes[leech].t.add_peer(addr_of(seed), net.now);
     let steps = net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
@@ -406,17 +339,9 @@ fn rate_limit_slows_the_download() {
 fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {
     let body = content(1 << 20, 3);
     let lengths = Lengths::new(body.len() as u64, 1 << 16, 16).unwrap();
-    let mut t = Torrent::new(
-        INFO_HASH,
-        lengths,
-        Bitfield::new(16),
-        config(1),
-        Timestamp::ZERO,
-    );
+    let mut t = Torrent::new(INFO_HASH, lengths, Bitfield::new(16), config(1), Timestamp::ZERO);
     t.add_peer(addr_of(0), Timestamp::ZERO);
-    let Some(Output::Connect { peer, .. }) = t.poll_output() else {
-        panic!("no connect")
-    };
+    let Some(Output::Connect { peer, .. }) = t.poll_output() else { panic!("no connect") };
     t.handle_input(Input::Connected { peer }, Timestamp::ZERO);
     let mut sent = Vec::new();
     while let Some(out) = t.poll_output() {
@@ -427,13 +352,7 @@ fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {
     assert_eq!(sent.len(), Handshake::LEN);
     let mut theirs = Vec::new();
     Handshake::new(INFO_HASH, PeerId([9; 20])).encode(&mut theirs);
-    t.handle_input(
-        Input::Data {
-            peer,
-            bytes: &theirs,
-        },
-        Timestamp::ZERO,
-    );
+    t.handle_input(Input::Data { peer, bytes: &theirs }, Timestamp::ZERO);
     t.check_invariants();
     (t, peer, sent)
 }
@@ -457,24 +376,10 @@ fn unrequested_piece_disconnects() {
     let (mut t, peer, _) = scripted_peer();
     let mut bytes = Vec::new();
     Message::Bitfield(&[0xff, 0xff]).encode(&mut bytes);
-    Message::Piece {
-        index: 0,
-        begin: 0,
-        data: &[0; 16384],
-    }
-    .encode(&mut bytes);
-    t.handle_input(
-        Input::Data {
-            peer,
-            bytes: &bytes,
-        },
-        Timestamp::ZERO,
-    );
+    Message::Piece { index: 0, begin: 0, data: &[0; 16384] }.encode(&mut bytes);
+    t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO);
     t.check_invariants();
-    assert!(matches!(
-        disconnect_reason(&mut t, peer),
-        Some(DisconnectReason::Protocol(_))
-    ));
+    assert!(matches!(disconnect_reason(&mut t, peer), Some(DisconnectReason::Protocol(_))));
     assert_eq!(t.stats().peers_connected, 0);
 }
 
@@ -483,58 +388,25 @@ fn bad_bitfield_disconnects() {
     let (mut t, peer, _) = scripted_peer();
     let mut bytes = Vec::new();
     Message::Bitfield(&[0xff, 0xff, 0xff]).encode(&mut bytes);
-    t.handle_input(
-        Input::Data {
-            peer,
-            bytes: &bytes,
-        },
-        Timestamp::ZERO,
-    );
+    t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO);
     t.check_invariants();
-    assert!(matches!(
-        disconnect_reason(&mut t, peer),
-        Some(DisconnectReason::Protocol(_))
-    ));
+    assert!(matches!(disconnect_reason(&mut t, peer), Some(DisconnectReason::Protocol(_))));
 }
 
 #[test]
 fn wrong_info_hash_and_garbage_disconnect() {
     let body = content(1000, 3);
     let lengths = Lengths::new(body.len() as u64, 1 << 16, 1).unwrap();
-    let mut t = Torrent::new(
-        INFO_HASH,
-        lengths,
-        Bitfield::new(1),
-        config(1),
-        Timestamp::ZERO,
-    );
+    let mut t = Torrent::new(INFO_HASH, lengths, Bitfield::new(1), config(1), Timestamp::ZERO);
     let a = t.accept(addr_of(1), Timestamp::ZERO).unwrap();
     let mut hs = Vec::new();
     Handshake::new(InfoHash([1; 20]), PeerId([9; 20])).encode(&mut hs);
-    t.handle_input(
-        Input::Data {
-            peer: a,
-            bytes: &hs,
-        },
-        Timestamp::ZERO,
-    );
-    assert_eq!(
-        disconnect_reason(&mut t, a),
-        Some(DisconnectReason::WrongInfoHash)
-    );
+    t.handle_input(Input::Data { peer: a, bytes: &hs }, Timestamp::ZERO);
+    assert_eq!(disconnect_reason(&mut t, a), Some(DisconnectReason::WrongInfoHash));
     let b = t.accept(addr_of(2), Timestamp::ZERO).unwrap();
     assert_ne!(a, b);
-    t.handle_input(
-        Input::Data {
-            peer: b,
-            bytes: &[0xff; 100],
-        },
-        Timestamp::ZERO,
-    );
-    assert!(matches!(
-        disconnect_reason(&mut t, b),
-        Some(DisconnectReason::Protocol(_))
-    ));
+    t.handle_input(Input::Data { peer: b, bytes: &[0xff; 100] }, Timestamp::ZERO);
+    assert!(matches!(disconnect_reason(&mut t, b), Some(DisconnectReason::Protocol(_))));
     t.check_invariants();
 }
 
@@ -542,30 +414,13 @@ fn wrong_info_hash_and_garbage_disconnect() {
 fn interested_peer_is_unchoked_at_once_and_idle_peer_times_out() {
     let body = content(1 << 16, 3);
     let lengths = Lengths::new(body.len() as u64, 1 << 14, 4).unwrap();
-    let mut t = Torrent::new(
-        INFO_HASH,
-        lengths,
-        Bitfield::full(4),
-        config(1),
-        Timestamp::ZERO,
-    );
+    let mut t = Torrent::new(INFO_HASH, lengths, Bitfield::full(4), config(1), Timestamp::ZERO);
     let peer = t.accept(addr_of(1), Timestamp::ZERO).unwrap();
     let mut bytes = Vec::new();
     Handshake::new(INFO_HASH, PeerId([9; 20])).encode(&mut bytes);
     Message::Interested.encode(&mut bytes);
-    Message::Request {
-        index: 1,
-        begin: 0,
-        length: 16384,
-    }
-    .encode(&mut bytes);
-    t.handle_input(
-        Input::Data {
-            peer,
-            bytes: &bytes,
-        },
-        Timestamp::ZERO,
-    );
+    Message::Request { index: 1, begin: 0, length: 16384 }.encode(&mut bytes);
+    t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO);
     let mut read = None;
     while let Some(out) = t.poll_output() {
         if let Output::ReadBlock { block, .. } = out {
@@ -598,4 +453,20 @@ fn interested_peer_is_unchoked_at_once_and_idle_peer_times_out() {
     };
     assert!(keepalives >= 2);
     assert!(now >= Timestamp::ZERO + Duration::from_secs(120));
+}
+
+/// Engine cost per byte: `cargo test --release -p sluice-engine throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput() {
+    let total = 128 << 20;
+    let (mut net, body) = Net::new(total, 1 << 20);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(config(2), None);
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    net.checks = false;
+    let start = std::time::Instant::now();
+    let steps = net.run_until(1_000_000, |n| n.nodes[leech].t.is_complete());
+    let secs = start.elapsed().as_secs_f64();
+    println!("{} MiB in {secs:.2}s = {:.0} MiB/s, {steps} steps", total >> 20, (total >> 20) as f64 / secs);
 }

@@ -16,23 +16,9 @@ const UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
 const MAX_READS: usize = 64;
 
 impl Torrent {
-    pub(super) fn on_request(
-        &mut self,
-        key: PeerKey,
-        index: u32,
-        begin: u32,
-        length: u32,
-        now: Timestamp,
-    ) {
-        let Some(block) = self
-            .lengths
-            .request_from_wire(index, begin, length, MAX_REQUEST_LEN)
-        else {
-            return self.protocol_error(
-                key,
-                format!("bad request {index}+{begin} ({length})"),
-                now,
-            );
+    pub(super) fn on_request(&mut self, key: PeerKey, index: u32, begin: u32, length: u32, now: Timestamp) {
+        let Some(block) = self.lengths.request_from_wire(index, begin, length, MAX_REQUEST_LEN) else {
+            return self.protocol_error(key, format!("bad request {index}+{begin} ({length})"), now);
         };
         let have = self.picker.have().get(block.piece);
         let Some(peer) = self.peers.get_mut(&key) else {
@@ -52,18 +38,8 @@ impl Torrent {
         self.pump_uploads(key, now);
     }
 
-    pub(super) fn on_cancel(
-        &mut self,
-        key: PeerKey,
-        index: u32,
-        begin: u32,
-        length: u32,
-        now: Timestamp,
-    ) {
-        let Some(block) = self
-            .lengths
-            .request_from_wire(index, begin, length, MAX_REQUEST_LEN)
-        else {
+    pub(super) fn on_cancel(&mut self, key: PeerKey, index: u32, begin: u32, length: u32, now: Timestamp) {
+        let Some(block) = self.lengths.request_from_wire(index, begin, length, MAX_REQUEST_LEN) else {
             return self.protocol_error(key, format!("bad cancel {index}+{begin} ({length})"), now);
         };
         let Some(peer) = self.peers.get_mut(&key) else {
@@ -95,13 +71,7 @@ impl Torrent {
         self.pump_uploads(key, now);
     }
 
-    pub(super) fn on_block_read(
-        &mut self,
-        key: PeerKey,
-        block: BlockRef,
-        data: Option<&[u8]>,
-        now: Timestamp,
-    ) {
+    pub(super) fn on_block_read(&mut self, key: PeerKey, block: BlockRef, data: Option<&[u8]>, now: Timestamp) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -135,8 +105,7 @@ impl Torrent {
             return;
         };
         while let Some(&block) = peer.upload_queue.front() {
-            if peer.reading.len() >= MAX_READS || peer.reading_bytes + peer.unsent >= UPLOAD_WINDOW
-            {
+            if peer.reading.len() >= MAX_READS || peer.reading_bytes + peer.unsent >= UPLOAD_WINDOW {
                 break;
             }
             if let Some(bucket) = &mut self.up_bucket
@@ -148,8 +117,7 @@ impl Torrent {
             peer.upload_queue.pop_front();
             peer.reading.push_back(block);
             peer.reading_bytes += u64::from(block.len);
-            self.outputs
-                .push_back(Output::ReadBlock { peer: key, block });
+            self.outputs.push_back(Output::ReadBlock { peer: key, block });
         }
     }
 
@@ -158,11 +126,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let dropped: Vec<BlockRef> = peer
-            .upload_queue
-            .drain(..)
-            .chain(peer.reading.drain(..))
-            .collect();
+        let dropped: Vec<BlockRef> = peer.upload_queue.drain(..).chain(peer.reading.drain(..)).collect();
         peer.reading_bytes = 0;
         if peer.fast {
             for block in dropped {
@@ -173,9 +137,5 @@ impl Torrent {
 }
 
 fn reject(block: BlockRef) -> Message<'static> {
-    Message::Reject {
-        index: block.piece.get(),
-        begin: block.offset,
-        length: block.len,
-    }
+    Message::Reject { index: block.piece.get(), begin: block.offset, length: block.len }
 }
