@@ -45,6 +45,8 @@ struct Node {
     data: Vec<u8>,
     /// Blocks served by this node are corrupted in these pieces.
     corrupt: Vec<PieceIndex>,
+    /// Never answer ReadBlock: a peer that accepts requests and sends nothing.
+    mute: bool,
     /// Hold VerifyPiece answers instead of answering at once.
     withhold: bool,
     held: Vec<(PieceIndex, Vec<u8>)>,
@@ -101,6 +103,7 @@ impl Net {
             t,
             data,
             corrupt: Vec::new(),
+            mute: false,
             withhold: false,
             held: Vec::new(),
             events: Vec::new(),
@@ -165,6 +168,7 @@ impl Net {
                     self.check(i, piece, data);
                 }
             }
+            Output::ReadBlock { .. } if self.nodes[i].mute => {}
             Output::ReadBlock { peer, block } => {
                 let start = (self.lengths.piece_start(block.piece).0 + u64::from(block.offset)) as usize;
                 let mut bytes = self.nodes[i].data[start..start + block.len as usize].to_vec();
@@ -324,6 +328,30 @@ fn corrupt_seeder_is_banned() {
 }
 
 #[test]
+fn stalled_peer_times_out_and_blocks_move_elsewhere() {
+    let (mut net, body) = Net::new(4 << 20, 1 << 16);
+    let mute = net.add(config(1), Some(&body));
+    let good = net.add(config(2), Some(&body));
+    net.nodes[mute].mute = true;
+    let cfg = Config {
+        request_timeout: Duration::from_secs(2),
+        snub_timeout: Duration::from_secs(3),
+        // Full with the mute peer's pieces: only timeouts free its blocks.
+        buffer_budget: 4 << 16,
+        ..config(3)
+    };
+    let leech = net.add(cfg, None);
+    net.nodes[leech].t.add_peer(addr_of(mute), net.now);
+    net.run_until(100, |n| n.links.len() == 2);
+    // The mute seed got the first requests; the good one joins later.
+    net.nodes[leech].t.add_peer(addr_of(good), net.now);
+    let steps = net.run_until(20_000, |n| n.nodes[leech].t.is_complete());
+    assert!(steps >= 1900, "{steps}");
+    assert_eq!(net.nodes[leech].data, body);
+    assert!(net.nodes[good].t.stats().uploaded >= body.len() as u64);
+}
+
+#[test]
 fn rate_limit_slows_the_download() {
     let (mut net, body) = Net::new(1 << 20, 1 << 16);
     let seed = net.add(Config { upload_rate_limit: Some(1 << 20), ..config(1) }, Some(&body));
@@ -469,4 +497,88 @@ fn throughput() {
     let steps = net.run_until(1_000_000, |n| n.nodes[leech].t.is_complete());
     let secs = start.elapsed().as_secs_f64();
     println!("{} MiB in {secs:.2}s = {:.0} MiB/s, {steps} steps", total >> 20, (total >> 20) as f64 / secs);
+}
+
+fn arb_message() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let idx = 0u32..20;
+    let begin = prop_oneof![Just(0u32), Just(16384), Just(32768), Just(49152), 0u32..70000];
+    let len = prop_oneof![Just(16384u32), Just(1u32), 0u32..200_000];
+    prop_oneof![
+        Just(Message::KeepAlive.clone()),
+        Just(Message::Choke),
+        Just(Message::Unchoke),
+        Just(Message::Interested),
+        Just(Message::NotInterested),
+        Just(Message::HaveAll),
+        Just(Message::HaveNone),
+        idx.clone().prop_map(Message::Have),
+        (idx.clone(), begin.clone(), len.clone()).prop_map(|(index, begin, length)| Message::Request {
+            index,
+            begin,
+            length
+        }),
+        (idx.clone(), begin.clone(), len.clone()).prop_map(|(index, begin, length)| Message::Cancel {
+            index,
+            begin,
+            length
+        }),
+        (idx.clone(), begin.clone(), len).prop_map(|(index, begin, length)| Message::Reject { index, begin, length }),
+    ]
+    .prop_map(|m| {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        out
+    })
+    .boxed()
+    .prop_union(
+        (idx, begin, any::<bool>())
+            .prop_map(|(index, begin, short)| {
+                let data = vec![1u8; if short { 100 } else { 16384 }];
+                let mut out = Vec::new();
+                Message::Piece { index, begin, data: &data }.encode(&mut out);
+                out
+            })
+            .boxed(),
+    )
+    .or(proptest::collection::vec(any::<u8>(), 0..3)
+        .prop_map(|b| {
+            let mut out = Vec::new();
+            Message::Bitfield(&b).encode(&mut out);
+            out
+        })
+        .boxed())
+    .or(proptest::collection::vec(any::<u8>(), 0..40).boxed())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(200))]
+    /// Whatever a peer sends, the engine neither panics nor breaks an invariant.
+    #[test]
+    fn arbitrary_peer_input_is_survived(msgs in proptest::collection::vec(arb_message(), 1..40), seeding: bool) {
+        let (mut t, peer, _) = scripted_peer();
+        if seeding {
+            t = Torrent::new(INFO_HASH, *t.lengths(), Bitfield::full(16), config(1), Timestamp::ZERO);
+            let p = t.accept(addr_of(1), Timestamp::ZERO).unwrap();
+            let mut hs = Vec::new();
+            Handshake::new(INFO_HASH, PeerId([9; 20])).encode(&mut hs);
+            t.handle_input(Input::Data { peer: p, bytes: &hs }, Timestamp::ZERO);
+        }
+        let peer = if seeding { PeerKey(0) } else { peer };
+        let mut now = Timestamp::ZERO;
+        for m in msgs {
+            now = now + Duration::from_millis(300);
+            t.handle_input(Input::Data { peer, bytes: &m }, now);
+            t.check_invariants();
+            while let Some(out) = t.poll_output() {
+                if let Output::ReadBlock { peer, block } = out {
+                    let data = vec![0u8; block.len as usize];
+                    t.handle_input(Input::BlockRead { peer, block, data: Some(&data) }, now);
+                    t.check_invariants();
+                }
+            }
+            t.handle_timeout(now);
+            t.check_invariants();
+        }
+    }
 }
