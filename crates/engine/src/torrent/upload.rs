@@ -31,9 +31,6 @@ impl Torrent {
             }
             return;
         }
-        if peer.upload_queue.contains(&block) || peer.reading.contains(&block) {
-            return;
-        }
         peer.upload_queue.push_back(block);
         self.pump_uploads(key, now);
     }
