@@ -25,8 +25,7 @@ impl Content {
     pub fn from_data(data: Vec<u8>, piece_length: u32) -> Self {
         let total = data.len() as u64;
         let num_pieces = total.div_ceil(u64::from(piece_length));
-        let lengths =
-            Lengths::new(total, u64::from(piece_length), num_pieces).expect("valid geometry");
+        let lengths = Lengths::new(total, u64::from(piece_length), num_pieces).expect("valid geometry");
         let hashes: Vec<[u8; 20]> = data.chunks(piece_length as usize).map(sha1).collect();
         let mut h = Sha1::new();
         h.update(total.to_be_bytes());
@@ -35,12 +34,7 @@ impl Content {
             h.update(piece);
         }
         let info_hash = InfoHash(h.finalize().into());
-        Self {
-            info_hash,
-            lengths,
-            data,
-            hashes,
-        }
+        Self { info_hash, lengths, data, hashes }
     }
 
     pub fn piece(&self, piece: PieceIndex) -> &[u8] {
@@ -55,9 +49,7 @@ impl Content {
 
     /// Whether `data` hashes to `piece`'s expected SHA-1.
     pub fn verify(&self, piece: PieceIndex, data: &[u8]) -> bool {
-        self.hashes
-            .get(piece.as_usize())
-            .is_some_and(|h| *h == sha1(data))
+        self.hashes.get(piece.as_usize()).is_some_and(|h| *h == sha1(data))
     }
 }
 

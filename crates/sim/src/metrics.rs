@@ -79,6 +79,9 @@ pub struct NodeMetrics {
     pub verified: Vec<(PieceIndex, Timestamp)>,
     /// When the engine reported `Event::Complete`.
     pub completed_at: Option<Timestamp>,
+    /// Most bytes the engine had transmitted on one connection that had not left the
+    /// uplink yet (its send queue).
+    pub max_send_queue: u64,
     /// Outbound connection attempts the engine made.
     pub connects: u64,
     /// Pieces the driver hashed, and how many of them failed.
@@ -89,7 +92,6 @@ pub struct NodeMetrics {
 impl NodeMetrics {
     /// Time from the start of the simulation to `Event::Complete`.
     pub fn completion_time(&self) -> Option<Duration> {
-        self.completed_at
-            .map(|t| t.saturating_since(Timestamp::ZERO))
+        self.completed_at.map(|t| t.saturating_since(Timestamp::ZERO))
     }
 }

@@ -1,6 +1,7 @@
 //! Scripted peers: hand-written wire-protocol behaviours (hostile or broken) that engines
 //! meet in the swarm. They only listen; engines connect to them.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore};
-use sluice_core::{Bitfield, PeerId, PieceIndex, Timestamp};
+use sluice_core::{Bitfield, BlockRef, PeerId, PieceIndex, Timestamp};
 use sluice_wire::{Decoder, Handshake, Message};
 
 use crate::Content;
@@ -18,7 +19,7 @@ use crate::Content;
 pub struct ConnId(pub u64);
 
 /// A peer whose behaviour is code rather than an engine.
-pub trait Script: fmt::Debug {
+pub trait Script: Any + fmt::Debug {
     /// A connection to this peer was opened.
     fn on_open(&mut self, _io: &mut ScriptIo<'_>, _conn: ConnId) {}
     fn on_data(&mut self, io: &mut ScriptIo<'_>, conn: ConnId, bytes: &[u8]);
@@ -102,19 +103,13 @@ pub struct WirePeer {
     behaviour: Behaviour,
     peer_id: PeerId,
     conns: BTreeMap<ConnId, PeerConn>,
-    /// Requests this peer received, served or not.
-    pub requests_seen: u64,
+    /// Every valid request this peer received, served or not, with its arrival time.
+    pub requests: Vec<(Timestamp, BlockRef)>,
 }
 
 impl WirePeer {
     pub fn new(content: Rc<Content>, behaviour: Behaviour, id: u8) -> Self {
-        Self {
-            content,
-            behaviour,
-            peer_id: PeerId([id; 20]),
-            conns: BTreeMap::new(),
-            requests_seen: 0,
-        }
+        Self { content, behaviour, peer_id: PeerId([id; 20]), conns: BTreeMap::new(), requests: Vec::new() }
     }
 
     fn greet(&self, io: &mut ScriptIo<'_>, conn: ConnId) {
@@ -137,13 +132,7 @@ impl WirePeer {
 
 impl Script for WirePeer {
     fn on_open(&mut self, _io: &mut ScriptIo<'_>, conn: ConnId) {
-        self.conns.insert(
-            conn,
-            PeerConn {
-                decoder: Decoder::new(1 << 20),
-                handshaken: false,
-            },
-        );
+        self.conns.insert(conn, PeerConn { decoder: Decoder::new(1 << 20), handshaken: false });
     }
 
     fn on_data(&mut self, io: &mut ScriptIo<'_>, conn: ConnId, bytes: &[u8]) {
@@ -177,26 +166,15 @@ impl Script for WirePeer {
                 }
             };
             match (&self.behaviour, msg) {
-                (
-                    Behaviour::BadData(_) | Behaviour::Silent | Behaviour::LyingBitfield(_),
-                    Message::Interested,
-                ) => {
+                (Behaviour::BadData(_) | Behaviour::Silent | Behaviour::LyingBitfield(_), Message::Interested) => {
                     Message::Unchoke.encode(&mut out);
                 }
-                (
-                    behaviour,
-                    Message::Request {
-                        index,
-                        begin,
-                        length,
-                    },
-                ) => {
-                    self.requests_seen += 1;
-                    let Some(block) = lengths.request_from_wire(index, begin, length, 1 << 17)
-                    else {
+                (behaviour, Message::Request { index, begin, length }) => {
+                    let Some(block) = lengths.request_from_wire(index, begin, length, 1 << 17) else {
                         close = true;
                         break;
                     };
+                    self.requests.push((io.now, block));
                     let serve = match behaviour {
                         Behaviour::BadData(_) => true,
                         Behaviour::LyingBitfield(has) => has.get(block.piece),
@@ -209,12 +187,7 @@ impl Script for WirePeer {
                         {
                             data[0] ^= 0x5a;
                         }
-                        Message::Piece {
-                            index,
-                            begin,
-                            data: &data,
-                        }
-                        .encode(&mut out);
+                        Message::Piece { index, begin, data: &data }.encode(&mut out);
                     }
                 }
                 _ => {}

@@ -1,6 +1,7 @@
 //! The event loop: one priority queue of timestamped events, one clock, one PRNG.
 
-use std::cmp::Ordering;
+use std::any::Any;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -33,11 +34,7 @@ pub struct NetProfile {
 
 impl NetProfile {
     pub fn new(latency_ms: u64, up_rate: Option<u64>) -> Self {
-        Self {
-            latency: Duration::from_millis(latency_ms),
-            jitter: Duration::ZERO,
-            up_rate,
-        }
+        Self { latency: Duration::from_millis(latency_ms), jitter: Duration::ZERO, up_rate }
     }
     pub fn with_jitter(mut self, jitter_ms: u64) -> Self {
         self.jitter = Duration::from_millis(jitter_ms);
@@ -67,19 +64,10 @@ pub struct EngineSpec {
 
 impl EngineSpec {
     pub fn leecher(net: NetProfile) -> Self {
-        Self {
-            net,
-            config: Config::default(),
-            seeder: false,
-            verify_delay: Duration::ZERO,
-            read_delay: Duration::ZERO,
-        }
+        Self { net, config: Config::default(), seeder: false, verify_delay: Duration::ZERO, read_delay: Duration::ZERO }
     }
     pub fn seeder(net: NetProfile) -> Self {
-        Self {
-            seeder: true,
-            ..Self::leecher(net)
-        }
+        Self { seeder: true, ..Self::leecher(net) }
     }
     pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
@@ -104,6 +92,8 @@ pub struct SimConfig {
     pub sample_stats: bool,
     /// Largest chunk bytes are delivered in; chunks are sometimes cut shorter at random.
     pub max_chunk: usize,
+    /// Print connection lifecycle, faults and engine events to stderr.
+    pub log: bool,
 }
 
 impl Default for SimConfig {
@@ -116,6 +106,7 @@ impl Default for SimConfig {
             invariant_interval: 1,
             sample_stats: true,
             max_chunk: 16 * 1024,
+            log: false,
         }
     }
 }
@@ -160,8 +151,7 @@ impl Store {
         let Some(bytes) = &self.bytes else {
             return Some(self.content.block(block));
         };
-        let start =
-            self.content.lengths.piece_start(block.piece).0 as usize + block.offset as usize;
+        let start = self.content.lengths.piece_start(block.piece).0 as usize + block.offset as usize;
         Some(&bytes[start..start + block.len as usize])
     }
 
@@ -182,8 +172,11 @@ struct EngineNode {
     keys: HashMap<PeerKey, (ConnId, usize)>,
     /// Outbound attempts that will fail.
     failing: HashSet<PeerKey>,
-    timer: Option<(Timestamp, u64)>,
-    timer_gen: u64,
+    /// The engine's latest `poll_timeout`.
+    timeout: Option<Timestamp>,
+    /// Earliest wake-up event in the queue. A later timeout needs no new event: the wake-up
+    /// re-arms itself when it fires early.
+    wakeup: Option<Timestamp>,
     verify_delay: Duration,
     read_delay: Duration,
     disk_busy: Timestamp,
@@ -239,110 +232,47 @@ struct Conn {
     /// Reset by a fault: nothing more is delivered.
     dead: bool,
     last_arrival: [Timestamp; 2],
+    /// Bytes transmitted and not yet sent, per direction.
+    queued: [u64; 2],
     sniff: [Option<Sniffer>; 2],
 }
 
 #[derive(Debug)]
 enum Ev {
-    Timer {
-        node: NodeId,
-        generation: u64,
-    },
-    Connected {
-        conn: ConnId,
-    },
-    ConnectFailed {
-        node: NodeId,
-        key: PeerKey,
-    },
-    Arrive {
-        conn: ConnId,
-        dir: usize,
-        data: Vec<u8>,
-    },
-    Sent {
-        conn: ConnId,
-        dir: usize,
-        bytes: usize,
-    },
-    CloseEnd {
-        conn: ConnId,
-        end: usize,
-    },
-    Drop {
-        a: NodeId,
-        b: NodeId,
-    },
-    Online {
-        node: NodeId,
-        online: bool,
-    },
-    PieceChecked {
-        node: NodeId,
-        piece: PieceIndex,
-        data: Vec<u8>,
-    },
-    BlockRead {
-        node: NodeId,
-        key: PeerKey,
-        block: BlockRef,
-    },
-    ScriptTimer {
-        node: NodeId,
-        conn: ConnId,
-    },
+    Timer { node: NodeId },
+    Connected { conn: ConnId },
+    ConnectFailed { node: NodeId, key: PeerKey },
+    Arrive { conn: ConnId, dir: usize, data: Vec<u8> },
+    Sent { conn: ConnId, dir: usize, bytes: usize },
+    CloseEnd { conn: ConnId, end: usize },
+    Drop { a: NodeId, b: NodeId },
+    Online { node: NodeId, online: bool },
+    PieceChecked { node: NodeId, piece: PieceIndex, data: Vec<u8> },
+    BlockRead { node: NodeId, key: PeerKey, block: BlockRef },
+    ScriptTimer { node: NodeId, conn: ConnId },
 }
 
 impl Ev {
     fn tag(&self) -> u64 {
         match self {
-            Ev::Timer { node, .. } => 1 | (node.0 as u64) << 8,
+            Ev::Timer { node } => 1 | (node.0 as u64) << 8,
             Ev::Connected { conn } => 2 | conn.0 << 8,
             Ev::ConnectFailed { node, .. } => 3 | (node.0 as u64) << 8,
-            Ev::Arrive { conn, dir, data } => {
-                4 | (*dir as u64) << 4 | conn.0 << 8 | (data.len() as u64) << 32
-            }
-            Ev::Sent { conn, dir, bytes } => {
-                5 | (*dir as u64) << 4 | conn.0 << 8 | (*bytes as u64) << 32
-            }
+            Ev::Arrive { conn, dir, data } => 4 | (*dir as u64) << 4 | conn.0 << 8 | (data.len() as u64) << 32,
+            Ev::Sent { conn, dir, bytes } => 5 | (*dir as u64) << 4 | conn.0 << 8 | (*bytes as u64) << 32,
             Ev::CloseEnd { conn, end } => 6 | (*end as u64) << 4 | conn.0 << 8,
             Ev::Drop { a, b } => 7 | (a.0 as u64) << 8 | (b.0 as u64) << 32,
             Ev::Online { node, online } => 8 | u64::from(*online) << 4 | (node.0 as u64) << 8,
-            Ev::PieceChecked { node, piece, .. } => {
-                9 | (node.0 as u64) << 8 | u64::from(piece.get()) << 32
-            }
-            Ev::BlockRead { node, block, .. } => {
-                10 | (node.0 as u64) << 8 | u64::from(block.piece.get()) << 32
-            }
+            Ev::PieceChecked { node, piece, .. } => 9 | (node.0 as u64) << 8 | u64::from(piece.get()) << 32,
+            Ev::BlockRead { node, block, .. } => 10 | (node.0 as u64) << 8 | u64::from(block.piece.get()) << 32,
             Ev::ScriptTimer { node, conn } => 11 | (node.0 as u64) << 8 | conn.0 << 32,
         }
     }
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    at: Timestamp,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed, so the max-heap pops the earliest (then first scheduled) event.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A queue entry: time, scheduling order, and the slot holding the event. Payloads live in
+/// a slab so that heap moves stay small.
+type Scheduled = Reverse<(Timestamp, u64, u32)>;
 
 /// A deterministic swarm: see the crate documentation.
 #[derive(Debug)]
@@ -352,6 +282,8 @@ pub struct Sim {
     now: Timestamp,
     rng: SmallRng,
     queue: BinaryHeap<Scheduled>,
+    slots: Vec<Option<Ev>>,
+    free_slots: Vec<u32>,
     seq: u64,
     steps: u64,
     steps_this_instant: u64,
@@ -377,6 +309,8 @@ impl Sim {
             now: Timestamp::ZERO,
             rng: SmallRng::seed_from_u64(seed),
             queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
             seq: 0,
             steps: 0,
             steps_this_instant: 0,
@@ -420,13 +354,7 @@ impl Sim {
     fn push_node(&mut self, net: NetProfile, kind: NodeKind) -> NodeId {
         let addr = self.next_addr();
         let id = NodeId(self.nodes.len());
-        self.nodes.push(Node {
-            addr,
-            net,
-            up_busy: Timestamp::ZERO,
-            online: true,
-            kind,
-        });
+        self.nodes.push(Node { addr, net, up_busy: Timestamp::ZERO, online: true, kind });
         self.by_addr.insert(addr, id);
         id
     }
@@ -434,34 +362,20 @@ impl Sim {
     /// Adds an engine serving `content`.
     pub fn add_engine(&mut self, content: &Rc<Content>, spec: EngineSpec) -> NodeId {
         let pieces = content.lengths.num_pieces();
-        let have = if spec.seeder {
-            Bitfield::full(pieces)
-        } else {
-            Bitfield::new(pieces)
-        };
+        let have = if spec.seeder { Bitfield::full(pieces) } else { Bitfield::new(pieces) };
         let mut config = spec.config;
         config.peer_id = PeerId::sluice(self.rng.random());
         config.rng_seed = self.rng.random();
         config.listen_port = Some(LISTEN_PORT);
-        let torrent = Torrent::new(
-            content.info_hash,
-            content.lengths,
-            have.clone(),
-            config,
-            self.now,
-        );
+        let torrent = Torrent::new(content.info_hash, content.lengths, have.clone(), config, self.now);
         let bytes = (!spec.seeder).then(|| vec![0u8; content.data.len()]);
         let engine = EngineNode {
             torrent,
-            store: Store {
-                content: Rc::clone(content),
-                have,
-                bytes,
-            },
+            store: Store { content: Rc::clone(content), have, bytes },
             keys: HashMap::new(),
             failing: HashSet::new(),
-            timer: None,
-            timer_gen: 0,
+            timeout: None,
+            wakeup: None,
             verify_delay: spec.verify_delay,
             read_delay: spec.read_delay,
             disk_busy: Timestamp::ZERO,
@@ -504,17 +418,19 @@ impl Sim {
     /// Takes `node` off the network from `from` until `until`: its connections reset and
     /// connection attempts to it fail.
     pub fn schedule_offline(&mut self, node: NodeId, from: Duration, until: Duration) {
-        self.schedule(
-            Timestamp::ZERO + from,
-            Ev::Online {
-                node,
-                online: false,
-            },
-        );
+        self.schedule(Timestamp::ZERO + from, Ev::Online { node, online: false });
         self.schedule(Timestamp::ZERO + until, Ev::Online { node, online: true });
     }
 
     // ---- observing ----
+
+    /// The scripted peer at `node`, if it is a `T`.
+    pub fn script_as<T: Script>(&self, node: NodeId) -> Option<&T> {
+        match &self.nodes[node.0].kind {
+            NodeKind::Script(s) => (s.as_ref() as &dyn Any).downcast_ref(),
+            NodeKind::Engine(_) => None,
+        }
+    }
 
     pub fn torrent(&self, node: NodeId) -> &Torrent {
         &self.engine(node).torrent
@@ -543,10 +459,7 @@ impl Sim {
         &self.events
     }
     pub fn events_of(&self, node: NodeId) -> impl Iterator<Item = &Event> {
-        self.events
-            .iter()
-            .filter(move |(_, n, _)| *n == node)
-            .map(|(_, _, e)| e)
+        self.events.iter().filter(move |(_, n, _)| *n == node).map(|(_, _, e)| e)
     }
     /// Messages engine `from` sent to `to` (needs [`SimConfig::sniff`]).
     pub fn messages(&self, from: NodeId, to: NodeId) -> MessageCounts {
@@ -555,10 +468,7 @@ impl Sim {
     /// Messages engine `from` sent to anyone.
     pub fn messages_from(&self, from: NodeId) -> MessageCounts {
         let mut total = MessageCounts::default();
-        for (_, c) in self
-            .messages
-            .range((from, NodeId(0))..=(from, NodeId(usize::MAX)))
-        {
+        for (_, c) in self.messages.range((from, NodeId(0))..=(from, NodeId(usize::MAX))) {
             total += *c;
         }
         total
@@ -591,7 +501,7 @@ impl Sim {
     /// Runs for `d` of simulated time.
     pub fn run_for(&mut self, d: Duration) -> Result<(), SimError> {
         let end = self.now + d;
-        while self.queue.peek().is_some_and(|s| s.at <= end) {
+        while self.queue.peek().is_some_and(|s| s.0.0 <= end) {
             self.step()?;
         }
         self.now = self.now.max(end);
@@ -600,9 +510,11 @@ impl Sim {
 
     /// Processes the earliest event. `Ok(false)` if none is left.
     pub fn step(&mut self) -> Result<bool, SimError> {
-        let Some(Scheduled { at, ev, .. }) = self.queue.pop() else {
+        let Some(Reverse((at, _, slot))) = self.queue.pop() else {
             return Ok(false);
         };
+        let ev = self.slots[slot as usize].take().expect("queued slot holds an event");
+        self.free_slots.push(slot);
         if at > self.now {
             self.now = at;
             self.steps_this_instant = 0;
@@ -625,21 +537,18 @@ impl Sim {
     }
 
     fn error(&self, what: String) -> SimError {
-        SimError {
-            seed: self.seed,
-            at: self.now,
-            steps: self.steps,
-            what,
-        }
+        SimError { seed: self.seed, at: self.now, steps: self.steps, what }
     }
 
     /// Panics on a broken driving contract; that is an engine bug, not a run that failed.
     fn violation(&self, what: impl fmt::Display) -> ! {
-        panic!(
-            "engine contract violation: {what} at t={:?}; reproduce with seed={}",
-            self.elapsed(),
-            self.seed
-        )
+        panic!("engine contract violation: {what} at t={:?}; reproduce with seed={}", self.elapsed(), self.seed)
+    }
+
+    fn log(&self, node: NodeId, what: fmt::Arguments<'_>) {
+        if self.cfg.log {
+            eprintln!("[{:>11.6}s] n{} {what}", self.elapsed().as_secs_f64(), node.0);
+        }
     }
 
     fn mix(&mut self, word: u64) {
@@ -650,11 +559,17 @@ impl Sim {
 
     fn schedule(&mut self, at: Timestamp, ev: Ev) {
         self.seq += 1;
-        self.queue.push(Scheduled {
-            at: at.max(self.now),
-            seq: self.seq,
-            ev,
-        });
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.slots.push(Some(ev));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.queue.push(Reverse((at.max(self.now), self.seq, slot)));
     }
 
     fn engine(&self, node: NodeId) -> &EngineNode {
@@ -690,9 +605,7 @@ impl Sim {
         let interval = self.cfg.invariant_interval.max(1);
         let sample = self.cfg.sample_stats;
         let mut outputs = std::mem::take(&mut self.outputs);
-        let NodeKind::Engine(e) = &mut self.nodes[node.0].kind else {
-            unreachable!("engines only")
-        };
+        let NodeKind::Engine(e) = &mut self.nodes[node.0].kind else { unreachable!("engines only") };
         e.inputs += 1;
         if e.inputs % interval == 0 {
             e.torrent.check_invariants();
@@ -705,20 +618,13 @@ impl Sim {
         while let Some(o) = e.torrent.poll_output() {
             outputs.push(o);
         }
-        let timeout = e.torrent.poll_timeout();
-        let rearm = match (timeout, e.timer) {
-            (Some(t), Some((old, _))) => t != old,
-            (Some(_), None) => true,
-            (None, _) => {
-                e.timer = None;
-                false
-            }
-        };
-        if let (true, Some(t)) = (rearm, timeout) {
-            e.timer_gen += 1;
-            let generation = e.timer_gen;
-            e.timer = Some((t, generation));
-            self.schedule(t, Ev::Timer { node, generation });
+        e.timeout = e.torrent.poll_timeout();
+        if let Some(t) = e.timeout
+            && e.wakeup.is_none_or(|w| t < w)
+        {
+            let at = t.max(self.now);
+            e.wakeup = Some(at);
+            self.schedule(at, Ev::Timer { node });
         }
         for o in outputs.drain(..) {
             self.route(node, o);
@@ -730,6 +636,7 @@ impl Sim {
         match output {
             Output::Connect { peer, addr } => {
                 self.mix(0x100 | peer.0 << 16);
+                self.log(node, format_args!("connect {peer:?} to {addr}"));
                 self.engine_mut(node).metrics.connects += 1;
                 self.connect(node, peer, addr);
             }
@@ -740,14 +647,13 @@ impl Sim {
                 };
                 let c = self.conn(conn).expect("live key has a connection");
                 if !c.established {
-                    self.violation(format_args!(
-                        "{node:?} transmits to {peer:?} before Connected"
-                    ));
+                    self.violation(format_args!("{node:?} transmits to {peer:?} before Connected"));
                 }
                 self.transmit(conn, end, data);
             }
-            Output::Disconnect { peer, .. } => {
+            Output::Disconnect { peer, reason } => {
                 self.mix(0x300 | peer.0 << 16);
+                self.log(node, format_args!("disconnect {peer:?}: {reason:?}"));
                 let e = self.engine_mut(node);
                 e.failing.remove(&peer);
                 if let Some((conn, end)) = e.keys.remove(&peer) {
@@ -760,15 +666,11 @@ impl Sim {
                 let e = self.engine_mut(node);
                 if data.len() != e.store.content.lengths.piece_len(piece) as usize {
                     let len = data.len();
-                    self.violation(format_args!(
-                        "{node:?} VerifyPiece {piece:?} with {len} bytes"
-                    ));
+                    self.violation(format_args!("{node:?} VerifyPiece {piece:?} with {len} bytes"));
                 }
                 e.metrics.verify_outstanding_bytes += data.len() as u64;
-                e.metrics.max_verify_outstanding_bytes = e
-                    .metrics
-                    .max_verify_outstanding_bytes
-                    .max(e.metrics.verify_outstanding_bytes);
+                e.metrics.max_verify_outstanding_bytes =
+                    e.metrics.max_verify_outstanding_bytes.max(e.metrics.verify_outstanding_bytes);
                 let done = e.disk_busy.max(now) + e.verify_delay;
                 e.disk_busy = done;
                 self.schedule(done, Ev::PieceChecked { node, piece, data });
@@ -776,14 +678,7 @@ impl Sim {
             Output::ReadBlock { peer, block } => {
                 self.mix(0x500 | peer.0 << 16 | u64::from(block.piece.get()) << 40);
                 let at = self.now + self.engine(node).read_delay;
-                self.schedule(
-                    at,
-                    Ev::BlockRead {
-                        node,
-                        key: peer,
-                        block,
-                    },
-                );
+                self.schedule(at, Ev::BlockRead { node, key: peer, block });
             }
             Output::Event(event) => self.event(node, event),
         }
@@ -795,9 +690,7 @@ impl Sim {
         let tag = match &event {
             Event::PieceVerified(p) => {
                 if !e.store.have.get(*p) {
-                    self.violation(format_args!(
-                        "{node:?} reports {p:?} verified; the driver never stored it"
-                    ));
+                    self.violation(format_args!("{node:?} reports {p:?} verified; the driver never stored it"));
                 }
                 e.metrics.verified.push((*p, now));
                 1 | u64::from(p.get()) << 8
@@ -815,15 +708,14 @@ impl Sim {
             }
         };
         self.mix(0x600 | tag << 16);
+        if !matches!(event, Event::PieceVerified(_)) {
+            self.log(node, format_args!("{event:?}"));
+        }
         self.events.push((now, node, event));
     }
 
     fn connect(&mut self, node: NodeId, key: PeerKey, addr: SocketAddr) {
-        let target = self
-            .by_addr
-            .get(&addr)
-            .copied()
-            .filter(|t| self.nodes[t.0].online);
+        let target = self.by_addr.get(&addr).copied().filter(|t| self.nodes[t.0].online);
         let src = &self.nodes[node.0];
         let Some(target) = target.filter(|_| src.online) else {
             let at = self.now + 2 * src.net.latency + Duration::from_millis(1);
@@ -834,36 +726,17 @@ impl Sim {
         let id = ConnId(self.conns.len() as u64);
         let ephemeral = SocketAddr::new(src.addr.ip(), 20_000 + (id.0 % 40_000) as u16);
         let rtt = 2 * (src.net.latency + self.nodes[target.0].net.latency);
-        let sniff = |on: bool| {
-            on.then(|| Sniffer {
-                decoder: Decoder::new(1 << 24),
-                handshaken: false,
-            })
-        };
+        let sniff = |on: bool| on.then(|| Sniffer { decoder: Decoder::new(1 << 24), handshaken: false });
         self.conns.push(Some(Conn {
             ends: [
-                End {
-                    node,
-                    key: Some(key),
-                    open: true,
-                    remote: addr,
-                    pending: Vec::new(),
-                },
-                End {
-                    node: target,
-                    key: None,
-                    open: true,
-                    remote: ephemeral,
-                    pending: Vec::new(),
-                },
+                End { node, key: Some(key), open: true, remote: addr, pending: Vec::new() },
+                End { node: target, key: None, open: true, remote: ephemeral, pending: Vec::new() },
             ],
             established: false,
             dead: false,
             last_arrival: [Timestamp::ZERO; 2],
-            sniff: [
-                sniff(self.cfg.sniff),
-                sniff(self.cfg.sniff && self.is_engine(target)),
-            ],
+            queued: [0; 2],
+            sniff: [sniff(self.cfg.sniff), sniff(self.cfg.sniff && self.is_engine(target))],
         }));
         self.engine_mut(node).keys.insert(key, (id, 0));
         self.schedule(self.now + rtt, Ev::Connected { conn: id });
@@ -879,6 +752,12 @@ impl Sim {
             return;
         }
         let (src, dst) = (c.ends[dir].node, c.ends[1 - dir].node);
+        c.queued[dir] += data.len() as u64;
+        let queued = c.queued[dir];
+        if let NodeKind::Engine(e) = &mut self.nodes[src.0].kind {
+            e.metrics.max_send_queue = e.metrics.max_send_queue.max(queued);
+        }
+        let c = self.conns[id.0 as usize].as_mut().expect("checked above");
         if let Some(s) = &mut c.sniff[dir] {
             s.decoder.push(&data);
             let counts = self.messages.entry((src, dst)).or_default();
@@ -898,53 +777,32 @@ impl Sim {
                 }
             }
             if let Some(err) = bad {
-                self.violation(format_args!(
-                    "{src:?} sent malformed bytes to {dst:?}: {err}"
-                ));
+                self.violation(format_args!("{src:?} sent malformed bytes to {dst:?}: {err}"));
             }
         }
         let (up_rate, src_latency, src_jitter) = {
             let n = &self.nodes[src.0];
             (n.net.up_rate, n.net.latency, n.net.jitter)
         };
-        let (dst_latency, dst_jitter) =
-            (self.nodes[dst.0].net.latency, self.nodes[dst.0].net.jitter);
-        let mut rest = data;
-        while !rest.is_empty() {
-            let mut len = rest.len().min(max_chunk);
+        let (dst_latency, dst_jitter) = (self.nodes[dst.0].net.latency, self.nodes[dst.0].net.jitter);
+        let mut offset = 0;
+        while offset < data.len() {
+            let mut len = (data.len() - offset).min(max_chunk);
             if self.rng.random_ratio(1, 4) {
                 len = self.rng.random_range(1..=len);
             }
-            let chunk = if len == rest.len() {
-                std::mem::take(&mut rest)
-            } else {
-                rest.drain(..len).collect()
-            };
+            let chunk = data[offset..offset + len].to_vec();
+            offset += len;
             let up = &mut self.nodes[src.0].up_busy;
             let serialise = up_rate.map_or(0, |r| (len as u64 * 1_000_000).div_ceil(r.max(1)));
             *up = (*up).max(now) + Duration::from_micros(serialise);
             let departed = *up;
-            let jitter =
-                jitter_sample(&mut self.rng, src_jitter) + jitter_sample(&mut self.rng, dst_jitter);
+            let jitter = jitter_sample(&mut self.rng, src_jitter) + jitter_sample(&mut self.rng, dst_jitter);
             let c = self.conns[id.0 as usize].as_mut().expect("checked above");
             let arrive = (departed + src_latency + dst_latency + jitter).max(c.last_arrival[dir]);
             c.last_arrival[dir] = arrive;
-            self.schedule(
-                departed,
-                Ev::Sent {
-                    conn: id,
-                    dir,
-                    bytes: len,
-                },
-            );
-            self.schedule(
-                arrive,
-                Ev::Arrive {
-                    conn: id,
-                    dir,
-                    data: chunk,
-                },
-            );
+            self.schedule(departed, Ev::Sent { conn: id, dir, bytes: len });
+            self.schedule(arrive, Ev::Arrive { conn: id, dir, data: chunk });
         }
     }
 
@@ -957,16 +815,9 @@ impl Sim {
         c.ends[end].open = false;
         let other = 1 - end;
         if c.ends[other].open {
-            let latency = self.nodes[c.ends[end].node.0].net.latency
-                + self.nodes[c.ends[other].node.0].net.latency;
+            let latency = self.nodes[c.ends[end].node.0].net.latency + self.nodes[c.ends[other].node.0].net.latency;
             let at = (now + latency).max(c.last_arrival[end]);
-            self.schedule(
-                at,
-                Ev::CloseEnd {
-                    conn: id,
-                    end: other,
-                },
-            );
+            self.schedule(at, Ev::CloseEnd { conn: id, end: other });
         } else {
             self.conns[id.0 as usize] = None;
         }
@@ -983,13 +834,23 @@ impl Sim {
 
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Timer { node, generation } => {
+            Ev::Timer { node } => {
                 let now = self.now;
                 let e = self.engine_mut(node);
-                if e.timer.is_some_and(|(_, g)| g == generation) {
-                    e.timer = None;
-                    e.torrent.handle_timeout(now);
-                    self.after_mutation(node);
+                if e.wakeup != Some(now) {
+                    return; // superseded by an earlier wake-up, which already ran
+                }
+                e.wakeup = None;
+                match e.timeout {
+                    Some(t) if t <= now => {
+                        e.torrent.handle_timeout(now);
+                        self.after_mutation(node);
+                    }
+                    Some(t) => {
+                        e.wakeup = Some(t);
+                        self.schedule(t, Ev::Timer { node });
+                    }
+                    None => {}
                 }
             }
             Ev::Connected { conn } => {
@@ -998,11 +859,7 @@ impl Sim {
                     return;
                 }
                 c.established = true;
-                let (a, key, b) = (
-                    c.ends[0].node,
-                    c.ends[0].key.expect("initiator has a key"),
-                    c.ends[1].node,
-                );
+                let (a, key, b) = (c.ends[0].node, c.ends[0].key.expect("initiator has a key"), c.ends[1].node);
                 if !self.is_engine(b) {
                     self.script(b, |s, io| s.on_open(io, conn));
                 }
@@ -1010,12 +867,14 @@ impl Sim {
             }
             Ev::ConnectFailed { node, key } => {
                 if self.engine_mut(node).failing.remove(&key) {
+                    self.log(node, format_args!("connect {key:?} failed"));
                     self.input(node, Input::Closed { peer: key });
                 }
             }
             Ev::Arrive { conn, dir, data } => self.arrive(conn, 1 - dir, data),
             Ev::Sent { conn, dir, bytes } => {
                 let Some(c) = self.conn(conn) else { return };
+                c.queued[dir] -= bytes as u64;
                 if c.dead || !c.ends[dir].open {
                     return;
                 }
@@ -1038,16 +897,19 @@ impl Sim {
                 if !self.is_engine(node) {
                     self.script(node, |s, io| s.on_closed(io, conn));
                 } else if let Some(key) = key {
+                    self.log(node, format_args!("{key:?} closed by the other side"));
                     self.engine_mut(node).keys.remove(&key);
                     self.input(node, Input::Closed { peer: key });
                 }
             }
             Ev::Drop { a, b } => {
+                self.log(a, format_args!("link to n{} drops", b.0));
                 for id in self.conns_between(|x, y| (x == a && y == b) || (x == b && y == a)) {
                     self.reset(id);
                 }
             }
             Ev::Online { node, online } => {
+                self.log(node, format_args!("online: {online}"));
                 self.nodes[node.0].online = online;
                 if !online {
                     for id in self.conns_between(|x, y| x == node || y == node) {
@@ -1065,27 +927,13 @@ impl Sim {
                 } else {
                     e.metrics.pieces_failed += 1;
                 }
-                self.input(
-                    node,
-                    Input::PieceChecked {
-                        piece,
-                        ok,
-                        buffer: data,
-                    },
-                );
+                self.input(node, Input::PieceChecked { piece, ok, buffer: data });
             }
             Ev::BlockRead { node, key, block } => {
                 let now = self.now;
                 let e = self.engine_mut(node);
                 let data = e.store.read(block);
-                e.torrent.handle_input(
-                    Input::BlockRead {
-                        peer: key,
-                        block,
-                        data,
-                    },
-                    now,
-                );
+                e.torrent.handle_input(Input::BlockRead { peer: key, block, data }, now);
                 self.after_mutation(node);
             }
             Ev::ScriptTimer { node, conn } => self.script(node, |s, io| s.on_timer(io, conn)),
@@ -1093,14 +941,8 @@ impl Sim {
     }
 
     fn conns_between(&self, pick: impl Fn(NodeId, NodeId) -> bool) -> Vec<ConnId> {
-        let live = self
-            .conns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().map(|c| (i, c)));
-        live.filter(|(_, c)| !c.dead && pick(c.ends[0].node, c.ends[1].node))
-            .map(|(i, _)| ConnId(i as u64))
-            .collect()
+        let live = self.conns.iter().enumerate().filter_map(|(i, c)| c.as_ref().map(|c| (i, c)));
+        live.filter(|(_, c)| !c.dead && pick(c.ends[0].node, c.ends[1].node)).map(|(i, _)| ConnId(i as u64)).collect()
     }
 
     fn arrive(&mut self, conn: ConnId, end: usize, data: Vec<u8>) {
@@ -1115,13 +957,7 @@ impl Sim {
         }
         let c = self.conn(conn).expect("checked above");
         if let Some(key) = c.ends[end].key {
-            self.input(
-                node,
-                Input::Data {
-                    peer: key,
-                    bytes: &data,
-                },
-            );
+            self.input(node, Input::Data { peer: key, bytes: &data });
             return;
         }
         // Inbound, not accepted yet: wait for the handshake to name the torrent.
@@ -1144,26 +980,14 @@ impl Sim {
         };
         self.conn(conn).expect("still open").ends[end].key = Some(key);
         self.engine_mut(node).keys.insert(key, (conn, end));
-        self.input(
-            node,
-            Input::Data {
-                peer: key,
-                bytes: &pending,
-            },
-        );
+        self.input(node, Input::Data { peer: key, bytes: &pending });
     }
 
     fn script(&mut self, node: NodeId, f: impl FnOnce(&mut dyn Script, &mut ScriptIo<'_>)) {
         let mut actions = Vec::new();
         {
-            let NodeKind::Script(s) = &mut self.nodes[node.0].kind else {
-                unreachable!("scripts only")
-            };
-            let mut io = ScriptIo {
-                now: self.now,
-                rng: &mut self.rng,
-                actions: &mut actions,
-            };
+            let NodeKind::Script(s) = &mut self.nodes[node.0].kind else { unreachable!("scripts only") };
+            let mut io = ScriptIo { now: self.now, rng: &mut self.rng, actions: &mut actions };
             f(s.as_mut(), &mut io);
         }
         for action in actions {

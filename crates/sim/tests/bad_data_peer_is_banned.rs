@@ -15,20 +15,11 @@ fn run(seed: u64, corruption: Corruption) {
     // The liar is the fastest peer, so it gets a large share of the requests.
     let liar = sim.add_script(
         NetProfile::new(2, Some(10_000_000)),
-        Box::new(WirePeer::new(
-            Rc::clone(&content),
-            Behaviour::BadData(corruption),
-            0xbd,
-        )),
+        Box::new(WirePeer::new(Rc::clone(&content), Behaviour::BadData(corruption), 0xbd)),
     );
     let honest: Vec<_> = [(30, 1_000_000), (50, 1_500_000)]
         .into_iter()
-        .map(|(lat, rate)| {
-            sim.add_engine(
-                &content,
-                EngineSpec::seeder(NetProfile::new(lat, Some(rate))),
-            )
-        })
+        .map(|(lat, rate)| sim.add_engine(&content, EngineSpec::seeder(NetProfile::new(lat, Some(rate)))))
         .collect();
     sim.introduce(leecher, liar);
     for &h in &honest {
@@ -47,16 +38,9 @@ fn run(seed: u64, corruption: Corruption) {
     );
     assert!(m.pieces_failed > 0, "the liar never got a piece checked");
     assert!(hash_failures(&sim, leecher) > 0);
-    assert!(
-        bans.contains(&liar_addr),
-        "liar {liar_addr} not banned: {bans:?}"
-    );
+    assert!(bans.contains(&liar_addr), "liar {liar_addr} not banned: {bans:?}");
     for &h in &honest {
-        assert!(
-            !bans.contains(&sim.addr(h)),
-            "honest peer {} banned",
-            sim.addr(h)
-        );
+        assert!(!bans.contains(&sim.addr(h)), "honest peer {} banned", sim.addr(h));
     }
     // Every verified piece is byte-identical to the source (checked by assert_complete) and
     // the engine never claims a piece the driver rejected (the simulator checks each claim).
@@ -64,16 +48,10 @@ fn run(seed: u64, corruption: Corruption) {
 
 #[test]
 fn peer_corrupting_everything_is_banned() {
-    for_seeds(
-        "peer_corrupting_everything_is_banned",
-        &[51, 52, 53],
-        |seed| run(seed, Corruption::All),
-    );
+    for_seeds("peer_corrupting_everything_is_banned", &[51, 52, 53], |seed| run(seed, Corruption::All));
 }
 
 #[test]
 fn peer_corrupting_some_pieces_is_banned() {
-    for_seeds("peer_corrupting_some_pieces_is_banned", &[54, 55], |seed| {
-        run(seed, Corruption::EveryNth(3))
-    });
+    for_seeds("peer_corrupting_some_pieces_is_banned", &[54, 55], |seed| run(seed, Corruption::EveryNth(3)));
 }

@@ -16,16 +16,9 @@ fn choking_forever_peer_is_harmless() {
         let leecher = sim.add_engine(&content, EngineSpec::leecher(NetProfile::new(10, None)));
         let choker = sim.add_script(
             NetProfile::new(2, None),
-            Box::new(WirePeer::new(
-                Rc::clone(&content),
-                Behaviour::ChokingForever,
-                0xc0,
-            )),
+            Box::new(WirePeer::new(Rc::clone(&content), Behaviour::ChokingForever, 0xc0)),
         );
-        let honest = sim.add_engine(
-            &content,
-            EngineSpec::seeder(NetProfile::new(40, Some(2_000_000))),
-        );
+        let honest = sim.add_engine(&content, EngineSpec::seeder(NetProfile::new(40, Some(2_000_000))));
         sim.introduce(leecher, choker);
         sim.introduce(leecher, honest);
         ok(sim.run_until_complete(&[leecher]));
@@ -33,14 +26,7 @@ fn choking_forever_peer_is_harmless() {
         let took = sim.metrics(leecher).completion_time().unwrap();
         println!("  completed in {:.2}s", secs(took));
         // 6 MiB at 2 MB/s is 3.1 s; a choker must cost no more than a little slack.
-        assert!(
-            took < Duration::from_secs(6),
-            "choking peer slowed the download: {took:?}"
-        );
-        assert_eq!(
-            sim.messages(leecher, choker).request,
-            0,
-            "requested from a peer that never unchoked"
-        );
+        assert!(took < Duration::from_secs(6), "choking peer slowed the download: {took:?}");
+        assert_eq!(sim.messages(leecher, choker).request, 0, "requested from a peer that never unchoked");
     });
 }

@@ -19,19 +19,14 @@ fn garbage_peer_is_disconnected() {
             NetProfile::new(5, None),
             Box::new(WirePeer::new(Rc::clone(&content), Behaviour::Garbage, 0x66)),
         );
-        let honest = sim.add_engine(
-            &content,
-            EngineSpec::seeder(NetProfile::new(20, Some(2_000_000))),
-        );
+        let honest = sim.add_engine(&content, EngineSpec::seeder(NetProfile::new(20, Some(2_000_000))));
         sim.introduce(leecher, garbage);
         sim.introduce(leecher, honest);
         ok(sim.run_for(Duration::from_millis(500)));
         let reasons = disconnects_from(&sim, leecher, sim.addr(garbage));
         println!("  after 0.5 s: disconnect reasons {reasons:?}");
         assert!(
-            reasons
-                .iter()
-                .any(|r| matches!(r, DisconnectReason::Protocol(_))),
+            reasons.iter().any(|r| matches!(r, DisconnectReason::Protocol(_))),
             "garbage peer not disconnected for a protocol error: {reasons:?}"
         );
         ok(sim.run_until_complete(&[leecher]));

@@ -13,10 +13,7 @@ fn one_seeder_twenty_leechers() {
         let total = 4 * MIB;
         let content = content(total, 64 * KIB, seed);
         let mut sim = sim(seed);
-        let seeder = sim.add_engine(
-            &content,
-            EngineSpec::seeder(NetProfile::new(30, Some(2_000_000))),
-        );
+        let seeder = sim.add_engine(&content, EngineSpec::seeder(NetProfile::new(30, Some(2_000_000))));
         let mut rng = SmallRng::seed_from_u64(seed);
         let leechers: Vec<NodeId> = (0..20)
             .map(|_| {
@@ -36,16 +33,9 @@ fn one_seeder_twenty_leechers() {
         for &l in &leechers {
             assert_complete(&sim, l);
         }
-        let last = leechers
-            .iter()
-            .map(|&l| sim.metrics(l).completion_time().unwrap())
-            .max()
-            .unwrap();
+        let last = leechers.iter().map(|&l| sim.metrics(l).completion_time().unwrap()).max().unwrap();
         let from_seeder = sim.messages_from(seeder).piece_bytes;
-        let from_leechers: u64 = leechers
-            .iter()
-            .map(|&l| sim.messages_from(l).piece_bytes)
-            .sum();
+        let from_leechers: u64 = leechers.iter().map(|&l| sim.messages_from(l).piece_bytes).sum();
         println!(
             "  all done in {:.2}s; seeder sent {:.1} MiB, leechers {:.1} MiB",
             secs(last),
@@ -54,10 +44,7 @@ fn one_seeder_twenty_leechers() {
         );
         // The seeder alone would need 20 × 4 MiB / 2 MB/s = 42 s.
         assert!(secs(last) < 20.0, "swarm too slow: {last:?}");
-        assert!(
-            from_leechers > from_seeder,
-            "leechers barely shared: {from_leechers} vs {from_seeder}"
-        );
+        assert!(from_leechers > from_seeder, "leechers barely shared: {from_leechers} vs {from_seeder}");
     });
 }
 
@@ -66,26 +53,15 @@ fn two_hundred_peer_swarm() {
     for_seeds("two_hundred_peer_swarm", &[11], |seed| {
         let total = 2 * MIB;
         let content = content(total, 64 * KIB, seed);
-        let cfg = SimConfig {
-            invariant_interval: 16,
-            ..SimConfig::default()
-        };
+        let cfg = SimConfig { invariant_interval: 16, ..config() };
         let mut sim = Sim::new(seed, cfg);
         let mut rng = SmallRng::seed_from_u64(seed);
         let seeders: Vec<NodeId> = (0..3)
-            .map(|_| {
-                sim.add_engine(
-                    &content,
-                    EngineSpec::seeder(NetProfile::new(20, Some(4_000_000))),
-                )
-            })
+            .map(|_| sim.add_engine(&content, EngineSpec::seeder(NetProfile::new(20, Some(4_000_000)))))
             .collect();
         let leechers: Vec<NodeId> = (0..197)
             .map(|_| {
-                let net = NetProfile::new(
-                    rng.random_range(5..100),
-                    Some(rng.random_range(200_000..2_000_000)),
-                );
+                let net = NetProfile::new(rng.random_range(5..100), Some(rng.random_range(200_000..2_000_000)));
                 sim.add_engine(&content, EngineSpec::leecher(net))
             })
             .collect();
@@ -105,16 +81,8 @@ fn two_hundred_peer_swarm() {
         for &l in &leechers {
             assert_complete(&sim, l);
         }
-        let last = leechers
-            .iter()
-            .map(|&l| sim.metrics(l).completion_time().unwrap())
-            .max()
-            .unwrap();
-        println!(
-            "  200 peers done in {:.2}s simulated, {} steps",
-            secs(last),
-            sim.steps()
-        );
+        let last = leechers.iter().map(|&l| sim.metrics(l).completion_time().unwrap()).max().unwrap();
+        println!("  200 peers done in {:.2}s simulated, {} steps", secs(last), sim.steps());
         // Seeders alone: 197 × 2 MiB / 12 MB/s = 34 s.
         assert!(secs(last) < 30.0, "swarm too slow: {last:?}");
     });

@@ -33,8 +33,13 @@ pub fn content(total: u64, piece_length: u64, seed: u64) -> Rc<Content> {
     Rc::new(Content::random(total, piece_length as u32, seed))
 }
 
+/// The default configuration; `SIM_LOG=1` prints the run's timeline to stderr.
+pub fn config() -> SimConfig {
+    SimConfig { log: std::env::var_os("SIM_LOG").is_some(), ..SimConfig::default() }
+}
+
 pub fn sim(seed: u64) -> Sim {
-    Sim::new(seed, SimConfig::default())
+    Sim::new(seed, config())
 }
 
 /// Unwraps a run, failing the test with the simulator's reproduction line.
@@ -51,18 +56,9 @@ pub fn secs(d: Duration) -> f64 {
 /// Asserts that `node` verified and stored every piece, byte-identical to the source.
 pub fn assert_complete(sim: &Sim, node: NodeId) {
     assert!(sim.torrent(node).is_complete(), "{node:?} is not complete");
-    assert!(
-        sim.stored(node).is_full(),
-        "{node:?} has not stored every piece"
-    );
-    assert!(
-        sim.content_matches(node),
-        "{node:?} stored bytes that differ from the source"
-    );
-    assert!(
-        sim.metrics(node).completed_at.is_some(),
-        "{node:?} never reported Complete"
-    );
+    assert!(sim.stored(node).is_full(), "{node:?} has not stored every piece");
+    assert!(sim.content_matches(node), "{node:?} stored bytes that differ from the source");
+    assert!(sim.metrics(node).completed_at.is_some(), "{node:?} never reported Complete");
 }
 
 /// The address each of `node`'s peer keys was connected to.
@@ -77,9 +73,7 @@ pub fn key_addr(sim: &Sim, node: NodeId, key: PeerKey) -> Option<SocketAddr> {
 pub fn disconnects_from(sim: &Sim, node: NodeId, addr: SocketAddr) -> Vec<DisconnectReason> {
     sim.events_of(node)
         .filter_map(|e| match e {
-            Event::PeerDisconnected { peer, reason }
-                if key_addr(sim, node, *peer) == Some(addr) =>
-            {
+            Event::PeerDisconnected { peer, reason } if key_addr(sim, node, *peer) == Some(addr) => {
                 Some(reason.clone())
             }
             _ => None,
@@ -97,7 +91,5 @@ pub fn banned(sim: &Sim, node: NodeId) -> Vec<SocketAddr> {
 }
 
 pub fn hash_failures(sim: &Sim, node: NodeId) -> usize {
-    sim.events_of(node)
-        .filter(|e| matches!(e, Event::HashFailed { .. }))
-        .count()
+    sim.events_of(node).filter(|e| matches!(e, Event::HashFailed { .. })).count()
 }
