@@ -53,6 +53,9 @@
 //! SIM_SEED=52 cargo test -p sluice-sim --test bad_data_peer_is_banned -- --nocapture
 //! ```
 //!
+//! Add `SIM_LOG=1` to print the run's timeline (connections, faults, engine events) to
+//! stderr ([`SimConfig::log`]).
+//!
 //! Limits ([`SimConfig`]): a step budget, a simulated-time budget and a cap on events at one
 //! instant turn livelocks into errors instead of hangs.
 
