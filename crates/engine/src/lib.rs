@@ -32,7 +32,8 @@
 //! Each peer gets as many requests in flight as its measured rate covers in a second (or two
 //! round trips, if longer), between [`Config::min_pipeline`] and [`Config::max_pipeline`] and
 //! never past its advertised `reqq`; until the rate is known, [`Config::initial_pipeline`].
-//! Timeouts halve a peer's pipeline and hand its blocks to others. Uploads are bounded per
+//! A request timeout hands the peer's blocks to others, drops its pipeline to the floor and
+//! gives it no new requests for one more timeout unless it delivers a block meanwhile. Uploads are bounded per
 //! peer by the bytes being read plus the bytes the socket has not taken yet, which is why
 //! the driver reports [`Input::Sent`]: a driver that never does stalls uploads. Rate limits
 //! are token buckets refilled from the input timestamps; a blocked bucket shows up in

@@ -227,6 +227,9 @@ impl Torrent {
         if let Some(r) = peer.request_deadline(c.request_timeout) {
             t = t.min(r);
         }
+        if let Some(p) = peer.probation_until {
+            t = t.min(p);
+        }
         if !peer.snubbed
             && let Some(w) = peer.waiting_since
         {
@@ -268,8 +271,9 @@ impl Torrent {
         }
         if timed_out > 0 {
             let min = self.config.min_pipeline.max(1);
-            peer.pipeline_cap = ((peer.requests.len() + timed_out).min(peer.pipeline_cap) / 2).max(min);
-            peer.recent_timeout = true;
+            // Back to the floor; each block it delivers raises the cap by one again.
+            peer.pipeline_cap = min;
+            peer.probation_until = Some(now + request_timeout);
             self.refill_all = true;
         }
         if !peer.snubbed
@@ -277,6 +281,10 @@ impl Torrent {
             && now >= w + snub
         {
             peer.snubbed = true;
+        }
+        if peer.probation_until.is_some_and(|t| now >= t) {
+            peer.probation_until = None;
+            self.queue_fill(key);
         }
     }
 }

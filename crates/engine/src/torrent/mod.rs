@@ -481,7 +481,8 @@ impl Torrent {
         if std::mem::take(&mut self.refill_all) {
             self.fill_queue.clear();
             // Peers that just timed out go last, so their blocks go to someone else.
-            let mut keys: Vec<(bool, PeerKey)> = self.peers.iter().map(|(k, p)| (p.recent_timeout, *k)).collect();
+            let mut keys: Vec<(bool, PeerKey)> =
+                self.peers.iter().map(|(k, p)| (p.probation_until.is_some(), *k)).collect();
             keys.sort();
             for (_, key) in keys {
                 self.fill_requests(key, now);

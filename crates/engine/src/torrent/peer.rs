@@ -61,15 +61,16 @@ pub(crate) struct Peer {
     pub requests: VecDeque<Pending>,
     stale: BTreeSet<BlockRef>,
     stale_order: VecDeque<BlockRef>,
-    /// AIMD ceiling of the pipeline: halved by a timeout, +1 per block received.
+    /// Ceiling of the pipeline: back to the floor on a timeout, +1 per block received.
     pub pipeline_cap: usize,
     /// Lowest request→block latency seen.
     pub rtt_min: Option<Duration>,
     /// Waiting for a block since (snub detection); `None` with nothing requested.
     pub waiting_since: Option<Timestamp>,
     pub snubbed: bool,
-    /// A request to it timed out since its last block: refilled after the others.
-    pub recent_timeout: bool,
+    /// A request to it timed out and it has sent no block since: no new requests until then
+    /// (except in endgame), so its blocks go to others instead of back to it.
+    pub probation_until: Option<Timestamp>,
     pub first_block_at: Option<Timestamp>,
     /// Hash failures of pieces it contributed to: (implicated, sole contributor).
     pub hash_failures: (u32, u32),
@@ -125,7 +126,7 @@ impl Peer {
             rtt_min: None,
             waiting_since: None,
             snubbed: false,
-            recent_timeout: false,
+            probation_until: None,
             first_block_at: None,
             hash_failures: (0, 0),
             upload_queue: VecDeque::new(),

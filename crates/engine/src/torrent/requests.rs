@@ -48,7 +48,8 @@ impl Torrent {
         let Some(peer) = self.peers.get(&key) else {
             return;
         };
-        if !peer.is_active() || !peer.am_interested || peer.peer_choking || (peer.snubbed && !endgame) {
+        let benched = peer.snubbed || peer.probation_until.is_some();
+        if !peer.is_active() || !peer.am_interested || peer.peer_choking || (benched && !endgame) {
             return;
         }
         let target = self.pipeline_target(peer, now);
@@ -128,7 +129,7 @@ impl Torrent {
         peer.first_block_at.get_or_insert(now);
         peer.pipeline_cap = (peer.pipeline_cap + 1).clamp(min, max);
         peer.snubbed = false;
-        peer.recent_timeout = false;
+        peer.probation_until = None;
         peer.waiting_since = if peer.requests.is_empty() { None } else { Some(now) };
         self.queue_fill(key);
 
