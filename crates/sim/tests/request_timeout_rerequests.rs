@@ -59,8 +59,6 @@ fn silent_peer_does_not_block_completion() {
 /// The blocks first asked of the silent peer must be given to the honest peer once
 /// `request_timeout` passes, not only in endgame at the very end.
 #[test]
-#[ignore = "engine bug: timed-out blocks are re-requested from the same silent peer (64, 32, 16, 8, 4 \
-            every 3 s) and arrive only through endgame; run with --ignored once fixed"]
 fn timed_out_blocks_go_to_another_peer() {
     for_seeds("timed_out_blocks_go_to_another_peer", &[91, 92, 93], |seed| {
         let r = run(seed);
