@@ -11,7 +11,7 @@ use super::{Output, PeerKey, Torrent};
 /// Largest upload request accepted (clients use 16 KiB; some ask for more).
 const MAX_REQUEST_LEN: u32 = 128 * 1024;
 /// Bytes being read for a peer plus bytes waiting for its socket, at most.
-const UPLOAD_WINDOW: u64 = 4 * 1024 * 1024;
+const UPLOAD_WINDOW: u64 = 1024 * 1024;
 /// Storage reads outstanding per peer, at most.
 const MAX_READS: usize = 64;
 
