@@ -64,11 +64,20 @@ pub(super) struct Partial {
     pub(super) blocks: Vec<Block>,
     pub(super) missing: u32,
     pub(super) received: u32,
+    /// Started while on parole (see the picker's rules).
+    pub(super) parole: bool,
+    /// Of a piece on parole: the one peer its missing blocks go to (outside endgame).
+    pub(super) owner: Option<PeerKey>,
 }
 
 impl Partial {
     pub(super) fn is_complete(&self) -> bool {
         self.received as usize == self.blocks.len()
+    }
+
+    /// Whether `peer` has any block of this piece in flight.
+    pub(super) fn requested_from(&self, peer: PeerKey) -> bool {
+        self.blocks.iter().any(|b| matches!(b, Block::Requested(rs) if rs.contains(peer)))
     }
 
     /// Distinct peers that sent blocks, sorted.

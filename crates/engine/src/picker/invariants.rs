@@ -62,6 +62,12 @@ impl Picker {
                     assert_eq!(part.missing as usize, missing, "picker: missing count of {piece:?}");
                     assert_eq!(part.received as usize, received, "picker: received count of {piece:?}");
                     missing_total += missing as u64;
+                    assert_eq!(
+                        part.parole,
+                        self.parole.contains(&piece),
+                        "picker: {piece:?} started on parole disagrees with the parole set"
+                    );
+                    assert!(part.parole || part.owner.is_none(), "picker: {piece:?} not on parole has an owner");
                     for b in &part.blocks {
                         if let Block::Requested(rs) = b {
                             let peers = rs.as_slice();
@@ -87,6 +93,10 @@ impl Picker {
                 }
             }
         }
+        assert!(
+            self.parole.iter().all(|p| p.as_usize() < n && self.state[p.as_usize()] != State::Have),
+            "picker: a verified piece is on parole"
+        );
         assert_eq!(self.partials.len(), started, "picker: block state kept for pieces that are not started");
         assert!(
             self.free == free,

@@ -32,6 +32,13 @@
 //!   other requesters are returned to be cancelled). The last block makes the piece
 //!   `Buffered`; [`Picker::piece_checked`] then makes it `Have`, or `Free` again with every
 //!   block `Missing`, returning the peers that sent its blocks.
+//! - A piece that failed its check is on *parole* until verified: it is fetched from one peer
+//!   at a time, so the next failure has a single culprit and a success proves its sender
+//!   honest. The first peer handed a block of it becomes its owner; outside endgame its
+//!   `Missing` blocks go to the owner only. The owner is released when it drops its last
+//!   request for the piece ([`Picker::request_dropped`]) or stops serving
+//!   ([`Picker::peer_stopped`]); the next peer to pick it takes over. In endgame its blocks
+//!   are shared like any other's.
 //! - No randomness besides the seeded per-piece key; no iteration order depends on hashing.
 
 mod blocks;
@@ -140,6 +147,8 @@ pub struct Picker {
     active: BTreeSet<ActiveKey>,
     /// InProgress and Buffered pieces.
     partials: BTreeMap<PieceIndex, Partial>,
+    /// Pieces that failed their check and have not been verified since (see the rules).
+    parole: BTreeSet<PieceIndex>,
     /// Sum of `missing` over `partials`.
     missing_total: u64,
     /// Pieces neither `Have` nor `Skip`.
@@ -159,6 +168,7 @@ impl fmt::Debug for Picker {
             .field("free_unseen", &self.unseen.len())
             .field("in_progress", &self.active.len())
             .field("in_flight", &self.partials.len())
+            .field("parole", &self.parole.len())
             .field("seeds", &self.seeds)
             .field("endgame", &self.in_endgame())
             .finish()
@@ -203,6 +213,7 @@ impl Picker {
             unseen: BTreeSet::new(),
             active: BTreeSet::new(),
             partials: BTreeMap::new(),
+            parole: BTreeSet::new(),
             missing_total: 0,
             wanted_left: n,
             spare: Vec::new(),
@@ -233,6 +244,7 @@ impl Picker {
         }
         self.state[piece.as_usize()] = State::Have;
         self.have.set(piece);
+        self.parole.remove(&piece);
         if self.priority[piece.as_usize()] != Priority::Skip {
             self.wanted_left -= 1;
         }
@@ -390,18 +402,56 @@ impl Picker {
             return;
         };
         let part = self.partials.get_mut(&block.piece).expect("picker: started piece without blocks");
-        if let Block::Requested(rs) = &mut part.blocks[i]
-            && rs.remove(peer)
-            && rs.len() == 0
-        {
+        let Block::Requested(rs) = &mut part.blocks[i] else {
+            return;
+        };
+        if !rs.remove(peer) {
+            return;
+        }
+        if rs.len() == 0 {
             part.blocks[i] = Block::Missing;
             part.missing += 1;
             self.missing_total += 1;
         }
+        if part.owner == Some(peer) && !part.requested_from(peer) {
+            part.owner = None;
+        }
     }
 
-    /// Result of checking a complete piece. On failure the piece starts over and the peers
-    /// that contributed blocks are returned (each once, sorted). For a piece that is not
+    /// `peer` will take no blocks for now (it choked us or left): the pieces on parole it
+    /// owns go to whoever picks them next; returns whether it owned any. O(pieces in flight).
+    pub fn peer_stopped(&mut self, peer: PeerKey) -> bool {
+        let mut released = false;
+        for part in self.partials.values_mut().filter(|p| p.owner == Some(peer)) {
+            part.owner = None;
+            released = true;
+        }
+        released
+    }
+
+    /// Whether `piece` failed its check and has not been verified since.
+    pub fn on_parole(&self, piece: PieceIndex) -> bool {
+        self.parole.contains(&piece)
+    }
+
+    /// The peer each block of a buffered piece came from, in block order (empty for a piece
+    /// that is not buffered). Call before [`Self::piece_checked`] to attribute the bytes.
+    pub fn block_senders(&self, piece: PieceIndex) -> Vec<PeerKey> {
+        if self.state.get(piece.as_usize()) != Some(&State::Buffered) {
+            return Vec::new();
+        }
+        self.partials[&piece]
+            .blocks
+            .iter()
+            .map(|b| match b {
+                Block::Received(p) => *p,
+                _ => unreachable!("picker: buffered piece with a block not received"),
+            })
+            .collect()
+    }
+
+    /// Result of checking a complete piece. On failure the piece starts over, on parole, and
+    /// the peers that contributed blocks are returned (each once, sorted). For a piece that is not
     /// buffered, success is [`Self::mark_have`] and failure does nothing.
     pub fn piece_checked(&mut self, piece: PieceIndex, ok: bool) -> Vec<PeerKey> {
         if self.state.get(piece.as_usize()) != Some(&State::Buffered) {
@@ -417,6 +467,7 @@ impl Picker {
         let peers = self.partials[&piece].contributors();
         self.drop_partial(piece);
         self.state[piece.as_usize()] = State::Free;
+        self.parole.insert(piece);
         self.index_insert(piece);
         peers
     }
@@ -628,7 +679,8 @@ impl Picker {
         let mut blocks = self.spare.pop().unwrap_or_default();
         blocks.clear();
         blocks.resize(n as usize, Block::Missing);
-        self.partials.insert(piece, Partial { blocks, missing: n, received: 0 });
+        let parole = self.parole.contains(&piece);
+        self.partials.insert(piece, Partial { blocks, missing: n, received: 0, parole, owner: None });
         self.missing_total += u64::from(n);
         let part = self.partials.get_mut(&piece).expect("picker: piece just started");
         request_missing(&self.lengths, piece, part, peer, room, &mut self.missing_total, out);
@@ -664,7 +716,8 @@ fn block_ref(lengths: &Lengths, piece: PieceIndex, i: usize) -> BlockRef {
     lengths.block(piece, BlockIndex::new_unchecked(i as u32)).expect("picker: block index inside its piece")
 }
 
-/// Hands the `Missing` blocks of `part` to `peer`, in order, while there is room.
+/// Hands the `Missing` blocks of `part` to `peer`, in order, while there is room. A piece on
+/// parole goes only to its owner, and the first peer handed a block of it becomes the owner.
 fn request_missing(
     lengths: &Lengths,
     piece: PieceIndex,
@@ -674,8 +727,14 @@ fn request_missing(
     missing_total: &mut u64,
     out: &mut Vec<BlockRef>,
 ) {
-    if part.missing == 0 {
+    if part.missing == 0 || *room == 0 {
         return;
+    }
+    if part.parole {
+        if part.owner.is_some_and(|o| o != peer) {
+            return;
+        }
+        part.owner = Some(peer);
     }
     for (i, b) in part.blocks.iter_mut().enumerate() {
         if *room == 0 || part.missing == 0 {

@@ -38,6 +38,9 @@ struct Sim {
     received: BTreeMap<BlockRef, PeerKey>,
     /// Pieces the last pick started, in order.
     started: Vec<PieceIndex>,
+    /// Pieces that failed and were not verified since, and the peer fresh blocks of each went to.
+    parole: BTreeSet<PieceIndex>,
+    holder: BTreeMap<PieceIndex, PeerKey>,
 }
 
 impl Sim {
@@ -55,6 +58,8 @@ impl Sim {
             inflight: BTreeMap::new(),
             received: BTreeMap::new(),
             started: vec![],
+            parole: BTreeSet::new(),
+            holder: BTreeMap::new(),
         }
     }
 
@@ -88,6 +93,10 @@ impl Sim {
             if !endgame {
                 assert!(rs.is_empty(), "{b:?} handed out twice outside endgame");
             }
+            if rs.is_empty() && self.parole.contains(&b.piece) {
+                let holder = *self.holder.entry(b.piece).or_insert(key);
+                assert_eq!(holder, key, "{b:?} of a piece on parole handed to a second peer outside endgame");
+            }
             assert!(rs.len() < MAX_REQUESTERS, "{b:?} given to too many peers");
             rs.push(key);
         }
@@ -117,15 +126,43 @@ impl Sim {
                 self.inflight.remove(&block);
             }
         }
+        if self.holder.get(&block.piece) == Some(&peer)
+            && !self.inflight.iter().any(|(b, rs)| b.piece == block.piece && rs.contains(&peer))
+        {
+            self.holder.remove(&block.piece);
+        }
         self.picker.request_dropped(block, peer);
+    }
+
+    /// The peer chokes us: its requests are dropped and it owns nothing any more.
+    fn stop(&mut self, peer: usize) {
+        let key = PeerKey(peer as u64);
+        let mine: Vec<BlockRef> = self.inflight.iter().filter(|(_, rs)| rs.contains(&key)).map(|(b, _)| *b).collect();
+        for b in mine {
+            self.drop_request(b, key);
+        }
+        self.holder.retain(|_, h| *h != key);
+        self.picker.peer_stopped(key);
     }
 
     fn check(&mut self, piece: PieceIndex, ok: bool) {
         let contributors: BTreeSet<PeerKey> =
-            self.lengths.blocks(piece).filter_map(|b| self.received.remove(&b)).collect();
+            self.lengths.blocks(piece).filter_map(|b| self.received.get(&b).copied()).collect();
         let expected = if ok { vec![] } else { contributors.into_iter().collect() };
+        let senders: Vec<PeerKey> = self.lengths.blocks(piece).map(|b| self.received[&b]).collect();
+        assert_eq!(self.picker.block_senders(piece), senders, "senders of {piece:?}");
+        for b in self.lengths.blocks(piece) {
+            self.received.remove(&b);
+        }
         assert_eq!(self.picker.piece_checked(piece, ok), expected, "checking {piece:?}");
         assert_eq!(self.picker.have().get(piece), ok);
+        self.holder.remove(&piece);
+        if ok {
+            self.parole.remove(&piece);
+        } else {
+            self.parole.insert(piece);
+        }
+        assert_eq!(self.picker.on_parole(piece), !ok);
     }
 
     fn buffered(&self) -> Vec<PieceIndex> {
@@ -144,11 +181,7 @@ impl Sim {
 
     /// The peer disconnects (its requests are dropped) and connects again.
     fn reconnect(&mut self, peer: usize) {
-        let key = PeerKey(peer as u64);
-        let mine: Vec<BlockRef> = self.inflight.iter().filter(|(_, rs)| rs.contains(&key)).map(|(b, _)| *b).collect();
-        for b in mine {
-            self.drop_request(b, key);
-        }
+        self.stop(peer);
         self.picker.peer_lost_bitfield(&self.peers[peer]);
         self.picker.peer_has_bitfield(&self.peers[peer]);
         self.seed_counted[peer] = self.peers[peer].is_full();
@@ -157,7 +190,9 @@ impl Sim {
     /// The picker's block states agree with the model, and its own invariants hold.
     fn assert_consistent(&self) {
         self.picker.check_invariants();
+        assert_eq!(self.picker.parole, self.parole, "pieces on parole");
         for (piece, part) in &self.picker.partials {
+            assert_eq!(part.owner, self.holder.get(piece).copied(), "owner of {piece:?}");
             for (b, state) in self.lengths.blocks(*piece).zip(&part.blocks) {
                 match state {
                     Block::Missing => {
@@ -197,6 +232,7 @@ enum Op {
     Priority { start: u32, len: u32, tier: usize },
     Deadline { piece: u32, at: Option<u64> },
     Reconnect(usize),
+    Choke(usize),
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -210,6 +246,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (any::<u32>(), 0u32..6, 0usize..6).prop_map(|(start, len, tier)| Op::Priority { start, len, tier }),
         1 => (any::<u32>(), prop::option::of(0u64..4)).prop_map(|(piece, at)| Op::Deadline { piece, at }),
         1 => (0usize..8).prop_map(Op::Reconnect),
+        1 => (0usize..8).prop_map(Op::Choke),
     ]
 }
 
@@ -249,6 +286,7 @@ fn run_ops(sim: &mut Sim, ops: &[Op]) {
                 sim.picker.set_deadline(p(piece % n), at.map(Timestamp::from_micros));
             }
             Op::Reconnect(peer) => sim.reconnect(peer % npeers),
+            Op::Choke(peer) => sim.stop(peer % npeers),
         }
         sim.assert_consistent();
     }
@@ -645,4 +683,58 @@ fn large_swarm_downloads_in_reasonable_time() {
     let rounds = run_to_completion(&mut sim, 16, 2);
     sim.assert_consistent();
     assert!(rounds < 200, "{rounds} rounds");
+}
+
+#[test]
+fn a_failed_piece_goes_to_one_peer_until_it_lets_go() {
+    let l = lengths(1, 4);
+    let mut picker = Picker::new(l, 0);
+    let all = Bitfield::full(1);
+    for _ in 0..3 {
+        picker.peer_has_bitfield(&all);
+    }
+    let pick = |picker: &mut Picker, peer: u64, max: usize| {
+        let (mut out, mut budget) = (Vec::new(), 1);
+        picker.pick(PeerKey(peer), &all, max, &mut budget, &mut out);
+        out
+    };
+    let blocks: Vec<BlockRef> = l.blocks(p(0)).collect();
+    // Two peers share the piece and it fails.
+    assert_eq!(pick(&mut picker, 0, 2), blocks[..2]);
+    assert_eq!(pick(&mut picker, 1, 2), blocks[2..]);
+    for (i, b) in blocks.iter().enumerate() {
+        picker.block_received(*b, PeerKey(i as u64 / 2));
+    }
+    let senders = [0, 0, 1, 1].map(PeerKey);
+    assert_eq!(picker.block_senders(p(0)), senders);
+    assert_eq!(picker.piece_checked(p(0), false), vec![PeerKey(0), PeerKey(1)]);
+    assert!(picker.on_parole(p(0)));
+    picker.check_invariants();
+
+    // Peer 2 owns it now: nobody else gets its blocks, though only one is in flight.
+    assert_eq!(pick(&mut picker, 2, 1), blocks[..1]);
+    assert_eq!(pick(&mut picker, 0, 4), vec![]);
+    assert!(!picker.in_endgame());
+    picker.block_received(blocks[0], PeerKey(2));
+    assert_eq!(pick(&mut picker, 1, 4), vec![], "delivering keeps the ownership");
+    assert_eq!(pick(&mut picker, 2, 1), blocks[1..2]);
+    // Its request times out: the piece is free for the next peer.
+    picker.request_dropped(blocks[1], PeerKey(2));
+    assert_eq!(pick(&mut picker, 1, 1), blocks[1..2]);
+    assert_eq!(pick(&mut picker, 2, 4), vec![]);
+    // Choked by its owner with nothing in flight: released too.
+    picker.block_received(blocks[1], PeerKey(1));
+    picker.peer_stopped(PeerKey(1));
+    assert_eq!(pick(&mut picker, 0, 4), blocks[2..]);
+    // Endgame: the last blocks are shared as usual.
+    assert!(picker.in_endgame());
+    assert_eq!(pick(&mut picker, 2, 4), blocks[2..]);
+    picker.check_invariants();
+    for b in &blocks[2..] {
+        picker.block_received(*b, PeerKey(0));
+    }
+    assert_eq!(picker.piece_checked(p(0), true), vec![]);
+    assert!(!picker.on_parole(p(0)));
+    assert!(picker.is_complete());
+    picker.check_invariants();
 }
