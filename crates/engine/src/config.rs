@@ -35,7 +35,10 @@ pub struct Config {
     /// Silence after which a peer is dropped; keep-alives are sent at a third of it.
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
-    /// Hash failures a peer may be implicated in before it is banned.
+    /// Failed pieces an address may have been the only source of before it is banned. Merely
+    /// contributing to a failed piece never bans: a failed piece is fetched again from one
+    /// peer, and once it verifies, any earlier sender whose blocks differ from the good ones
+    /// is banned at once (see STATE.md). At least 1.
     pub max_hash_failures: u32,
     /// Keep serving uploads once complete.
     pub seed_when_complete: bool,
@@ -60,7 +63,7 @@ impl Default for Config {
             snub_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
-            max_hash_failures: 3,
+            max_hash_failures: 2,
             seed_when_complete: true,
         }
     }

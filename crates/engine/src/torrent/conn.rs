@@ -126,6 +126,7 @@ impl Torrent {
         for p in &peer.requests {
             self.picker.request_dropped(p.block, key);
         }
+        let released = self.picker.peer_stopped(key);
         if peer.has.count_ones() > 0 {
             self.picker.peer_lost_bitfield(&peer.has);
         }
@@ -158,7 +159,7 @@ impl Torrent {
                 self.connect_queue.insert((at, peer.addr));
             }
         }
-        if had_requests {
+        if had_requests || released {
             self.refill_all = true;
         }
         if !peer.am_choking && peer.peer_interested {
@@ -178,30 +179,25 @@ impl Torrent {
         }
     }
 
-    /// Charges a hash failure to a contributor of a bad piece; bans it past the limit.
-    pub(super) fn charge_hash_failure(&mut self, key: PeerKey, sole: bool, now: Timestamp) {
-        let (addr, id) = match self.peers.get(&key) {
-            Some(p) => (p.addr, p.peer_id),
-            None => match self.departed.get(&key) {
-                Some(&d) => d,
-                None => return,
-            },
-        };
-        let counts = self.offenders.entry(addr).or_default();
-        counts.0 += 1;
-        counts.1 += u32::from(sole);
-        let mut worst = *counts;
-        if let Some(p) = self.peers.get_mut(&key) {
-            p.hash_failures.0 += 1;
-            p.hash_failures.1 += u32::from(sole);
-            worst = (worst.0.max(p.hash_failures.0), worst.1.max(p.hash_failures.1));
-        }
-        if worst.0 >= self.config.max_hash_failures || worst.1 >= 2 {
-            self.ban(key, addr, id, now);
+    /// The address and id of a connected peer, or of one that left while pieces were in flight.
+    pub(super) fn identity(&self, key: PeerKey) -> Option<(SocketAddr, Option<PeerId>)> {
+        match self.peers.get(&key) {
+            Some(p) => Some((p.addr, p.peer_id)),
+            None => self.departed.get(&key).copied(),
         }
     }
 
-    fn ban(&mut self, key: PeerKey, addr: SocketAddr, id: Option<PeerId>, now: Timestamp) {
+    /// `addr` alone sent a piece that failed: banned at the `max_hash_failures`th time.
+    pub(super) fn charge_sole_failure(&mut self, addr: SocketAddr, id: Option<PeerId>, now: Timestamp) {
+        let count = self.offenders.entry(addr).or_default();
+        *count += 1;
+        if *count >= self.config.max_hash_failures.max(1) {
+            self.ban(addr, id, now);
+        }
+    }
+
+    /// Never talks to `addr` (or the peer id) again; closes its connections if any.
+    pub(super) fn ban(&mut self, addr: SocketAddr, id: Option<PeerId>, now: Timestamp) {
         if !self.banned.insert(addr) {
             return;
         }
@@ -213,7 +209,10 @@ impl Torrent {
         {
             self.connect_queue.remove(&(at, addr));
         }
-        self.remove_peer(key, DisconnectReason::Banned, true, now);
+        let live: Vec<PeerKey> = self.peers.values().filter(|p| p.addr == addr).map(|p| p.key).collect();
+        for key in live {
+            self.remove_peer(key, DisconnectReason::Banned, true, now);
+        }
         self.emit(Event::PeerBanned { addr });
     }
 

@@ -11,6 +11,7 @@ const RECOUNT_MAX_PIECES: u32 = 4096;
 impl Torrent {
     pub(super) fn verify_invariants(&self) {
         self.picker.check_invariants();
+        self.suspects.check_invariants();
 
         // Memory: reserved bytes are exactly the buffers being filled or verified.
         let mut reserved = 0u64;

@@ -1,10 +1,11 @@
 //! The per-torrent state machine.
 //!
 //! [`Torrent`] is split by concern: `conn` (address book, connecting, bans, dropping peers),
-//! `protocol` (handshakes and message dispatch), `requests` (our download pipeline and piece
-//! buffers), `upload` (serving peers' requests), `choker` (who we upload to), `rate` (meters
+//! `protocol` (handshakes and message dispatch), `requests` (our download pipeline, piece
+//! buffers and verification results), `blame` (who sent the bad block of a failed piece), `upload` (serving peers' requests), `choker` (who we upload to), `rate` (meters
 //! and token buckets) and `invariants` (the checks STATE.md lists).
 
+mod blame;
 mod choker;
 mod conn;
 mod invariants;
@@ -179,10 +180,12 @@ pub struct Torrent {
     connect_queue: BTreeSet<(Timestamp, SocketAddr)>,
     banned: BTreeSet<SocketAddr>,
     banned_ids: BTreeSet<PeerId>,
-    /// Hash failures charged to an address: (implicated, sole contributor).
-    offenders: BTreeMap<SocketAddr, (u32, u32)>,
-    /// Peers that left while pieces were in flight, for charging hash failures.
+    /// Failed pieces an address was the sole contributor of.
+    offenders: BTreeMap<SocketAddr, u32>,
+    /// Peers that left while pieces were in flight, for attributing their blocks.
     departed: BTreeMap<PeerKey, (SocketAddr, Option<PeerId>)>,
+    /// Blocks of failed pieces by sender, judged when the piece verifies.
+    suspects: blame::Suspects,
 
     outputs: VecDeque<Output>,
 
@@ -245,6 +248,7 @@ impl Torrent {
             banned_ids: BTreeSet::new(),
             offenders: BTreeMap::new(),
             departed: BTreeMap::new(),
+            suspects: blame::Suspects::default(),
             outputs: VecDeque::new(),
             buffers: BTreeMap::new(),
             verifying: BTreeSet::new(),

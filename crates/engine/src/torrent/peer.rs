@@ -72,8 +72,6 @@ pub(crate) struct Peer {
     /// (except in endgame), so its blocks go to others instead of back to it.
     pub probation_until: Option<Timestamp>,
     pub first_block_at: Option<Timestamp>,
-    /// Hash failures of pieces it contributed to: (implicated, sole contributor).
-    pub hash_failures: (u32, u32),
 
     /// Its requests to us not yet read from storage, and those being read.
     pub upload_queue: VecDeque<BlockRef>,
@@ -128,7 +126,6 @@ impl Peer {
             snubbed: false,
             probation_until: None,
             first_block_at: None,
-            hash_failures: (0, 0),
             upload_queue: VecDeque::new(),
             reading: VecDeque::new(),
             reading_bytes: 0,

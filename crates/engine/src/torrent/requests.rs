@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use sluice_core::{BLOCK_SIZE, PieceIndex, Timestamp};
+use std::net::SocketAddr;
+
+use sluice_core::{BLOCK_SIZE, BlockIndex, Lengths, PeerId, PieceIndex, Timestamp};
 use sluice_wire::Message;
 
 use super::peer::{Peer, Pending};
-use super::{Event, FREE_BUFFERS_MAX, Output, PeerKey, Torrent};
+use super::{Event, FREE_BUFFERS_MAX, Output, PeerKey, Torrent, blame};
 use crate::picker::BlockOutcome;
 
 /// Queue time targeted per peer: a second of its rate, or two RTTs if that is longer.
@@ -16,6 +18,12 @@ const QUEUE_TIME: Duration = Duration::from_secs(1);
 const MEASURE_TIME: Duration = Duration::from_secs(2);
 /// Request queue assumed for peers that do not advertise `reqq`.
 const DEFAULT_REQQ: u32 = 250;
+
+/// The bytes of block `i` of `piece` in a buffer the driver handed back, if it is whole.
+fn block_bytes<'b>(lengths: &Lengths, piece: PieceIndex, i: u32, buffer: &'b [u8]) -> Option<&'b [u8]> {
+    let b = lengths.block(piece, BlockIndex::new_unchecked(i))?;
+    buffer.get(b.offset as usize..(b.offset + b.len) as usize)
+}
 
 impl Torrent {
     /// Requests we want in flight to `peer`: its bandwidth-delay product, bounded by the
@@ -183,11 +191,14 @@ impl Torrent {
         }
     }
 
-    /// The peer choked us: every request to it is void.
+    /// The peer choked us: every request to it is void, and it owns no piece on parole.
     pub(super) fn drop_requests(&mut self, key: PeerKey) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        if self.picker.peer_stopped(key) {
+            self.refill_all = true;
+        }
         if peer.requests.is_empty() {
             return;
         }
@@ -199,12 +210,36 @@ impl Torrent {
         self.refill_all = true;
     }
 
+    /// Remembers who sent each block of a failed piece, and what. Returns the senders proven
+    /// to have lied by sending two versions of one block.
+    fn record_blocks(&mut self, piece: PieceIndex, buffer: &[u8]) -> Vec<(SocketAddr, Option<PeerId>)> {
+        let mut proven = Vec::new();
+        for (i, key) in self.picker.block_senders(piece).into_iter().enumerate() {
+            let i = i as u32;
+            let (Some((addr, id)), Some(bytes)) = (self.identity(key), block_bytes(&self.lengths, piece, i, buffer))
+            else {
+                continue;
+            };
+            if self.suspects.record(piece, i, addr, id, blame::digest(bytes)) {
+                proven.push((addr, id));
+            }
+        }
+        proven
+    }
+
+    /// A piece verified: the senders of its earlier failures whose blocks differ lied.
+    fn judge_blocks(&mut self, piece: PieceIndex, buffer: &[u8]) -> Vec<(SocketAddr, Option<PeerId>)> {
+        let lengths = self.lengths;
+        self.suspects.verdict(piece, |i| block_bytes(&lengths, piece, i, buffer).map(blame::digest))
+    }
+
     pub(super) fn on_piece_checked(&mut self, piece: PieceIndex, ok: bool, buffer: Vec<u8>, now: Timestamp) {
         if !self.verifying.remove(&piece) {
             return;
         }
         let len = self.lengths.piece_len(piece);
         self.reserved -= u64::from(len);
+        let proven = if ok { self.judge_blocks(piece, &buffer) } else { self.record_blocks(piece, &buffer) };
         if self.free_buffers.len() < FREE_BUFFERS_MAX && buffer.capacity() >= self.lengths.piece_length() as usize {
             self.free_buffers.push(buffer);
         }
@@ -235,10 +270,16 @@ impl Torrent {
             self.check_complete(now);
         } else {
             self.emit(Event::HashFailed { piece, peers: contributors.clone() });
-            let sole = contributors.len() == 1;
-            for key in contributors {
-                self.charge_hash_failure(key, sole, now);
+            // Several contributors prove nothing about any one of them: the blocks decide
+            // once the piece verifies (see `blame`).
+            if let [only] = contributors[..]
+                && let Some((addr, id)) = self.identity(only)
+            {
+                self.charge_sole_failure(addr, id, now);
             }
+        }
+        for (addr, id) in proven {
+            self.ban(addr, id, now);
         }
         if self.buffers.is_empty() && self.verifying.is_empty() {
             self.departed.clear();

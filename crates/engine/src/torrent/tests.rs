@@ -328,6 +328,34 @@ fn corrupt_seeder_is_banned() {
 }
 
 #[test]
+fn only_the_liar_is_banned_when_pieces_are_shared_with_honest_peers() {
+    let (mut net, body) = Net::new(2 << 20, 1 << 18);
+    net.chunk = Some(64 * 1024);
+    let honest: Vec<usize> = (1..3).map(|i| net.add(config(i), Some(&body))).collect();
+    let liar = net.add(config(3), Some(&body));
+    net.nodes[liar].corrupt = net.lengths.pieces().filter(|p| p.get() % 2 == 0).collect();
+    // Pipelines shorter than a piece: every piece is shared by several peers.
+    let cfg = Config { min_pipeline: 2, initial_pipeline: 4, max_pipeline: 4, ..config(4) };
+    let leech = net.add(cfg, None);
+    for &s in honest.iter().chain([&liar]) {
+        net.nodes[leech].t.add_peer(addr_of(s), net.now);
+    }
+    net.run_until(100_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+    let ev = &net.nodes[leech].events;
+    let shared_failures = ev.iter().filter(|e| matches!(e, Event::HashFailed { peers, .. } if peers.len() > 1)).count();
+    assert!(shared_failures > 0, "no failed piece had several contributors: {ev:?}");
+    let bans: Vec<SocketAddr> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerBanned { addr } => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bans, vec![addr_of(liar)]);
+}
+
+#[test]
 fn stalled_peer_times_out_and_blocks_move_elsewhere() {
     let (mut net, body) = Net::new(4 << 20, 1 << 16);
     let mute = net.add(config(1), Some(&body));
