@@ -60,10 +60,7 @@ fn metainfo(piece_length: i64, hashes: usize, files: Vec<(Vec<&str>, i64)>) -> B
     let files = files
         .into_iter()
         .map(|(path, len)| {
-            B::Dict(vec![
-                ("length", B::Int(len)),
-                ("path", B::List(path.into_iter().map(B::s).collect())),
-            ])
+            B::Dict(vec![("length", B::Int(len)), ("path", B::List(path.into_iter().map(B::s).collect()))])
         })
         .collect();
     B::Dict(vec![
@@ -91,47 +88,26 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
     }
     vec![
         ("empty", Vec::new()),
-        (
-            "garbage",
-            b"\x00\xffthis is not bencode at all\x13\x37".to_vec(),
-        ),
+        ("garbage", b"\x00\xffthis is not bencode at all\x13\x37".to_vec()),
         ("truncated", good[..good.len() / 2].to_vec()),
-        (
-            "huge-length-prefix",
-            b"d4:infod6:pieces99999999999:abc".to_vec(),
-        ),
+        ("huge-length-prefix", b"d4:infod6:pieces99999999999:abc".to_vec()),
         ("not-a-dict", B::List(vec![B::Int(1)]).bytes()),
         // 40 000 bytes in 16 KiB pieces needs 3 hashes, not 5 or 1.
-        (
-            "too-many-pieces",
-            metainfo(16384, 5, vec![(vec!["a.bin"], 40_000)]).bytes(),
-        ),
-        (
-            "too-few-pieces",
-            metainfo(16384, 1, vec![(vec!["a.bin"], 40_000)]).bytes(),
-        ),
+        ("too-many-pieces", metainfo(16384, 5, vec![(vec!["a.bin"], 40_000)]).bytes()),
+        ("too-few-pieces", metainfo(16384, 1, vec![(vec!["a.bin"], 40_000)]).bytes()),
         ("pieces-not-multiple-of-20", odd_pieces.bytes()),
-        (
-            "zero-piece-length",
-            metainfo(0, 3, vec![(vec!["a.bin"], 40_000)]).bytes(),
-        ),
-        (
-            "negative-length",
-            metainfo(16384, 1, vec![(vec!["a.bin"], -5)]).bytes(),
-        ),
-        (
-            "dotdot-path",
-            metainfo(16384, 3, vec![(vec!["..", "..", "evil.bin"], 40_000)]).bytes(),
-        ),
-        (
-            "nested-dotdot-path",
-            metainfo(
-                16384,
-                3,
-                vec![(vec!["sub", "..", "..", "..", "evil.bin"], 40_000)],
-            )
-            .bytes(),
-        ),
+        ("zero-piece-length", metainfo(0, 3, vec![(vec!["a.bin"], 40_000)]).bytes()),
+        ("negative-length", metainfo(16384, 1, vec![(vec!["a.bin"], -5)]).bytes()),
+    ]
+}
+
+/// Torrents whose file paths try to climb out of the output directory. Sluice may reject them or
+/// sanitise the paths, but must never touch anything outside `--out`.
+fn escaping_cases() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("dotdot-path", metainfo(16384, 3, vec![(vec!["..", "..", "evil.bin"], 40_000)]).bytes()),
+        ("nested-dotdot-path", metainfo(16384, 3, vec![(vec!["sub", "..", "..", "..", "evil.bin"], 40_000)]).bytes()),
+        ("separator-in-component", metainfo(16384, 3, vec![(vec!["../../evil.bin"], 40_000)]).bytes()),
     ]
 }
 
@@ -139,16 +115,32 @@ fn run_expecting_failure(label: &str, args: Vec<OsString>, dir: &Path) {
     let mut sluice = spawn_sluice(label, &args, dir);
     let status = sluice.wait_exit(Duration::from_secs(30));
     let stderr = sluice.stderr();
-    assert!(
-        !status.success(),
-        "{label}: sluice accepted it; stderr:\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("panicked"),
-        "{label}: sluice panicked:\n{stderr}"
-    );
+    assert!(!status.success(), "{label}: sluice accepted it; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{label}: sluice panicked:\n{stderr}");
     assert!(!stderr.trim().is_empty(), "{label}: no message on stderr");
     eprintln!("{label}: {status}: {}", tail(&stderr, 3));
+}
+
+/// Either a clean failure, or (paths sanitised) a download that starts up; it is then killed.
+fn run_confined(label: &str, args: Vec<OsString>, dir: &Path) {
+    let mut sluice = spawn_sluice(label, &args, dir);
+    let settled = wait_until(Duration::from_secs(30), || {
+        sluice.try_status().is_some() || sluice.stderr().contains("listening on")
+    });
+    assert!(settled, "{label}: neither failed nor started:\n{}", sluice.stderr());
+    let stderr = sluice.stderr();
+    assert!(!stderr.contains("panicked"), "{label}: sluice panicked:\n{stderr}");
+    match sluice.try_status() {
+        Some(status) => {
+            assert!(!status.success(), "{label}: exited 0 without downloading");
+            assert!(!stderr.trim().is_empty(), "{label}: no message on stderr");
+            eprintln!("{label}: rejected: {}", tail(&stderr, 3));
+        }
+        None => {
+            sluice.kill9();
+            eprintln!("{label}: accepted with sanitised paths");
+        }
+    }
 }
 
 #[test]
@@ -160,6 +152,9 @@ fn malformed_torrents_are_rejected_cleanly() {
 
     let mut all = cases();
     all.push(("missing-file", Vec::new()));
+    let escaping = escaping_cases();
+    let first_escaping = all.len();
+    all.extend(escaping);
     for (i, (label, bytes)) in all.into_iter().enumerate() {
         let torrent = work.join(format!("{label}.torrent"));
         if label != "missing-file" {
@@ -177,6 +172,10 @@ fn malformed_torrents_are_rejected_cleanly() {
             addr(BLOCK, 2, port).into(),
             "--loopback-only".into(),
         ];
+        if i >= first_escaping {
+            run_confined(&format!("download-{label}"), download, tmp.path());
+            continue;
+        }
         run_expecting_failure(&format!("download-{label}"), download, tmp.path());
         let seed = vec![
             "seed".into(),
@@ -191,11 +190,7 @@ fn malformed_torrents_are_rejected_cleanly() {
     }
 
     // Nothing may escape the output directory.
-    for escaped in [
-        work.join("evil.bin"),
-        tmp.path().join("a/b/evil.bin"),
-        tmp.path().join("a/evil.bin"),
-    ] {
+    for escaped in [work.join("evil.bin"), tmp.path().join("a/b/evil.bin"), tmp.path().join("a/evil.bin")] {
         assert!(!escaped.exists(), "{escaped:?} was written outside --out");
     }
 }

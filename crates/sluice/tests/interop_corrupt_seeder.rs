@@ -20,14 +20,7 @@ fn corrupted_pieces_are_refetched_from_honest_seeders() {
     let size = 16 * MIB + 999;
     let fx = make_torrent(
         tmp.path(),
-        &TorrentSpec {
-            name: "corrupt",
-            size,
-            seed: 14,
-            files: 4,
-            piece_length,
-            hybrid: false,
-        },
+        &TorrentSpec { name: "corrupt", size, seed: 14, files: 4, piece_length, hybrid: false },
     );
     let pieces = u32::try_from(size.div_ceil(piece_length)).expect("piece count");
     // Every other piece, plus the (short) last one, is bad at the liar.
@@ -38,10 +31,7 @@ fn corrupted_pieces_are_refetched_from_honest_seeders() {
     let liar = LtSeeder::start(
         &fx,
         &addr(BLOCK, 2, PORT + 2),
-        &SeedOpts {
-            corrupt_pieces: &bad,
-            ..SeedOpts::default()
-        },
+        &SeedOpts { corrupt_pieces: &bad, ..SeedOpts::default() },
         tmp.path(),
     );
     let honest: Vec<LtSeeder> = (3..=4)
@@ -68,7 +58,7 @@ fn corrupted_pieces_are_refetched_from_honest_seeders() {
         args.push(s.endpoint.clone().into());
     }
     let mut sluice = spawn_sluice("sluice-download", &args, tmp.path());
-    expect_success(&mut sluice, Duration::from_secs(240));
+    expect_success(&mut sluice, Duration::from_secs(120));
     assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
     eprintln!(
         "liar uploaded {} bytes, honest {:?}",

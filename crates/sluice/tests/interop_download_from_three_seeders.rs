@@ -57,8 +57,5 @@ fn downloads_multi_file_torrent_from_three_libtorrent_seeders() {
     let contributed = || seeders.iter().filter(|s| s.uploaded() > 0).count();
     wait_until(Duration::from_secs(3), || contributed() >= 2);
     let uploads: Vec<u64> = seeders.iter().map(LtSeeder::uploaded).collect();
-    assert!(
-        contributed() >= 2,
-        "only one seeder served data: {uploads:?}"
-    );
+    assert!(contributed() >= 2, "only one seeder served data: {uploads:?}");
 }

@@ -27,11 +27,7 @@ fn downloads_hybrid_torrent_with_pad_files() {
             hybrid: true,
         },
     );
-    assert!(
-        fx.summary.contains("\"pad\": true"),
-        "fixture should have pad files: {}",
-        fx.summary
-    );
+    assert!(fx.summary.contains("\"pad\": true"), "fixture should have pad files: {}", fx.summary);
     let seeders: Vec<LtSeeder> = (2..=3)
         .map(|h| {
             let ep = addr(BLOCK, h, PORT + u16::from(h));

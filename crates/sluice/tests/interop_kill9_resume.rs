@@ -19,24 +19,14 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
     let piece_length = 128 * 1024;
     let fx = make_torrent(
         tmp.path(),
-        &TorrentSpec {
-            name: "resume",
-            size: 32 * MIB + 5_000,
-            seed: 15,
-            files: 4,
-            piece_length,
-            hybrid: false,
-        },
+        &TorrentSpec { name: "kill9", size: 32 * MIB + 5_000, seed: 15, files: 4, piece_length, hybrid: false },
     );
     let total = fx.total_size();
     // Capped so the first run is still going when we kill it.
     let seeder = LtSeeder::start(
         &fx,
         &addr(BLOCK, 2, PORT + 2),
-        &SeedOpts {
-            upload_rate: Some(6 * MIB),
-            ..SeedOpts::default()
-        },
+        &SeedOpts { upload_rate: Some(6 * MIB), ..SeedOpts::default() },
         tmp.path(),
     );
 
@@ -55,9 +45,8 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
     ];
 
     let mut first = spawn_sluice("sluice-run1", &args, tmp.path());
-    let reached = wait_until(Duration::from_secs(120), || {
-        seeder.uploaded() * 10 >= total * 4 || first.try_status().is_some()
-    });
+    let reached =
+        wait_until(Duration::from_secs(120), || seeder.uploaded() * 10 >= total * 4 || first.try_status().is_some());
     assert!(
         reached && first.try_status().is_none(),
         "first run should still be downloading at ~40% (sent {} of {total}); stderr:\n{}",
@@ -66,7 +55,7 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
     );
     first.kill9();
     let sent_before_kill = seeder.uploaded();
-    if let Some(n) = number_after(&first.stderr(), "resume:") {
+    if let Some(n) = number_in_line(&first.stderr(), "resume: ", " verified pieces") {
         assert_eq!(n, 0, "a fresh download has nothing to resume");
     }
 
@@ -74,19 +63,16 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
     let stderr = expect_success(&mut second, Duration::from_secs(240));
     assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
 
-    let resumed = number_after(&stderr, "resume:")
+    let resumed = number_in_line(&stderr, "resume: ", " verified pieces")
         .unwrap_or_else(|| panic!("no 'resume: N verified pieces' line:\n{stderr}"));
-    let downloaded = number_after(&stderr, "downloaded:")
+    let downloaded = number_in_line(&stderr, "downloaded: ", " bytes")
         .unwrap_or_else(|| panic!("no 'downloaded: B bytes' line:\n{stderr}"));
     eprintln!(
         "total {total}, sent before kill {sent_before_kill}, resumed {resumed} pieces, \
          second run downloaded {downloaded}"
     );
     assert!(resumed > 0, "the second run should resume verified pieces");
-    assert!(
-        downloaded < total,
-        "the second run re-downloaded everything ({downloaded} of {total})"
-    );
+    assert!(downloaded < total, "the second run re-downloaded everything ({downloaded} of {total})");
     // Verified pieces are not fetched again; allow a few pieces of end-game duplicates.
     let verified_bytes = (resumed * piece_length).min(total);
     assert!(

@@ -41,39 +41,17 @@ fn libtorrent_leecher_completes_from_sluice_seed() {
         sluice.stderr().contains("listening on") || sluice.try_status().is_some()
     });
     let stderr = sluice.stderr();
-    assert!(
-        up && sluice.try_status().is_none(),
-        "sluice seed did not start listening; stderr:\n{}",
-        tail(&stderr, 40)
-    );
+    assert!(up && sluice.try_status().is_none(), "sluice seed did not start listening; stderr:\n{}", tail(&stderr, 40));
     let seeding = stderr
         .lines()
         .find_map(|l| l.split("seeding:").nth(1).map(str::trim).map(str::to_owned))
         .unwrap_or_else(|| panic!("no 'seeding: N/M pieces' line in:\n{stderr}"));
-    let counts: Vec<&str> = seeding
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .split('/')
-        .collect();
-    assert!(
-        counts.len() == 2 && counts[0] == counts[1],
-        "sluice should have all pieces: seeding: {seeding}"
-    );
+    let counts: Vec<&str> = seeding.split_whitespace().next().unwrap_or("").split('/').collect();
+    assert!(counts.len() == 2 && counts[0] == counts[1], "sluice should have all pieces: seeding: {seeding}");
 
     let out = tmp.path().join("out");
-    lt_leech(
-        &fx,
-        &out,
-        &[&listen],
-        &addr(BLOCK, 2, PORT + 2),
-        Duration::from_secs(180),
-    );
+    lt_leech(&fx, &out, &[&listen], &addr(BLOCK, 2, PORT + 2), Duration::from_secs(180));
     assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
-    assert!(
-        sluice.try_status().is_none(),
-        "sluice seed exited while serving; stderr:\n{}",
-        tail(&sluice.stderr(), 40)
-    );
+    assert!(sluice.try_status().is_none(), "sluice seed exited while serving; stderr:\n{}", tail(&sluice.stderr(), 40));
     assert!(!sluice.stderr().contains("panicked"));
 }

@@ -87,23 +87,10 @@ impl Proc {
     pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path, pipe_stdout: bool) -> Proc {
         let stderr_path = log_dir.join(format!("{name}.stderr"));
         let err = File::create(&stderr_path).expect("create stderr log");
-        let out: Stdio = if pipe_stdout {
-            Stdio::piped()
-        } else {
-            err.try_clone().expect("clone log").into()
-        };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Proc {
-            name: name.to_owned(),
-            child,
-            stderr_path,
-            status: None,
-        }
+        let out: Stdio = if pipe_stdout { Stdio::piped() } else { err.try_clone().expect("clone log").into() };
+        let child =
+            cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc { name: name.to_owned(), child, stderr_path, status: None }
     }
 
     pub fn pid(&self) -> u32 {
@@ -125,11 +112,7 @@ impl Proc {
     /// Waits for exit; panics (showing the stderr tail) if it does not happen within `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         if !wait_until(timeout, || self.try_status().is_some()) {
-            panic!(
-                "{} did not exit within {timeout:?}; stderr tail:\n{}",
-                self.name,
-                tail(&self.stderr(), 40)
-            );
+            panic!("{} did not exit within {timeout:?}; stderr tail:\n{}", self.name, tail(&self.stderr(), 40));
         }
         self.status.expect("exited")
     }
@@ -146,6 +129,12 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
+        // Debugging aid: SLUICE_TEST_LOGS=DIR keeps every process's output after the temp dir goes.
+        if let Some(dir) = std::env::var_os("SLUICE_TEST_LOGS") {
+            let dir = Path::new(&dir);
+            let _ = fs::create_dir_all(dir);
+            let _ = fs::copy(&self.stderr_path, dir.join(format!("{}.{}.log", self.name, self.pid())));
+        }
     }
 }
 
@@ -174,10 +163,7 @@ impl Fixture {
 
     /// Payload bytes on disk (pad files are never on disk).
     pub fn total_size(&self) -> u64 {
-        list_files(&self.content_dir())
-            .iter()
-            .map(|(_, p)| fs::metadata(p).expect("stat").len())
-            .sum()
+        list_files(&self.content_dir()).iter().map(|(_, p)| fs::metadata(p).expect("stat").len()).sum()
     }
 }
 
@@ -205,11 +191,7 @@ pub fn make_torrent(dir: &Path, spec: &TorrentSpec<'_>) -> Fixture {
         cmd.arg("--hybrid");
     }
     let out = cmd.output().expect("run lt_peer.py make-torrent");
-    assert!(
-        out.status.success(),
-        "make-torrent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "make-torrent failed: {}", String::from_utf8_lossy(&out.stderr));
     Fixture {
         torrent: dir.join(format!("{}.torrent", spec.name)),
         data: dir.join("data"),
@@ -269,19 +251,13 @@ impl LtSeeder {
                 }
             });
         }
-        let ok = wait_until(Duration::from_secs(60), || {
-            ready.load(Ordering::SeqCst) || proc.try_status().is_some()
-        });
+        let ok = wait_until(Duration::from_secs(60), || ready.load(Ordering::SeqCst) || proc.try_status().is_some());
         assert!(
             ok && ready.load(Ordering::SeqCst),
             "libtorrent seeder on {endpoint} not ready; stderr:\n{}",
             tail(&proc.stderr(), 40)
         );
-        LtSeeder {
-            proc,
-            endpoint: endpoint.to_owned(),
-            uploaded,
-        }
+        LtSeeder { proc, endpoint: endpoint.to_owned(), uploaded }
     }
 
     /// Payload bytes this seeder has sent so far (refreshed every 200 ms).
@@ -307,19 +283,13 @@ pub fn lt_leech(fx: &Fixture, out: &Path, peers: &[&str], listen: &str, timeout:
     let log_dir = out.parent().expect("out has a parent");
     let mut proc = Proc::spawn("lt-leech", cmd, log_dir, false);
     let status = proc.wait_exit(timeout + Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "libtorrent leecher failed ({status}):\n{}",
-        tail(&proc.stderr(), 40)
-    );
+    assert!(status.success(), "libtorrent leecher failed ({status}):\n{}", tail(&proc.stderr(), 40));
 }
 
 /// `sluice <args>` with SLUICE_LOOPBACK_ONLY=1, output logged to `<log_dir>/<name>.stderr`.
 pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> Proc {
     let mut cmd = Command::new(sluice_bin());
-    cmd.args(args)
-        .env("SLUICE_LOOPBACK_ONLY", "1")
-        .env("RUST_BACKTRACE", "1");
+    cmd.args(args).env("SLUICE_LOOPBACK_ONLY", "1").env("RUST_BACKTRACE", "1");
     Proc::spawn(name, cmd, log_dir, false)
 }
 
@@ -327,12 +297,7 @@ pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> 
 pub fn expect_success(proc: &mut Proc, timeout: Duration) -> String {
     let status = proc.wait_exit(timeout);
     let stderr = proc.stderr();
-    assert!(
-        status.success(),
-        "{} exited with {status}; stderr tail:\n{}",
-        proc.name,
-        tail(&stderr, 60)
-    );
+    assert!(status.success(), "{} exited with {status}; stderr tail:\n{}", proc.name, tail(&stderr, 60));
     assert!(!stderr.contains("panicked"), "sluice panicked:\n{stderr}");
     stderr
 }
@@ -375,16 +340,10 @@ pub fn assert_same_tree(want: &Path, got: &Path) {
     }
 }
 
-/// The number in the first stderr line containing `prefix` followed by a number, e.g.
-/// `resume: 12 verified pieces` with prefix `resume:`.
-pub fn number_after(text: &str, prefix: &str) -> Option<u64> {
+/// N from the first line of the form `<prefix>N<suffix>`, e.g. `resume: ` N ` verified pieces`.
+pub fn number_in_line(text: &str, prefix: &str, suffix: &str) -> Option<u64> {
     text.lines().find_map(|line| {
-        let rest = &line[line.find(prefix)? + prefix.len()..];
-        let digits: String = rest
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
+        let n = line.trim().strip_prefix(prefix)?.strip_suffix(suffix)?;
+        n.trim().parse().ok()
     })
 }
