@@ -116,7 +116,10 @@ impl Session {
         let engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, self.clock.now());
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
-        let (progress_tx, progress_rx) = watch::channel(Progress::default());
+        // Seed the snapshot with what storage already holds, so callers reading progress right
+        // after add_torrent (e.g. the CLI's `resume:` line) never see an empty default.
+        let initial = Progress { stats: engine.stats(), ..Progress::default() };
+        let (progress_tx, progress_rx) = watch::channel(initial);
         let task = TorrentTask {
             engine,
             clock: self.clock,
