@@ -43,8 +43,9 @@
 //!
 //! [`Event::PeerConnected`] follows an accepted handshake; [`Event::PeerDisconnected`]
 //! reports every peer slot that goes away, including failed connection attempts and slots
-//! the driver closed. Banned addresses (hash failures past [`Config::max_hash_failures`], or
-//! being the sole source of a bad piece twice) are never dialed or accepted again.
+//! the driver closed. Banned addresses (proven to have sent a bad block of a failed piece, or
+//! the sole source of [`Config::max_hash_failures`] failed pieces) are never dialed or
+//! accepted again; merely contributing to a failed piece bans nobody (see `STATE.md`).
 //!
 //! # Errors and panics
 //!

@@ -356,6 +356,32 @@ fn only_the_liar_is_banned_when_pieces_are_shared_with_honest_peers() {
 }
 
 #[test]
+fn a_liar_that_left_is_banned_once_its_blocks_are_proven_bad() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 18);
+    net.chunk = Some(64 * 1024);
+    let honest = net.add(config(1), Some(&body));
+    let liar = net.add(config(2), Some(&body));
+    net.nodes[liar].corrupt = net.lengths.pieces().collect();
+    let cfg = Config { min_pipeline: 2, initial_pipeline: 4, max_pipeline: 4, ..config(3) };
+    let leech = net.add(cfg, None);
+    net.nodes[leech].t.add_peer(addr_of(honest), net.now);
+    net.nodes[leech].t.add_peer(addr_of(liar), net.now);
+    net.run_until(10_000, |n| n.nodes[leech].events.iter().any(|e| matches!(e, Event::HashFailed { .. })));
+    assert!(!net.nodes[leech].events.iter().any(|e| matches!(e, Event::PeerBanned { .. })));
+    // The liar hangs up before anything is proven.
+    let (&(_, key), &(_, theirs)) = net.links.iter().find(|(a, b)| a.0 == leech && b.0 == liar).unwrap();
+    net.links.remove(&(leech, key));
+    net.links.remove(&(liar, theirs));
+    net.input(leech, Input::Closed { peer: key });
+    net.input(liar, Input::Closed { peer: theirs });
+    net.run_until(4_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+    let bans: Vec<&Event> = net.nodes[leech].events.iter().filter(|e| matches!(e, Event::PeerBanned { .. })).collect();
+    assert_eq!(bans, vec![&Event::PeerBanned { addr: addr_of(liar) }]);
+    assert!(!net.nodes[leech].disconnects.iter().any(|(_, r)| *r == DisconnectReason::Banned), "it was not connected");
+}
+
+#[test]
 fn stalled_peer_times_out_and_blocks_move_elsewhere() {
     let (mut net, body) = Net::new(4 << 20, 1 << 16);
     let mute = net.add(config(1), Some(&body));
