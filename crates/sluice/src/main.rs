@@ -112,6 +112,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "sluice=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -60,6 +60,14 @@ fn corrupted_pieces_are_refetched_from_honest_seeders() {
     let mut sluice = spawn_sluice("sluice-download", &args, tmp.path());
     expect_success(&mut sluice, Duration::from_secs(120));
     assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
+    // Only the liar is banned: honest seeders that shared failed pieces with it are cleared
+    // when those pieces verify (smart ban), never convicted for sharing.
+    let log = sluice.stderr();
+    let banned: Vec<&str> = log.lines().filter(|l| l.contains("peer banned")).collect();
+    assert!(banned.iter().any(|l| l.contains(&liar.endpoint)), "the liar was not banned:\n{}", tail(&log, 40));
+    for h in &honest {
+        assert!(!banned.iter().any(|l| l.contains(&h.endpoint)), "honest seeder {} banned:\n{}", h.endpoint, banned.join("\n"));
+    }
     eprintln!(
         "liar uploaded {} bytes, honest {:?}",
         liar.uploaded(),
