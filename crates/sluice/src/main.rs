@@ -4,13 +4,13 @@
 mod progress;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_core::metainfo::Metainfo;
-use sluice_node::{AddTorrent, NetPolicy, Session, SessionConfig, StartMode};
+use sluice_node::{AddTorrent, NetPolicy, Session, SessionConfig, StartMode, TorrentHandle};
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "BitTorrent streaming media server")]
@@ -74,50 +74,30 @@ struct NetArgs {
 
 impl NetArgs {
     fn session_config(&self, default_port: u16) -> SessionConfig {
-        let policy = NetPolicy {
-            loopback_only: self.loopback_only,
-        };
-        let default_ip = if self.loopback_only {
-            [127, 0, 0, 1]
-        } else {
-            [0, 0, 0, 0]
-        };
-        let listen = self
-            .listen
-            .unwrap_or_else(|| SocketAddr::from((default_ip, default_port)));
+        let policy = NetPolicy { loopback_only: self.loopback_only };
+        let default_ip = if self.loopback_only { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+        let listen = self.listen.unwrap_or_else(|| SocketAddr::from((default_ip, default_port)));
         let mut engine = sluice_engine_config();
         engine.download_rate_limit = self.download_limit;
         engine.upload_rate_limit = self.upload_limit;
-        SessionConfig {
-            listen: Some(listen),
-            policy,
-            peer_id: sluice_node::random_peer_id(),
-            engine,
-        }
+        SessionConfig { listen: Some(listen), policy, peer_id: sluice_node::random_peer_id(), engine }
     }
 }
 
 fn sluice_engine_config() -> sluice_node::EngineConfig {
-    sluice_node::EngineConfig {
-        rng_seed: sluice_node::random_seed(),
-        ..Default::default()
-    }
+    sluice_node::EngineConfig { rng_seed: sluice_node::random_seed(), ..Default::default() }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "sluice=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "sluice=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -133,76 +113,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_torrent(path: &PathBuf) -> anyhow::Result<Metainfo> {
+fn load_torrent(path: &Path) -> anyhow::Result<Metainfo> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
+    Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid torrent", path.display()))
+}
+
+/// A torrent added to a fresh session.
+struct Opened {
+    session: Session,
+    handle: TorrentHandle,
+    name: String,
+    pieces: u32,
+}
+
+/// Loads the torrent, starts a session and adds the torrent to it. Resume data lives in
+/// `state_dir`, by default `dir/.sluice`.
+async fn open(
+    torrent: &Path,
+    dir: PathBuf,
+    state_dir: Option<PathBuf>,
+    net: &NetArgs,
+    default_port: u16,
+    mode: StartMode,
+) -> anyhow::Result<Opened> {
+    let meta = load_torrent(torrent)?;
+    let (name, pieces) = (meta.name.clone(), meta.lengths.num_pieces());
+    let state_dir = state_dir.unwrap_or_else(|| dir.join(".sluice"));
+    let session = Session::start(net.session_config(default_port)).await?;
+    let handle = session.add_torrent(AddTorrent { meta, data_dir: dir, state_dir, mode }).await?;
+    Ok(Opened { session, handle, name, pieces })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Download {
-            torrent,
-            out,
-            peers,
-            state_dir,
-            net,
-        } => {
-            let meta = load_torrent(&torrent)?;
-            let state_dir = state_dir.unwrap_or_else(|| out.join(".sluice"));
-            let session = Session::start(net.session_config(0)).await?;
-            let total_pieces = meta.lengths.num_pieces();
-            let name = meta.name.clone();
-            let handle = session
-                .add_torrent(AddTorrent {
-                    meta,
-                    data_dir: out,
-                    state_dir,
-                    mode: StartMode::Resume,
-                })
-                .await?;
-            let start = handle.progress();
-            eprintln!("resume: {} verified pieces", start.stats.pieces_have);
-            if let Some(addr) = session.listen_addr() {
+        Command::Download { torrent, out, peers, state_dir, net } => {
+            let o = open(&torrent, out, state_dir, &net, 0, StartMode::Resume).await?;
+            eprintln!("resume: {} verified pieces", o.handle.progress().stats.pieces_have);
+            if let Some(addr) = o.session.listen_addr() {
                 eprintln!("listening on {addr}");
             }
-            handle.add_peers(peers).await?;
-            let result = progress::watch_download(&handle, &name, total_pieces).await;
-            handle.shutdown().await;
-            let end = handle.progress();
-            eprintln!("downloaded: {} bytes", end.stats.downloaded);
+            o.handle.add_peers(peers).await?;
+            let result = progress::watch_download(&o.handle, &o.name, o.pieces).await;
+            o.handle.shutdown().await;
+            eprintln!("downloaded: {} bytes", o.handle.progress().stats.downloaded);
             result
         }
-        Command::Seed {
-            torrent,
-            data,
-            peers,
-            state_dir,
-            net,
-        } => {
-            let meta = load_torrent(&torrent)?;
-            let state_dir = state_dir.unwrap_or_else(|| data.join(".sluice"));
-            let session = Session::start(net.session_config(6881)).await?;
-            let total = meta.lengths.num_pieces();
-            let handle = session
-                .add_torrent(AddTorrent {
-                    meta,
-                    data_dir: data,
-                    state_dir,
-                    mode: StartMode::Recheck,
-                })
-                .await?;
-            let have = handle.progress().stats.pieces_have;
-            eprintln!("seeding: {have}/{total} pieces");
-            if let Some(addr) = session.listen_addr() {
+        Command::Seed { torrent, data, peers, state_dir, net } => {
+            let o = open(&torrent, data, state_dir, &net, 6881, StartMode::Recheck).await?;
+            let have = o.handle.progress().stats.pieces_have;
+            eprintln!("seeding: {have}/{} pieces", o.pieces);
+            if let Some(addr) = o.session.listen_addr() {
                 eprintln!("listening on {addr}");
             }
             if have == 0 {
                 bail!("none of the torrent's data was found under the data folder");
             }
-            handle.add_peers(peers).await?;
-            progress::watch_seed(&handle).await;
-            handle.shutdown().await;
+            o.handle.add_peers(peers).await?;
+            progress::watch_seed(&o.handle).await;
+            o.handle.shutdown().await;
             Ok(())
         }
     }

@@ -20,11 +20,7 @@ fn eta(left: u64, rate: u64) -> String {
 
 fn line(name: &str, p: &Progress, total_pieces: u32) -> String {
     let s = &p.stats;
-    let pct = if total_pieces == 0 {
-        100.0
-    } else {
-        100.0 * f64::from(s.pieces_have) / f64::from(total_pieces)
-    };
+    let pct = if total_pieces == 0 { 100.0 } else { 100.0 * f64::from(s.pieces_have) / f64::from(total_pieces) };
     format!(
         "{name}: {pct:5.1}% {}/{} pieces, {} down, {} up, {} peers, ETA {}",
         s.pieces_have,
@@ -37,17 +33,9 @@ fn line(name: &str, p: &Progress, total_pieces: u32) -> String {
 }
 
 /// Redraws progress until the download completes; errors if the torrent stopped on a failure.
-pub async fn watch_download(
-    handle: &TorrentHandle,
-    name: &str,
-    total_pieces: u32,
-) -> anyhow::Result<()> {
+pub async fn watch_download(handle: &TorrentHandle, name: &str, total_pieces: u32) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(250)
-    } else {
-        Duration::from_secs(2)
-    };
+    let every = if tty { Duration::from_millis(250) } else { Duration::from_secs(2) };
     let mut rx = handle.watch();
     let mut last = Instant::now() - every;
     loop {
@@ -59,11 +47,7 @@ pub async fn watch_download(
             last = Instant::now();
             let l = line(name, &p, total_pieces);
             let mut err = std::io::stderr().lock();
-            let _ = if tty {
-                write!(err, "\r\x1b[2K{l}")
-            } else {
-                writeln!(err, "{l}")
-            };
+            let _ = if tty { write!(err, "\r\x1b[2K{l}") } else { writeln!(err, "{l}") };
         }
         if p.complete {
             if tty {
@@ -98,14 +82,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
