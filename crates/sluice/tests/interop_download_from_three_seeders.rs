@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::time::Duration;
 
 const BLOCK: u8 = 11;
@@ -12,10 +11,9 @@ const PORT: u16 = 21100;
 
 #[test]
 fn downloads_multi_file_torrent_from_three_libtorrent_seeders() {
-    if skip_without_libtorrent("interop_download_from_three_seeders") {
+    let Some(tmp) = interop_tempdir("interop_download_from_three_seeders") else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    };
     let fx = make_torrent(
         tmp.path(),
         &TorrentSpec {
@@ -27,31 +25,13 @@ fn downloads_multi_file_torrent_from_three_libtorrent_seeders() {
             hybrid: false,
         },
     );
-    let seeders: Vec<LtSeeder> = (2..=4)
-        .map(|h| {
-            let ep = addr(BLOCK, h, PORT + u16::from(h));
-            LtSeeder::start(&fx, &ep, &SeedOpts::default(), tmp.path())
-        })
-        .collect();
+    let seeders = start_seeders(&fx, BLOCK, 2..=4, PORT, &SeedOpts::default(), tmp.path());
 
-    let out = tmp.path().join("out");
-    std::fs::create_dir_all(&out).expect("mkdir out");
-    let mut args: Vec<OsString> = vec![
-        "download".into(),
-        fx.torrent.clone().into(),
-        "--out".into(),
-        out.clone().into(),
-        "--listen".into(),
-        addr(BLOCK, 1, PORT).into(),
-        "--loopback-only".into(),
-    ];
-    for s in &seeders {
-        args.push("--peer".into());
-        args.push(s.endpoint.clone().into());
-    }
-    let mut sluice = spawn_sluice("sluice-download", &args, tmp.path());
+    let out = out_dir(tmp.path());
+    let mut sluice =
+        DownloadCmd::new(&fx, &out, &addr(BLOCK, 1, PORT)).peers(&seeders).spawn("sluice-download", tmp.path());
     expect_success(&mut sluice, Duration::from_secs(300));
-    assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
+    fx.assert_copied_to(&out);
 
     // With three equally fast seeders, more than one of them should have served data.
     let contributed = || seeders.iter().filter(|s| s.uploaded() > 0).count();

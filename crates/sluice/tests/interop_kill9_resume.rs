@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::time::Duration;
 
 const BLOCK: u8 = 15;
@@ -12,10 +11,9 @@ const PORT: u16 = 21500;
 
 #[test]
 fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
-    if skip_without_libtorrent("interop_kill9_resume") {
+    let Some(tmp) = interop_tempdir("interop_kill9_resume") else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    };
     let piece_length = 128 * 1024;
     let fx = make_torrent(
         tmp.path(),
@@ -25,26 +23,15 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
     // Capped so the first run is still going when we kill it.
     let seeder = LtSeeder::start(
         &fx,
-        &addr(BLOCK, 2, PORT + 2),
+        &peer_addr(BLOCK, 2, PORT),
         &SeedOpts { upload_rate: Some(6 * MIB), ..SeedOpts::default() },
         tmp.path(),
     );
 
-    let out = tmp.path().join("out");
-    std::fs::create_dir_all(&out).expect("mkdir out");
-    let args: Vec<OsString> = vec![
-        "download".into(),
-        fx.torrent.clone().into(),
-        "--out".into(),
-        out.clone().into(),
-        "--listen".into(),
-        addr(BLOCK, 1, PORT).into(),
-        "--peer".into(),
-        seeder.endpoint.clone().into(),
-        "--loopback-only".into(),
-    ];
+    let out = out_dir(tmp.path());
+    let download = DownloadCmd::new(&fx, &out, &addr(BLOCK, 1, PORT)).peers([&seeder]);
 
-    let mut first = spawn_sluice("sluice-run1", &args, tmp.path());
+    let mut first = download.spawn("sluice-run1", tmp.path());
     let reached =
         wait_until(Duration::from_secs(120), || seeder.uploaded() * 10 >= total * 4 || first.try_status().is_some());
     assert!(
@@ -59,9 +46,9 @@ fn kill9_then_restart_resumes_without_refetching_verified_pieces() {
         assert_eq!(n, 0, "a fresh download has nothing to resume");
     }
 
-    let mut second = spawn_sluice("sluice-run2", &args, tmp.path());
+    let mut second = download.spawn("sluice-run2", tmp.path());
     let stderr = expect_success(&mut second, Duration::from_secs(240));
-    assert_same_tree(&fx.content_dir(), &out.join(&fx.name));
+    fx.assert_copied_to(&out);
 
     let resumed = number_in_line(&stderr, "resume: ", " verified pieces")
         .unwrap_or_else(|| panic!("no 'resume: N verified pieces' line:\n{stderr}"));

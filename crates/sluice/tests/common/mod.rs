@@ -7,7 +7,7 @@
 //! can run in parallel.
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,27 @@ pub fn skip_without_libtorrent(test: &str) -> bool {
 /// Address `host` in this test's own loopback block 127.0.`block`.0/24.
 pub fn addr(block: u8, host: u8, port: u16) -> String {
     format!("127.0.{block}.{host}:{port}")
+}
+
+/// Address of the test peer `host`: port `port_base + host`, so no two peers of a test share a port.
+pub fn peer_addr(block: u8, host: u8, port_base: u16) -> String {
+    addr(block, host, port_base + u16::from(host))
+}
+
+/// A fresh temp dir for an interop test, or `None` (after saying so) when libtorrent is missing
+/// and the test should skip.
+pub fn interop_tempdir(test: &str) -> Option<tempfile::TempDir> {
+    if skip_without_libtorrent(test) {
+        return None;
+    }
+    Some(tempfile::tempdir().expect("tempdir"))
+}
+
+/// Creates and returns `<dir>/out`, the save path of a download.
+pub fn out_dir(dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    fs::create_dir_all(&out).expect("mkdir out");
+    out
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
@@ -165,6 +186,11 @@ impl Fixture {
     pub fn total_size(&self) -> u64 {
         list_files(&self.content_dir()).iter().map(|(_, p)| fs::metadata(p).expect("stat").len()).sum()
     }
+
+    /// Asserts that `save_path/<name>/` is a byte-identical copy of the content.
+    pub fn assert_copied_to(&self, save_path: &Path) {
+        assert_same_tree(&self.content_dir(), &save_path.join(&self.name));
+    }
 }
 
 pub struct TorrentSpec<'a> {
@@ -266,6 +292,18 @@ impl LtSeeder {
     }
 }
 
+/// Starts one libtorrent seeder per host of `hosts`, each on [`peer_addr`]`(block, host, port_base)`.
+pub fn start_seeders(
+    fx: &Fixture,
+    block: u8,
+    hosts: impl IntoIterator<Item = u8>,
+    port_base: u16,
+    opts: &SeedOpts<'_>,
+    log_dir: &Path,
+) -> Vec<LtSeeder> {
+    hosts.into_iter().map(|h| LtSeeder::start(fx, &peer_addr(block, h, port_base), opts, log_dir)).collect()
+}
+
 /// Runs `lt_peer.py leech` to completion; panics with its output if it fails.
 pub fn lt_leech(fx: &Fixture, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
     let mut cmd = Command::new(PYTHON);
@@ -291,6 +329,41 @@ pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> 
     let mut cmd = Command::new(sluice_bin());
     cmd.args(args).env("SLUICE_LOOPBACK_ONLY", "1").env("RUST_BACKTRACE", "1");
     Proc::spawn(name, cmd, log_dir, false)
+}
+
+/// The arguments of `sluice download <torrent> --out <out> --listen <listen> --loopback-only`, plus a
+/// `--peer` per seeder added with [`DownloadCmd::peers`].
+#[derive(Debug, Clone)]
+pub struct DownloadCmd {
+    args: Vec<OsString>,
+}
+
+impl DownloadCmd {
+    pub fn new(fx: &Fixture, out: &Path, listen: &str) -> DownloadCmd {
+        let args = vec![
+            "download".into(),
+            fx.torrent.clone().into(),
+            "--out".into(),
+            out.into(),
+            "--listen".into(),
+            listen.into(),
+            "--loopback-only".into(),
+        ];
+        DownloadCmd { args }
+    }
+
+    /// Adds `--peer <endpoint>` for each seeder, in order.
+    pub fn peers<'a>(mut self, seeders: impl IntoIterator<Item = &'a LtSeeder>) -> DownloadCmd {
+        for s in seeders {
+            self.args.extend(["--peer".into(), s.endpoint.clone().into()]);
+        }
+        self
+    }
+
+    /// Spawns the download (see [`spawn_sluice`]); may be called again for a restart.
+    pub fn spawn(&self, name: &str, log_dir: &Path) -> Proc {
+        spawn_sluice(name, &self.args, log_dir)
+    }
 }
 
 /// Runs a sluice process to exit and asserts success; returns its stderr.
