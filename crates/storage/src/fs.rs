@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -155,6 +155,7 @@ impl FsStore {
 
     fn open(&self, file: usize, write: bool) -> Result<(File, bool)> {
         let path = &self.paths[file];
+        self.refuse_symlinks(file)?;
         if write {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(StorageError::io(parent))?;
@@ -164,6 +165,7 @@ impl FsStore {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(path)
                 .map_err(StorageError::io(path))?;
             let full = self.layout.files()[file].length;
@@ -179,7 +181,7 @@ impl FsStore {
                 source: e,
             },
         };
-        match OpenOptions::new().read(true).write(true).open(path) {
+        match OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
             Ok(f) => Ok((f, true)),
             Err(e)
                 if matches!(
@@ -187,10 +189,36 @@ impl FsStore {
                     ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
                 ) =>
             {
-                Ok((File::open(path).map_err(missing)?, false))
+                let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
+                Ok((f.map_err(missing)?, false))
             }
             Err(e) => Err(missing(e)),
         }
+    }
+
+    /// Defence in depth against a folder prepared to redirect writes: no component below the
+    /// root may be a symlink (the root itself is the user's choice). The final component is
+    /// also opened with `O_NOFOLLOW`, so a link created after this check fails the open.
+    fn refuse_symlinks(&self, file: usize) -> Result<()> {
+        let path = &self.paths[file];
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let mut at = self.root.clone();
+        for c in rel.components() {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(StorageError::UnsafePath {
+                        components: rel.iter().map(|c| c.to_string_lossy().into_owned()).collect(),
+                        reason: "a symlink inside the download folder",
+                    });
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     fn mark_dirty(&self, file: usize) {

@@ -280,3 +280,25 @@ fn concurrent_reads_and_writes() {
     });
     s.flush().unwrap();
 }
+
+/// A symlink planted inside the download folder (as a folder or as a file) never redirects a
+/// write outside it.
+#[test]
+fn symlinks_inside_the_folder_are_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    let c = content();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("t/a")).unwrap();
+    let err = store(dir.path()).write_piece(PieceIndex::new_unchecked(0), piece(&c, 0)).unwrap_err();
+    assert!(matches!(err, StorageError::UnsafePath { .. }), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("victim"), dir.path().join("t/three")).unwrap();
+    let err = store(dir.path()).write_piece(PieceIndex::new_unchecked(1), piece(&c, 1)).unwrap_err();
+    assert!(matches!(err, StorageError::UnsafePath { .. }), "{err}");
+
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+}
