@@ -22,8 +22,11 @@ impl Clock {
         Timestamp::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
     }
 
+    /// The instant of `t`; far-future timestamps saturate at about a century from the origin.
     pub fn instant(&self, t: Timestamp) -> Instant {
-        self.origin + std::time::Duration::from_micros(t.as_micros())
+        const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+        let d = std::time::Duration::from_micros(t.as_micros()).min(CENTURY);
+        self.origin.checked_add(d).unwrap_or(self.origin)
     }
 }
 

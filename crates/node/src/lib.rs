@@ -22,10 +22,10 @@ mod torrent_task;
 
 pub use clock::Clock;
 pub use net::NetPolicy;
-pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
-pub use sluice_engine::Stats;
 pub use session::Progress;
+pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
 pub use sluice_engine::Config as EngineConfig;
+pub use sluice_engine::Stats;
 
 /// A fresh peer id: Sluice's client prefix and twelve random bytes.
 pub fn random_peer_id() -> sluice_core::PeerId {

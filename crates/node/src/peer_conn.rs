@@ -2,11 +2,14 @@
 //!
 //! The reader forwards whatever the socket gives as [`PeerEvent::Data`] over the torrent's
 //! bounded event channel, so a busy torrent task slows the reader and TCP flow control pushes
-//! back on the peer. The writer drains an unbounded queue of byte batches; the engine bounds
-//! what it queues by the [`PeerEvent::Sent`] reports. Dropping [`PeerIo`] aborts both tasks and
-//! closes the socket.
+//! back on the peer. The writer drains a queue of byte batches whose size is counted: the
+//! engine bounds the piece data it queues by the [`PeerEvent::Sent`] reports, and everything
+//! else (rejects, haves) is small, so a queue past [`MAX_QUEUED`] means a peer that asks and
+//! never reads, and it is dropped. Dropping [`PeerIo`] aborts both tasks and closes the socket.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_engine::PeerKey;
@@ -17,6 +20,8 @@ use tokio::task::JoinHandle;
 
 /// How much one socket read may take at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes queued for a peer's socket at most before the peer is dropped.
+pub(crate) const MAX_QUEUED: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 pub(crate) enum PeerEvent {
@@ -29,6 +34,7 @@ pub(crate) enum PeerEvent {
 #[derive(Debug)]
 pub(crate) struct PeerIo {
     tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -39,6 +45,8 @@ impl PeerIo {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let written = queued.clone();
         let ev = events.clone();
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; READ_CHUNK];
@@ -61,17 +69,25 @@ impl PeerIo {
                     let _ = events.send(PeerEvent::Closed { peer }).await;
                     return;
                 }
+                written.fetch_sub(data.len(), Ordering::Relaxed);
                 if events.send(PeerEvent::Sent { peer, bytes: data.len() }).await.is_err() {
                     return;
                 }
             }
         });
-        Self { tx, reader, writer }
+        Self { tx, queued, reader, writer }
     }
 
-    pub(crate) fn send(&self, data: Vec<u8>) {
+    /// Queues bytes for the socket; `false` if the peer has more than [`MAX_QUEUED`] waiting
+    /// (the caller drops it).
+    #[must_use]
+    pub(crate) fn send(&self, data: Vec<u8>) -> bool {
+        if self.queued.fetch_add(data.len(), Ordering::Relaxed) + data.len() > MAX_QUEUED {
+            return false;
+        }
         // A closed writer has already reported Closed.
         let _ = self.tx.send(data);
+        true
     }
 }
 

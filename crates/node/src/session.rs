@@ -16,8 +16,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::torrent_task::{Command, TorrentTask};
 pub use crate::torrent_task::Progress;
+use crate::torrent_task::{Command, TorrentTask};
 use crate::{Clock, NetPolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,8 @@ pub enum NodeError {
     NotLoopback { addr: SocketAddr },
     #[error("storage: {0}")]
     Storage(#[from] sluice_storage::StorageError),
+    #[error("the torrent's file {} would be inside Sluice's state folder", .0.display())]
+    IntoStateDir(PathBuf),
     #[error("torrent {0} is already added")]
     Duplicate(InfoHash),
     #[error("the session has stopped")]
@@ -63,7 +65,8 @@ pub struct AddTorrent {
     pub mode: StartMode,
 }
 
-type Routes = Arc<Mutex<HashMap<InfoHash, mpsc::Sender<Command>>>>;
+/// Torrents by info-hash; `None` while a torrent is being added (its storage is opening).
+type Routes = Arc<Mutex<HashMap<InfoHash, Option<mpsc::Sender<Command>>>>>;
 
 #[derive(Debug)]
 pub struct Session {
@@ -99,15 +102,26 @@ impl Session {
     /// Hashing (for [`StartMode::Recheck`]) runs on a blocking thread.
     pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, NodeError> {
         let info_hash = add.meta.info_hash;
-        if self.routes.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&info_hash) {
-            return Err(NodeError::Duplicate(info_hash));
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+            if routes.contains_key(&info_hash) {
+                return Err(NodeError::Duplicate(info_hash));
+            }
+            routes.insert(info_hash, None);
         }
         let meta = Arc::new(add.meta);
         let m = meta.clone();
         let opened = tokio::task::spawn_blocking(move || open_storage(&m, &add.data_dir, &add.state_dir, add.mode))
             .await
-            .map_err(|_| NodeError::Stopped)??;
-        let (store, resume, have) = opened;
+            .map_err(|_| NodeError::Stopped)
+            .flatten();
+        let (store, resume, have) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                self.routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
+                return Err(e);
+            }
+        };
 
         let mut engine_cfg = self.config.engine.clone();
         engine_cfg.peer_id = self.config.peer_id;
@@ -131,7 +145,7 @@ impl Session {
             progress: progress_tx,
         };
         let routes = self.routes.clone();
-        routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, cmd_tx.clone());
+        routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, Some(cmd_tx.clone()));
         tokio::spawn(async move {
             task.run().await;
             routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
@@ -157,6 +171,11 @@ fn open_storage(
     mode: StartMode,
 ) -> Result<Opened, NodeError> {
     let store = FsStore::new(data_dir, meta)?;
+    // The state folder may sit inside the data folder (the CLI's default): a torrent whose
+    // files would land in it could forge another torrent's resume journal.
+    if let Some(file) = (0..meta.files.len()).filter_map(|i| store.file_path(i)).find(|p| p.starts_with(state_dir)) {
+        return Err(NodeError::IntoStateDir(file.to_path_buf()));
+    }
     std::fs::create_dir_all(state_dir)
         .map_err(|source| sluice_storage::StorageError::Io { path: state_dir.to_path_buf(), source })?;
     let journal = Resume::path_for(state_dir, &meta.info_hash);
@@ -178,18 +197,33 @@ fn recheck_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
+/// Inbound connections waiting for their handshake at most; more wait in the listen backlog.
+const PENDING_HANDSHAKES: usize = 64;
+
 /// Reads each inbound connection's handshake to find its torrent, then hands it over.
 async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(PENDING_HANDSHAKES));
     loop {
-        let Ok((stream, addr)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = pending.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, addr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         if !policy.allows(&addr) {
             continue;
         }
         let routes = routes.clone();
         tokio::spawn(async move {
-            if let Err(e) = route_inbound(stream, addr, routes).await {
+            let routed = route_inbound(stream, addr, routes).await;
+            drop(permit);
+            if let Err(e) = routed {
                 tracing::debug!(%addr, error = %e, "inbound connection dropped");
             }
         });
@@ -208,6 +242,7 @@ async fn route_inbound(mut stream: TcpStream, addr: SocketAddr, routes: Routes) 
         .unwrap_or_else(|p| p.into_inner())
         .get(&hs.info_hash)
         .cloned()
+        .flatten()
         .ok_or_else(|| format!("unknown torrent {}", hs.info_hash))?;
     tx.send(Command::Incoming { stream, addr, head }).await.map_err(|_| "torrent stopped".to_string())
 }

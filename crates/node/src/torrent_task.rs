@@ -9,9 +9,10 @@ use sluice_core::metainfo::Metainfo;
 use sluice_core::{BlockRef, PieceIndex};
 use sluice_engine::{Event, Input, Output, PeerKey, Stats, Torrent};
 use sluice_storage::{PieceStore, Resume};
+use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use std::time::Instant;
+use tokio::task::JoinSet;
 
 use crate::peer_conn::{PeerEvent, PeerIo, spawn_connect};
 use crate::{Clock, NetPolicy};
@@ -19,8 +20,11 @@ use crate::{Clock, NetPolicy};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the progress snapshot is refreshed at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-/// How often the resume journal is compacted and written data flushed.
+/// How often written data is flushed and the resume journal compacted (when anything changed).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
+/// Peer events queued for the torrent task at most (each holds at most one 64 KiB read), so a
+/// busy task holds at most a few MiB of unread input before TCP pushes back on the peers.
+const EVENT_QUEUE: usize = 128;
 
 /// What a torrent's watchers see.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +39,11 @@ pub struct Progress {
 pub(crate) enum Command {
     AddPeers(Vec<SocketAddr>),
     /// An inbound connection whose handshake (already read, in `head`) names this torrent.
-    Incoming { stream: TcpStream, addr: SocketAddr, head: Vec<u8> },
+    Incoming {
+        stream: TcpStream,
+        addr: SocketAddr,
+        head: Vec<u8>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -62,19 +70,23 @@ struct Running {
     connecting: HashSet<PeerKey>,
     events_tx: mpsc::Sender<PeerEvent>,
     done_tx: mpsc::UnboundedSender<Done>,
+    /// Blocking jobs (hash + write + journal, reads, checkpoints); awaited on shutdown so no
+    /// verified piece is lost.
+    jobs: JoinSet<()>,
     error: Option<String>,
     complete: bool,
 }
 
 impl TorrentTask {
     pub(crate) async fn run(mut self) {
-        let (events_tx, mut events_rx) = mpsc::channel::<PeerEvent>(1024);
+        let (events_tx, mut events_rx) = mpsc::channel::<PeerEvent>(EVENT_QUEUE);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut r = Running {
             peers: HashMap::new(),
             connecting: HashSet::new(),
             events_tx,
             done_tx,
+            jobs: JoinSet::new(),
             error: None,
             complete: self.engine.is_complete(),
         };
@@ -84,13 +96,14 @@ impl TorrentTask {
 
         loop {
             self.drain(&mut r);
+            while r.jobs.try_join_next().is_some() {}
             let now = Instant::now();
             if now >= next_progress {
                 self.publish(&r);
                 next_progress = now + PROGRESS_EVERY;
             }
             if now >= next_checkpoint {
-                drop(self.checkpoint(&r));
+                self.checkpoint(&mut r);
                 next_checkpoint = now + CHECKPOINT_EVERY;
             }
             if r.error.is_some() {
@@ -146,7 +159,15 @@ impl TorrentTask {
         self.engine.shutdown(self.clock.now());
         self.drain(&mut r);
         r.peers.clear();
-        let _ = self.checkpoint(&r).await;
+        // Every piece handed to a worker is written and journaled before the final checkpoint.
+        while r.jobs.join_next().await.is_some() {}
+        self.checkpoint(&mut r);
+        while r.jobs.join_next().await.is_some() {}
+        while let Ok(done) = done_rx.try_recv() {
+            if let Done::Failed(e) = done {
+                r.error.get_or_insert(e);
+            }
+        }
         self.publish(&r);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
@@ -158,21 +179,26 @@ impl TorrentTask {
         self.progress.send_replace(p);
     }
 
-    fn checkpoint(&self, r: &Running) -> tokio::task::JoinHandle<()> {
+    /// Flushes written data, then compacts the journal, holding the journal's lock across both
+    /// so the snapshot never vouches for a piece recorded after the flush began. Skipped when
+    /// nothing was recorded since the last one.
+    fn checkpoint(&self, r: &mut Running) {
         let store = self.store.clone();
         let resume = self.resume.clone();
         let done = r.done_tx.clone();
-        // Data first, then the journal snapshot that vouches for it.
-        tokio::task::spawn_blocking(move || {
+        r.jobs.spawn_blocking(move || {
+            let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
+            if j.records_since_compact() == 0 {
+                return;
+            }
             if let Err(e) = store.flush() {
                 let _ = done.send(Done::Failed(format!("flushing data: {e}")));
                 return;
             }
-            let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = j.compact() {
                 tracing::warn!(error = %e, "compacting resume journal");
             }
-        })
+        });
     }
 
     fn on_incoming(&mut self, r: &mut Running, stream: TcpStream, addr: SocketAddr, head: Vec<u8>) {
@@ -246,8 +272,12 @@ impl TorrentTask {
                     }
                 }
                 Output::Transmit { peer, data } => {
-                    if let Some(io) = r.peers.get(&peer) {
-                        io.send(data);
+                    if let Some(io) = r.peers.get(&peer)
+                        && !io.send(data)
+                    {
+                        tracing::warn!(?peer, "peer does not read what it asks for; dropping it");
+                        r.peers.remove(&peer);
+                        self.engine.handle_input(Input::Closed { peer }, self.clock.now());
                     }
                 }
                 Output::Disconnect { peer, reason } => {
@@ -266,7 +296,7 @@ impl TorrentTask {
         match ev {
             Event::Complete => {
                 r.complete = true;
-                drop(self.checkpoint(r));
+                self.checkpoint(r);
                 self.publish(r);
             }
             Event::PeerBanned { addr } => tracing::warn!(%addr, "peer banned after sending corrupt data"),
@@ -277,12 +307,12 @@ impl TorrentTask {
         }
     }
 
-    fn verify(&self, r: &Running, piece: PieceIndex, data: Vec<u8>) {
+    fn verify(&self, r: &mut Running, piece: PieceIndex, data: Vec<u8>) {
         let expected = self.meta.piece_hashes[piece.as_usize()];
         let store = self.store.clone();
         let resume = self.resume.clone();
         let done = r.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        r.jobs.spawn_blocking(move || {
             let ok = sluice_storage::piece_matches(&data, &expected);
             if ok {
                 if let Err(e) = store.write_piece(piece, &data) {
@@ -301,10 +331,10 @@ impl TorrentTask {
         });
     }
 
-    fn read(&self, r: &Running, peer: PeerKey, block: BlockRef) {
+    fn read(&self, r: &mut Running, peer: PeerKey, block: BlockRef) {
         let store = self.store.clone();
         let done = r.done_tx.clone();
-        tokio::task::spawn_blocking(move || {
+        r.jobs.spawn_blocking(move || {
             let mut buf = vec![0u8; block.len as usize];
             let data = match store.read(block, &mut buf) {
                 Ok(()) => Some(buf),

@@ -113,8 +113,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// .torrent files larger than this are refused unread (real ones are well under 10 MiB).
+const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
+
 fn load_torrent(path: &Path) -> anyhow::Result<Metainfo> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TORRENT_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_TORRENT_FILE {
+        bail!("{} is larger than {} MiB: not a torrent file", path.display(), MAX_TORRENT_FILE >> 20);
+    }
     Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 

@@ -32,19 +32,22 @@ fn line(name: &str, p: &Progress, total_pieces: u32) -> String {
     )
 }
 
-/// Redraws progress until the download completes; errors if the torrent stopped on a failure.
+/// Redraws progress until the download completes; errors if the torrent stopped on a failure
+/// or the user interrupted it (Ctrl-C, SIGTERM: the caller then shuts down gracefully).
 pub async fn watch_download(handle: &TorrentHandle, name: &str, total_pieces: u32) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let every = if tty { Duration::from_millis(250) } else { Duration::from_secs(2) };
     let mut rx = handle.watch();
-    let mut last = Instant::now() - every;
+    let mut last: Option<Instant> = None;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let p = rx.borrow_and_update().clone();
         if let Some(e) = p.error {
             anyhow::bail!("download stopped: {e}");
         }
-        if last.elapsed() >= every || p.complete {
-            last = Instant::now();
+        if last.is_none_or(|t| t.elapsed() >= every) || p.complete {
+            last = Some(Instant::now());
             let l = line(name, &p, total_pieces);
             let mut err = std::io::stderr().lock();
             let _ = if tty { write!(err, "\r\x1b[2K{l}") } else { writeln!(err, "{l}") };
@@ -56,8 +59,18 @@ pub async fn watch_download(handle: &TorrentHandle, name: &str, total_pieces: u3
             eprintln!("complete: every file verified");
             return Ok(());
         }
-        if rx.changed().await.is_err() {
-            anyhow::bail!("the torrent stopped before completing");
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("the torrent stopped before completing");
+                }
+            }
+            _ = &mut stop => {
+                if tty {
+                    eprintln!();
+                }
+                anyhow::bail!("interrupted; verified pieces are kept and the next run resumes from them");
+            }
         }
     }
 }
