@@ -30,7 +30,10 @@ pub struct Config {
     pub initial_pipeline: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
-    /// No block from an unchoking peer with requests pending for this long: snubbed.
+    /// Requests pending at a peer this long without a block from it: snubbed. A snubbed
+    /// peer keeps a single request in flight outside endgame (so a sole source that
+    /// recovers is noticed), gets no tit-for-tat upload slot, and is forgiven by its next
+    /// block. The wait restarts whenever its pipeline empties (e.g. every request timed out).
     pub snub_timeout: Duration,
     /// Silence after which a peer is dropped; keep-alives are sent at a third of it.
     pub idle_timeout: Duration,

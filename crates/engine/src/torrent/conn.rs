@@ -269,6 +269,9 @@ impl Torrent {
             timed_out += 1;
         }
         if timed_out > 0 {
+            if peer.requests.is_empty() {
+                peer.waiting_since = None;
+            }
             let min = self.config.min_pipeline.max(1);
             // Back to the floor; each block it delivers raises the cap by one again.
             peer.pipeline_cap = min;

@@ -76,6 +76,7 @@ impl Torrent {
             assert!(peer.requests.iter().zip(peer.requests.iter().skip(1)).all(|(a, b)| a.sent <= b.sent));
             assert_eq!(peer.reading_bytes, peer.reading.iter().map(|b| u64::from(b.len)).sum::<u64>());
             assert!(peer.requests.is_empty() || peer.is_active());
+            assert_eq!(peer.waiting_since.is_some(), !peer.requests.is_empty(), "snub clock of {key:?}");
             if recount {
                 let wanted = peer.has.iter_ones().filter(|&p| self.is_wanted(p)).count() as u32;
                 assert_eq!(wanted, peer.wanted, "wanted count of {key:?}");

@@ -16,6 +16,8 @@ mod requests;
 #[cfg(test)]
 mod tests;
 mod upload;
+#[cfg(test)]
+mod wire_tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -484,9 +486,9 @@ impl Torrent {
     fn settle(&mut self, now: Timestamp) {
         if std::mem::take(&mut self.refill_all) {
             self.fill_queue.clear();
-            // Peers that just timed out go last, so their blocks go to someone else.
+            // Peers that just timed out or are snubbed go last, so their blocks go to others.
             let mut keys: Vec<(bool, PeerKey)> =
-                self.peers.iter().map(|(k, p)| (p.probation_until.is_some(), *k)).collect();
+                self.peers.iter().map(|(k, p)| (p.probation_until.is_some() || p.snubbed, *k)).collect();
             keys.sort();
             for (_, key) in keys {
                 self.fill_requests(key, now);

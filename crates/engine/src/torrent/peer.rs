@@ -65,8 +65,11 @@ pub(crate) struct Peer {
     pub pipeline_cap: usize,
     /// Lowest request→block latency seen.
     pub rtt_min: Option<Duration>,
-    /// Waiting for a block since (snub detection); `None` with nothing requested.
+    /// Waiting for a block since (snub detection): set by a request sent while nothing was
+    /// pending or by a block arriving with more pending; `None` whenever the pipeline is empty.
     pub waiting_since: Option<Timestamp>,
+    /// No block for `snub_timeout` while requests were pending: one request in flight at most
+    /// (outside endgame) until it sends a block.
     pub snubbed: bool,
     /// A request to it timed out and it has sent no block since: no new requests until then
     /// (except in endgame), so its blocks go to others instead of back to it.

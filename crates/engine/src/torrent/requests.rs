@@ -18,6 +18,8 @@ const QUEUE_TIME: Duration = Duration::from_secs(1);
 const MEASURE_TIME: Duration = Duration::from_secs(2);
 /// Request queue assumed for peers that do not advertise `reqq`.
 const DEFAULT_REQQ: u32 = 250;
+/// Requests a snubbed peer keeps in flight outside endgame: enough to notice it recovering.
+const SNUBBED_PIPELINE: usize = 1;
 
 /// The bytes of block `i` of `piece` in a buffer the driver handed back, if it is whole.
 fn block_bytes<'b>(lengths: &Lengths, piece: PieceIndex, i: u32, buffer: &'b [u8]) -> Option<&'b [u8]> {
@@ -56,11 +58,14 @@ impl Torrent {
         let Some(peer) = self.peers.get(&key) else {
             return;
         };
-        let benched = peer.snubbed || peer.probation_until.is_some();
-        if !peer.is_active() || !peer.am_interested || peer.peer_choking || (benched && !endgame) {
+        let probation = peer.probation_until.is_some() && !endgame;
+        if !peer.is_active() || !peer.am_interested || peer.peer_choking || probation {
             return;
         }
-        let target = self.pipeline_target(peer, now);
+        let mut target = self.pipeline_target(peer, now);
+        if peer.snubbed && !endgame {
+            target = target.min(SNUBBED_PIPELINE);
+        }
         let in_flight = peer.requests.len();
         if in_flight >= target {
             return;

@@ -1,0 +1,190 @@
+//! One engine against hand-driven remote peers: the test writes the remotes' wire messages
+//! byte for byte and reads what the engine sends back, playing the driver (storage always
+//! verifies a complete piece).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sluice_core::{Bitfield, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
+use sluice_wire::{Decoder, Handshake, Message, reserved};
+
+use super::*;
+
+const INFO_HASH: InfoHash = InfoHash([7; 20]);
+
+fn secs(s: u64) -> Timestamp {
+    Timestamp::ZERO + Duration::from_secs(s)
+}
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, i], 7000))
+}
+
+/// A request as the remote decoded it: (index, begin, length).
+type Req = (u32, u32, u32);
+
+struct Remote {
+    key: PeerKey,
+    decoder: Decoder,
+    handshaken: bool,
+    /// Every request received, in order.
+    requests: Vec<Req>,
+    /// Requests received and not yet answered by `serve`.
+    pending: Vec<Req>,
+    cancels: Vec<Req>,
+}
+
+struct Wire {
+    t: Torrent,
+    now: Timestamp,
+    remotes: Vec<Remote>,
+    verified: Vec<PieceIndex>,
+    disconnects: Vec<(PeerKey, DisconnectReason)>,
+}
+
+impl Wire {
+    fn new(total: u64, piece_len: u64, config: Config) -> Self {
+        let n = total.div_ceil(piece_len);
+        let lengths = Lengths::new(total, piece_len, n).unwrap();
+        let t = Torrent::new(INFO_HASH, lengths, Bitfield::new(n as u32), config, Timestamp::ZERO);
+        Self { t, now: Timestamp::ZERO, remotes: Vec::new(), verified: Vec::new(), disconnects: Vec::new() }
+    }
+
+    /// An inbound remote with address `i`; `fast`: it negotiates the fast extension.
+    fn connect(&mut self, i: u8, fast: bool) -> usize {
+        let key = self.t.accept(addr(i), self.now).expect("accepted");
+        let mut hs = Handshake::new(INFO_HASH, PeerId([i; 20]));
+        if !fast {
+            hs.reserved = [0; 8];
+            hs.reserved[reserved::EXTENSION_PROTOCOL.0] |= reserved::EXTENSION_PROTOCOL.1;
+        }
+        let mut bytes = Vec::new();
+        hs.encode(&mut bytes);
+        self.remotes.push(Remote {
+            key,
+            decoder: Decoder::new(1 << 20),
+            handshaken: false,
+            requests: Vec::new(),
+            pending: Vec::new(),
+            cancels: Vec::new(),
+        });
+        let r = self.remotes.len() - 1;
+        self.data(r, &bytes);
+        r
+    }
+
+    fn send(&mut self, r: usize, msg: Message<'_>) {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        self.data(r, &bytes);
+    }
+
+    fn data(&mut self, r: usize, bytes: &[u8]) {
+        let peer = self.remotes[r].key;
+        self.t.handle_input(Input::Data { peer, bytes }, self.now);
+        self.t.check_invariants();
+        self.drain();
+    }
+
+    fn close(&mut self, r: usize) {
+        let peer = self.remotes[r].key;
+        self.t.handle_input(Input::Closed { peer }, self.now);
+        self.t.check_invariants();
+        self.drain();
+    }
+
+    fn connected(&self, r: usize) -> bool {
+        let key = self.remotes[r].key;
+        !self.disconnects.iter().any(|(k, _)| *k == key)
+    }
+
+    fn drain(&mut self) {
+        while let Some(out) = self.t.poll_output() {
+            match out {
+                Output::Transmit { peer, data } => {
+                    self.t.handle_input(Input::Sent { peer, bytes: data.len() }, self.now);
+                    let Some(remote) = self.remotes.iter_mut().find(|r| r.key == peer) else {
+                        continue;
+                    };
+                    remote.decoder.push(&data);
+                    if !remote.handshaken {
+                        remote.handshaken = remote.decoder.next_handshake().expect("handshake").is_some();
+                    }
+                    while let Some(msg) = remote.decoder.next_message().expect("engine sends valid messages") {
+                        match msg {
+                            Message::Request { index, begin, length } => {
+                                remote.requests.push((index, begin, length));
+                                remote.pending.push((index, begin, length));
+                            }
+                            Message::Cancel { index, begin, length } => remote.cancels.push((index, begin, length)),
+                            _ => {}
+                        }
+                    }
+                }
+                Output::VerifyPiece { piece, data } => {
+                    self.verified.push(piece);
+                    self.t.handle_input(Input::PieceChecked { piece, ok: true, buffer: data }, self.now);
+                }
+                Output::Disconnect { peer, reason } => self.disconnects.push((peer, reason)),
+                Output::Event(Event::PeerDisconnected { peer, reason }) if reason == DisconnectReason::Closed => {
+                    self.disconnects.push((peer, reason));
+                }
+                _ => {}
+            }
+            self.t.check_invariants();
+        }
+    }
+
+    /// Fires every timer due up to `until`, then sets the clock to it.
+    fn advance_to(&mut self, until: Timestamp) {
+        while let Some(next) = self.t.poll_timeout().filter(|&t| t <= until) {
+            self.now = self.now.max(next);
+            self.t.handle_timeout(self.now);
+            self.t.check_invariants();
+            self.drain();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// The remote answers every request it has not answered yet.
+    fn serve(&mut self, r: usize) {
+        for (index, begin, length) in std::mem::take(&mut self.remotes[r].pending) {
+            let data = vec![index as u8; length as usize];
+            self.send(r, Message::Piece { index, begin, data: &data });
+            if !self.connected(r) {
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_silent_then_healthy_only_source_is_asked_again_and_completes_the_download() {
+    let config = Config { request_timeout: Duration::from_secs(20), snub_timeout: Duration::from_secs(10), ..Config::default() };
+    let mut w = Wire::new(4 << 16, 1 << 16, config);
+    let r = w.connect(1, false);
+    w.send(r, Message::Bitfield(&[0xf0]));
+    w.send(r, Message::Unchoke);
+    let first = w.remotes[r].requests.len();
+    assert!(first > 0);
+    // Silent (keep-alives only) for ten minutes: snubbed, its requests time out.
+    for s in (30..=600).step_by(30) {
+        w.advance_to(secs(s));
+        w.send(r, Message::KeepAlive);
+    }
+    let probes = w.remotes[r].requests.len() - first;
+    // Each round: a request timeout, then one timeout of probation, then one probe request.
+    assert!((1..=600 / 40 + 1).contains(&probes), "{probes} requests to a snubbed peer");
+    w.remotes[r].pending.clear();
+    // Healthy again: it answers whatever it is asked.
+    for s in 601..=900 {
+        if w.t.is_complete() {
+            break;
+        }
+        w.advance_to(secs(s));
+        w.serve(r);
+    }
+    assert!(w.t.is_complete(), "the only source recovered but the download did not: {:?}", w.t.stats());
+    // Hung up only because both sides are seeds now.
+    assert!(w.disconnects.iter().all(|(_, why)| *why == DisconnectReason::NotUseful), "{:?}", w.disconnects);
+}
