@@ -24,8 +24,11 @@
 //! Blocks received from peers live in piece buffers owned by the engine until the driver
 //! reports the piece checked ([`Input::PieceChecked`]). Starting a piece reserves its whole
 //! length against [`Config::buffer_budget`]; no piece is started past the budget, pieces in
-//! progress always have room to finish, and at least one piece may always be in progress, so
-//! a full buffer can never deadlock the download.
+//! progress have room to finish, and at least one piece may always be in progress. A started
+//! piece can lose every source (its peers left or choke us); when such pieces fill the budget
+//! and a peer could start another piece, the engine abandons them (their blocks are
+//! discarded) until a new piece fits. So the bound always holds and a full buffer never
+//! deadlocks the download.
 //!
 //! # Flow control
 //!

@@ -28,6 +28,9 @@
 //! - Setting a started piece to `Skip` lets it finish: its blocks keep being handed out (after
 //!   every other in-progress piece) and it is verified as usual. Only Free pieces leave the
 //!   index.
+//! - A piece in progress with no block in flight may be abandoned ([`Picker::abandon`]): it
+//!   is `Free` again and its received blocks are forgotten. The engine does this only to
+//!   free buffer budget held by pieces nobody can serve.
 //! - A block that arrives is accepted if it is in flight at anyone (the sender or not; the
 //!   other requesters are returned to be cancelled). The last block makes the piece
 //!   `Buffered`; [`Picker::piece_checked`] then makes it `Have`, or `Free` again with every
@@ -427,6 +430,38 @@ impl Picker {
             released = true;
         }
         released
+    }
+
+    /// Whether `peer_has` includes a wanted piece that is not started: with room in the
+    /// budget, a pick for this peer would start a piece. O(free pieces) at worst.
+    pub fn can_start(&self, peer_has: &Bitfield) -> bool {
+        (peer_has.is_full() && self.free_available()) || self.free.iter().any(|k| peer_has.get(k.piece))
+    }
+
+    /// Pieces in progress with no block in flight, each with its count of received blocks.
+    /// O(blocks of the pieces in progress).
+    pub fn idle_pieces(&self) -> impl Iterator<Item = (PieceIndex, u32)> + '_ {
+        self.active.iter().filter_map(|k| {
+            let part = &self.partials[&k.piece];
+            let idle = !part.blocks.iter().any(|b| matches!(b, Block::Requested(_)));
+            idle.then_some((k.piece, part.received))
+        })
+    }
+
+    /// Gives up a piece in progress with no block in flight: it is `Free` again and its
+    /// received blocks are forgotten (late copies of them are then `NotRequested`). Returns
+    /// whether it was abandoned.
+    pub fn abandon(&mut self, piece: PieceIndex) -> bool {
+        if self.state.get(piece.as_usize()) != Some(&State::InProgress)
+            || self.partials[&piece].blocks.iter().any(|b| matches!(b, Block::Requested(_)))
+        {
+            return false;
+        }
+        self.active_remove(piece);
+        self.drop_partial(piece);
+        self.state[piece.as_usize()] = State::Free;
+        self.index_insert(piece);
+        true
     }
 
     /// Whether `piece` failed its check and has not been verified since.

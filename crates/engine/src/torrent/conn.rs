@@ -136,6 +136,9 @@ impl Torrent {
         if !self.buffers.is_empty() || !self.verifying.is_empty() {
             self.departed.insert(key, (peer.addr, peer.peer_id));
         }
+        if !self.buffers.is_empty() && peer.is_active() {
+            self.lost_source();
+        }
         if tell_driver {
             self.outputs.push_back(Output::Disconnect { peer: key, reason: reason.clone() });
         }

@@ -219,6 +219,11 @@ pub struct Torrent {
     /// Pipelines to refill before the current mutation returns.
     fill_queue: Vec<PeerKey>,
     refill_all: bool,
+    /// A piece in progress may have lost its last source (a peer left or choked us, or a
+    /// priority changed) since the last look for orphans.
+    orphans_possible: bool,
+    /// In this mutation, a peer that could start a new piece got none for lack of budget.
+    budget_stuck: bool,
     scratch: Vec<BlockRef>,
     shut_down: bool,
 }
@@ -272,6 +277,8 @@ impl Torrent {
             optimistic: None,
             fill_queue: Vec::new(),
             refill_all: false,
+            orphans_possible: false,
+            budget_stuck: false,
             scratch: Vec::new(),
             shut_down: false,
             config,
@@ -421,7 +428,7 @@ impl Torrent {
             self.update_interest(key, now);
         }
         self.check_complete(now);
-        self.refill_all = true;
+        self.lost_source();
         self.try_connect(now);
         self.settle(now);
     }
@@ -482,8 +489,25 @@ impl Torrent {
         }
     }
 
-    /// Work deferred to the end of a mutation: refilling request pipelines.
+    /// A piece in progress may have no source left: refill everyone, and if a peer then
+    /// cannot start a piece for lack of budget, look for pieces to abandon.
+    fn lost_source(&mut self) {
+        self.orphans_possible = true;
+        self.refill_all = true;
+    }
+
+    /// Work deferred to the end of a mutation: refilling request pipelines, and freeing
+    /// budget held by pieces nobody can serve if that left a peer without work.
     fn settle(&mut self, now: Timestamp) {
+        self.refill(now);
+        if std::mem::take(&mut self.budget_stuck) && self.release_orphans() {
+            self.refill_all = true;
+            self.refill(now);
+            self.budget_stuck = false;
+        }
+    }
+
+    fn refill(&mut self, now: Timestamp) {
         if std::mem::take(&mut self.refill_all) {
             self.fill_queue.clear();
             // Peers that just timed out or are snubbed go last, so their blocks go to others.

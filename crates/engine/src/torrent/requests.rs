@@ -83,13 +83,17 @@ impl Torrent {
             }
             want = want.min((tokens.div_ceil(u64::from(BLOCK_SIZE))) as usize);
         }
-        let mut new_pieces = self.new_piece_allowance();
+        let allowance = self.new_piece_allowance();
+        let mut new_pieces = allowance;
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
         self.picker.pick(key, &peer.has, want, &mut new_pieces, &mut picked);
+        if allowance == 0 && picked.len() < want && self.orphans_possible && self.picker.can_start(&peer.has) {
+            self.budget_stuck = true;
+        }
         if picked.is_empty() {
             self.scratch = picked;
             return;
@@ -117,6 +121,41 @@ impl Torrent {
             }
         }
         self.scratch = picked;
+    }
+
+    /// The budget is full and a peer could start a new piece: abandons pieces in progress
+    /// that nobody can serve now (no block in flight, no connected peer that unchokes us and
+    /// interests us has them), fewest received blocks first, until a new piece fits. Returns
+    /// whether any was abandoned.
+    pub(super) fn release_orphans(&mut self) -> bool {
+        let peers = &self.peers;
+        let mut orphans: Vec<(u32, PieceIndex)> = self
+            .picker
+            .idle_pieces()
+            .filter(|&(piece, _)| {
+                !peers.values().any(|p| p.is_active() && !p.peer_choking && p.am_interested && p.has.get(piece))
+            })
+            .map(|(piece, received)| (received, piece))
+            .collect();
+        orphans.sort_unstable();
+        let mut released = 0;
+        for &(_, piece) in &orphans {
+            if self.new_piece_allowance() > 0 {
+                break;
+            }
+            if self.picker.abandon(piece)
+                && let Some(buf) = self.buffers.remove(&piece)
+            {
+                self.reserved -= buf.len() as u64;
+                if self.free_buffers.len() < FREE_BUFFERS_MAX {
+                    self.free_buffers.push(buf);
+                }
+                released += 1;
+            }
+        }
+        // Orphans kept for now may be wanted gone by the next peer that cannot start a piece.
+        self.orphans_possible = released < orphans.len();
+        released > 0
     }
 
     pub(super) fn on_piece(&mut self, key: PeerKey, index: u32, begin: u32, data: &[u8], now: Timestamp) {
@@ -202,6 +241,11 @@ impl Torrent {
             return;
         };
         if self.picker.peer_stopped(key) {
+            self.refill_all = true;
+        }
+        if !self.buffers.is_empty() {
+            // As `lost_source`, with `peer` borrowed.
+            self.orphans_possible = true;
             self.refill_all = true;
         }
         if peer.requests.is_empty() {

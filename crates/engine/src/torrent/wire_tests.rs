@@ -188,3 +188,48 @@ fn a_silent_then_healthy_only_source_is_asked_again_and_completes_the_download()
     // Hung up only because both sides are seeds now.
     assert!(w.disconnects.iter().all(|(_, why)| *why == DisconnectReason::NotUseful), "{:?}", w.disconnects);
 }
+
+#[test]
+fn a_budget_full_of_a_piece_whose_source_left_is_freed_for_a_peer_with_other_pieces() {
+    let config = Config { buffer_budget: 1 << 15, ..Config::default() };
+    let mut w = Wire::new(2 << 15, 1 << 15, config);
+    let a = w.connect(1, false);
+    w.send(a, Message::Bitfield(&[0x80]));
+    w.send(a, Message::Unchoke);
+    assert_eq!(w.remotes[a].requests, vec![(0, 0, 16384), (0, 16384, 16384)]);
+    // A sends one of the two blocks of piece 0 and leaves: nobody else has piece 0.
+    w.send(a, Message::Piece { index: 0, begin: 0, data: &[1; 16384] });
+    w.close(a);
+    assert_eq!(w.t.stats().buffered_bytes, 1 << 15);
+    let b = w.connect(2, false);
+    w.send(b, Message::Bitfield(&[0x40]));
+    w.send(b, Message::Unchoke);
+    assert_eq!(w.remotes[b].requests, vec![(1, 0, 16384), (1, 16384, 16384)], "B could serve piece 1");
+    w.serve(b);
+    assert_eq!(w.verified, vec![PieceIndex::new_unchecked(1)]);
+    assert!(w.t.stats().buffered_bytes_peak <= 1 << 15);
+    // A comes back: piece 0 starts over and completes.
+    let a = w.connect(3, false);
+    w.send(a, Message::Bitfield(&[0x80]));
+    w.send(a, Message::Unchoke);
+    w.serve(a);
+    assert!(w.t.is_complete());
+}
+
+#[test]
+fn a_piece_whose_source_left_is_kept_while_no_other_peer_needs_the_budget() {
+    let config = Config { buffer_budget: 1 << 15, ..Config::default() };
+    let mut w = Wire::new(2 << 15, 1 << 15, config);
+    let a = w.connect(1, false);
+    w.send(a, Message::Bitfield(&[0x80]));
+    w.send(a, Message::Unchoke);
+    w.send(a, Message::Piece { index: 0, begin: 0, data: &[1; 16384] });
+    w.close(a);
+    // B has only the piece in progress: nothing to abandon it for.
+    let b = w.connect(2, false);
+    w.send(b, Message::Bitfield(&[0x80]));
+    w.send(b, Message::Unchoke);
+    assert_eq!(w.remotes[b].requests, vec![(0, 16384, 16384)], "only the missing block");
+    w.serve(b);
+    assert_eq!(w.verified, vec![PieceIndex::new_unchecked(0)]);
+}
