@@ -39,7 +39,9 @@
 //! gives it no new requests for one more timeout unless it delivers a block meanwhile. A peer
 //! that keeps requests pending for [`Config::snub_timeout`] without delivering a block is
 //! snubbed: outside endgame it keeps one request in flight, never none, so a peer that
-//! recovers (perhaps the only source) is noticed; its next block ends the snub. Uploads are bounded per
+//! recovers (perhaps the only source) is noticed; its next block ends the snub. A block the
+//! peer rejects (fast extension) goes to other peers and is not asked of it again for
+//! [`Config::request_timeout`]. Uploads are bounded per
 //! peer by the bytes being read plus the bytes the socket has not taken yet, which is why
 //! the driver reports [`Input::Sent`]: a driver that never does stalls uploads. Rate limits
 //! are token buckets refilled from the input timestamps; a blocked bucket shows up in

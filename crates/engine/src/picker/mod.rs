@@ -367,13 +367,27 @@ impl Picker {
         new_pieces: &mut u32,
         out: &mut Vec<BlockRef>,
     ) {
+        self.pick_avoiding(peer, peer_has, max, new_pieces, &|_| false, out);
+    }
+
+    /// [`Self::pick`], except that blocks of pieces already started for which `avoid` is true
+    /// are not handed to this peer (e.g. it rejected them lately).
+    pub fn pick_avoiding(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        max: usize,
+        new_pieces: &mut u32,
+        avoid: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
         let mut room = max;
-        self.pick_in_progress(peer, peer_has, &mut room, out);
+        self.pick_in_progress(peer, peer_has, &mut room, avoid, out);
         if room > 0 && *new_pieces > 0 {
             self.pick_new(peer, peer_has, &mut room, new_pieces, out);
         }
         if room > 0 && self.in_endgame() {
-            self.pick_endgame(peer, peer_has, &mut room, out);
+            self.pick_endgame(peer, peer_has, &mut room, avoid, out);
         }
     }
 
@@ -617,7 +631,14 @@ impl Picker {
         (self.lengths.block(block.piece, block.index()) == Some(block)).then_some(block.index().get() as usize)
     }
 
-    fn pick_in_progress(&mut self, peer: PeerKey, peer_has: &Bitfield, room: &mut usize, out: &mut Vec<BlockRef>) {
+    fn pick_in_progress(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        avoid: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
         let Self { active, partials, missing_total, lengths, .. } = self;
         for key in active.iter() {
             if *room == 0 {
@@ -627,7 +648,7 @@ impl Picker {
                 continue;
             }
             let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
-            request_missing(lengths, key.piece, part, peer, room, missing_total, out);
+            *missing_total -= request_missing(lengths, key.piece, part, peer, room, avoid, out);
         }
     }
 
@@ -718,10 +739,17 @@ impl Picker {
         self.partials.insert(piece, Partial { blocks, missing: n, received: 0, parole, owner: None });
         self.missing_total += u64::from(n);
         let part = self.partials.get_mut(&piece).expect("picker: piece just started");
-        request_missing(&self.lengths, piece, part, peer, room, &mut self.missing_total, out);
+        self.missing_total -= request_missing(&self.lengths, piece, part, peer, room, &|_| false, out);
     }
 
-    fn pick_endgame(&mut self, peer: PeerKey, peer_has: &Bitfield, room: &mut usize, out: &mut Vec<BlockRef>) {
+    fn pick_endgame(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        avoid: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
         let Self { active, partials, lengths, .. } = self;
         for requesters in 1..MAX_REQUESTERS {
             for key in active.iter() {
@@ -734,8 +762,12 @@ impl Picker {
                         && rs.len() == requesters
                         && !rs.contains(peer)
                     {
+                        let block = block_ref(lengths, key.piece, i);
+                        if avoid(block) {
+                            continue;
+                        }
                         rs.push(peer);
-                        out.push(block_ref(lengths, key.piece, i));
+                        out.push(block);
                         *room -= 1;
                         if *room == 0 {
                             return;
@@ -751,36 +783,41 @@ fn block_ref(lengths: &Lengths, piece: PieceIndex, i: usize) -> BlockRef {
     lengths.block(piece, BlockIndex::new_unchecked(i as u32)).expect("picker: block index inside its piece")
 }
 
-/// Hands the `Missing` blocks of `part` to `peer`, in order, while there is room. A piece on
-/// parole goes only to its owner, and the first peer handed a block of it becomes the owner.
+/// Hands the `Missing` blocks of `part` that are not to be avoided to `peer`, in order, while
+/// there is room; returns how many. A piece on parole goes only to its owner, and the first
+/// peer handed a block of it becomes the owner.
 fn request_missing(
     lengths: &Lengths,
     piece: PieceIndex,
     part: &mut Partial,
     peer: PeerKey,
     room: &mut usize,
-    missing_total: &mut u64,
+    avoid: &dyn Fn(BlockRef) -> bool,
     out: &mut Vec<BlockRef>,
-) {
-    if part.missing == 0 || *room == 0 {
-        return;
-    }
-    if part.parole {
-        if part.owner.is_some_and(|o| o != peer) {
-            return;
-        }
-        part.owner = Some(peer);
+) -> u64 {
+    let mut handed = 0;
+    if part.missing == 0 || *room == 0 || (part.parole && part.owner.is_some_and(|o| o != peer)) {
+        return handed;
     }
     for (i, b) in part.blocks.iter_mut().enumerate() {
         if *room == 0 || part.missing == 0 {
-            return;
+            break;
         }
-        if *b == Block::Missing {
-            *b = Block::Requested(Requesters::one(peer));
-            part.missing -= 1;
-            *missing_total -= 1;
-            *room -= 1;
-            out.push(block_ref(lengths, piece, i));
+        if *b != Block::Missing {
+            continue;
+        }
+        let block = block_ref(lengths, piece, i);
+        if avoid(block) {
+            continue;
+        }
+        *b = Block::Requested(Requesters::one(peer));
+        part.missing -= 1;
+        *room -= 1;
+        handed += 1;
+        out.push(block);
+        if part.parole {
+            part.owner = Some(peer);
         }
     }
+    handed
 }

@@ -738,3 +738,39 @@ fn a_failed_piece_goes_to_one_peer_until_it_lets_go() {
     assert!(picker.is_complete());
     picker.check_invariants();
 }
+
+#[test]
+fn avoided_blocks_are_skipped_and_make_no_parole_owner() {
+    let l = lengths(1, 4);
+    let mut picker = Picker::new(l, 0);
+    let all = Bitfield::full(1);
+    picker.peer_has_bitfield(&all);
+    let (mut out, mut budget) = (Vec::new(), 1);
+    picker.pick(PeerKey(1), &all, 4, &mut budget, &mut out);
+    for &b in &out {
+        assert!(matches!(picker.block_received(b, PeerKey(1)), BlockOutcome::Accepted { .. }));
+    }
+    picker.piece_checked(p(0), false);
+    let blocks = out;
+    // On parole now. Peer 9 takes a block and lets go of it.
+    let (mut out, mut budget) = (Vec::new(), 1);
+    picker.pick(PeerKey(9), &all, 1, &mut budget, &mut out);
+    assert_eq!(out, vec![blocks[0]]);
+    picker.request_dropped(blocks[0], PeerKey(9));
+    picker.check_invariants();
+    // Peer 2 avoids every block: it gets none and does not become the owner.
+    let avoid_all = |_| true;
+    let mut out = Vec::new();
+    picker.pick_avoiding(PeerKey(2), &all, 4, &mut 0, &avoid_all, &mut out);
+    assert!(out.is_empty());
+    // Peer 3 avoids the first two: it gets the others and owns the piece.
+    let avoid_two = |b: BlockRef| b == blocks[0] || b == blocks[1];
+    picker.pick_avoiding(PeerKey(3), &all, 4, &mut 0, &avoid_two, &mut out);
+    assert_eq!(out, blocks[2..].to_vec());
+    let mut rest = Vec::new();
+    picker.pick(PeerKey(4), &all, 4, &mut 0, &mut rest);
+    assert!(rest.is_empty(), "the owner alone gets a piece on parole");
+    picker.pick(PeerKey(3), &all, 4, &mut 0, &mut rest);
+    assert_eq!(rest, blocks[..2].to_vec());
+    picker.check_invariants();
+}

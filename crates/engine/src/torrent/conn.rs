@@ -232,6 +232,9 @@ impl Torrent {
         if let Some(p) = peer.probation_until {
             t = t.min(p);
         }
+        if let Some(r) = peer.rejected_until() {
+            t = t.min(r);
+        }
         if !peer.snubbed
             && let Some(w) = peer.waiting_since
         {
@@ -287,8 +290,11 @@ impl Torrent {
         {
             peer.snubbed = true;
         }
+        let forgiven = peer.expire_rejections(now);
         if peer.probation_until.is_some_and(|t| now >= t) {
             peer.probation_until = None;
+            self.queue_fill(key);
+        } else if forgiven {
             self.queue_fill(key);
         }
     }

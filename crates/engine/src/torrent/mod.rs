@@ -217,7 +217,7 @@ pub struct Torrent {
     optimistic: Option<PeerKey>,
 
     /// Pipelines to refill before the current mutation returns.
-    fill_queue: Vec<PeerKey>,
+    fill_queue: BTreeSet<PeerKey>,
     refill_all: bool,
     /// A piece in progress may have lost its last source (a peer left or choked us, or a
     /// priority changed) since the last look for orphans.
@@ -275,7 +275,7 @@ impl Torrent {
             next_rechoke: now + RECHOKE_INTERVAL,
             next_optimistic: now,
             optimistic: None,
-            fill_queue: Vec::new(),
+            fill_queue: BTreeSet::new(),
             refill_all: false,
             orphans_possible: false,
             budget_stuck: false,
@@ -484,9 +484,7 @@ impl Torrent {
     }
 
     fn queue_fill(&mut self, key: PeerKey) {
-        if !self.fill_queue.contains(&key) {
-            self.fill_queue.push(key);
-        }
+        self.fill_queue.insert(key);
     }
 
     /// A piece in progress may have no source left: refill everyone, and if a peer then
@@ -518,12 +516,9 @@ impl Torrent {
                 self.fill_requests(key, now);
             }
         } else {
-            let queue = std::mem::take(&mut self.fill_queue);
-            for &key in &queue {
+            while let Some(key) = self.fill_queue.pop_first() {
                 self.fill_requests(key, now);
             }
-            self.fill_queue = queue;
-            self.fill_queue.clear();
         }
     }
 

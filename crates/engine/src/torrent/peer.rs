@@ -1,7 +1,7 @@
 //! One connection's state: protocol flags, what the peer has, our requests to it, its
 //! requests to us, and its outbox.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use super::rate::Meter;
 
 /// Blocks we stopped waiting for (timeout, choke, cancel) that the peer may still send.
 const STALE_MAX: usize = 4096;
+/// Blocks the peer rejected that are remembered at once, at most.
+const REJECTED_MAX: usize = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -61,6 +63,9 @@ pub(crate) struct Peer {
     pub requests: VecDeque<Pending>,
     stale: BTreeSet<BlockRef>,
     stale_order: VecDeque<BlockRef>,
+    /// Blocks it rejected, not asked of it again until the time given (oldest first).
+    rejected: BTreeMap<BlockRef, Timestamp>,
+    rejected_order: VecDeque<(Timestamp, BlockRef)>,
     /// Ceiling of the pipeline: back to the floor on a timeout, +1 per block received.
     pub pipeline_cap: usize,
     /// Lowest request→block latency seen.
@@ -123,6 +128,8 @@ impl Peer {
             requests: VecDeque::new(),
             stale: BTreeSet::new(),
             stale_order: VecDeque::new(),
+            rejected: BTreeMap::new(),
+            rejected_order: VecDeque::new(),
             pipeline_cap: initial_pipeline,
             rtt_min: None,
             waiting_since: None,
@@ -185,6 +192,43 @@ impl Peer {
         } else {
             false
         }
+    }
+
+    /// The peer rejected `block`: not to be asked of it again before `until`.
+    pub(crate) fn rejected(&mut self, block: BlockRef, until: Timestamp) {
+        self.rejected.insert(block, until);
+        self.rejected_order.push_back((until, block));
+        if self.rejected_order.len() > REJECTED_MAX
+            && let Some((t, old)) = self.rejected_order.pop_front()
+            && self.rejected.get(&old) == Some(&t)
+        {
+            self.rejected.remove(&old);
+        }
+    }
+
+    /// Whether `block` was rejected by this peer lately.
+    pub(crate) fn avoids(&self, block: BlockRef) -> bool {
+        !self.rejected.is_empty() && self.rejected.contains_key(&block)
+    }
+
+    /// When the oldest remembered rejection expires.
+    pub(crate) fn rejected_until(&self) -> Option<Timestamp> {
+        self.rejected_order.front().map(|&(t, _)| t)
+    }
+
+    /// Forgets the rejections that expired by `now`; returns whether there were any.
+    pub(crate) fn expire_rejections(&mut self, now: Timestamp) -> bool {
+        let mut any = false;
+        while let Some(&(t, block)) = self.rejected_order.front()
+            && t <= now
+        {
+            self.rejected_order.pop_front();
+            if self.rejected.get(&block) == Some(&t) {
+                self.rejected.remove(&block);
+            }
+            any = true;
+        }
+        any
     }
 
     /// When the oldest request times out.

@@ -90,7 +90,8 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        self.picker.pick(key, &peer.has, want, &mut new_pieces, &mut picked);
+        let avoid = |b| peer.avoids(b);
+        self.picker.pick_avoiding(key, &peer.has, want, &mut new_pieces, &avoid, &mut picked);
         if allowance == 0 && picked.len() < want && self.orphans_possible && self.picker.can_start(&peer.has) {
             self.budget_stuck = true;
         }
@@ -224,11 +225,17 @@ impl Torrent {
         };
         if peer.take_request(block).is_some() {
             peer.mark_stale(block);
+            peer.rejected(block, now + self.config.request_timeout);
             if peer.requests.is_empty() {
                 peer.waiting_since = None;
             }
             self.picker.request_dropped(block, key);
-            self.refill_all = true;
+            // The block is free again: only the peers that have its piece can take it.
+            for (&other, p) in &self.peers {
+                if p.has.get(block.piece) {
+                    self.fill_queue.insert(other);
+                }
+            }
         } else {
             // Late rejects of requests we dropped already are fine.
             peer.take_stale(block);

@@ -233,3 +233,42 @@ fn a_piece_whose_source_left_is_kept_while_no_other_peer_needs_the_budget() {
     w.serve(b);
     assert_eq!(w.verified, vec![PieceIndex::new_unchecked(0)]);
 }
+
+#[test]
+fn a_rejected_block_is_not_asked_again_of_the_same_peer_until_a_request_timeout_passed() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config::default());
+    let r = w.connect(1, true);
+    w.send(r, Message::HaveAll);
+    w.send(r, Message::Unchoke);
+    assert_eq!(w.remotes[r].requests.len(), 16);
+    let mut rejects = 0;
+    while let Some((index, begin, length)) = w.remotes[r].pending.pop() {
+        w.send(r, Message::Reject { index, begin, length });
+        rejects += 1;
+        assert!(rejects <= 1000, "rejected blocks keep coming back to the peer that rejected them");
+    }
+    assert_eq!(rejects, 16);
+    assert_eq!(w.remotes[r].requests.len(), 16, "each block asked once");
+    w.advance_to(w.now + Duration::from_secs(19));
+    assert_eq!(w.remotes[r].requests.len(), 16);
+    w.advance_to(w.now + Duration::from_secs(2));
+    assert!(w.remotes[r].requests.len() > 16, "never asked again after the rejections expired");
+    assert!(w.connected(r));
+}
+
+#[test]
+fn a_rejected_block_goes_to_another_peer_that_has_it() {
+    // Room for four of the eight pieces: no endgame, B gets nothing while A holds them.
+    let mut w = Wire::new(8 << 16, 1 << 16, Config { buffer_budget: 4 << 16, ..Config::default() });
+    let a = w.connect(1, true);
+    w.send(a, Message::HaveAll);
+    w.send(a, Message::Unchoke);
+    let b = w.connect(2, true);
+    w.send(b, Message::HaveAll);
+    w.send(b, Message::Unchoke);
+    assert!(w.remotes[b].requests.is_empty(), "A holds every block");
+    let (index, begin, length) = w.remotes[a].pending[5];
+    w.send(a, Message::Reject { index, begin, length });
+    assert_eq!(w.remotes[b].requests, vec![(index, begin, length)]);
+    assert_eq!(w.remotes[a].requests.len(), 16);
+}
