@@ -127,6 +127,13 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        let fast_only = matches!(
+            msg,
+            Message::HaveAll | Message::HaveNone | Message::Reject { .. } | Message::AllowedFast(_) | Message::Suggest(_)
+        );
+        if fast_only && !peer.fast {
+            return self.protocol_error(key, "fast-extension message without the fast extension", now);
+        }
         match msg {
             Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::AllowedFast(_) => {}
             Message::Unknown { .. } => {}

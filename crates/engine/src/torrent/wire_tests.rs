@@ -272,3 +272,37 @@ fn a_rejected_block_goes_to_another_peer_that_has_it() {
     assert_eq!(w.remotes[b].requests, vec![(index, begin, length)]);
     assert_eq!(w.remotes[a].requests.len(), 16);
 }
+
+#[test]
+fn fast_extension_messages_from_a_peer_without_it_disconnect() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config::default());
+    let messages = [
+        Message::HaveAll,
+        Message::HaveNone,
+        Message::Reject { index: 0, begin: 0, length: 16384 },
+        Message::AllowedFast(0),
+        Message::Suggest(0),
+    ];
+    for (i, msg) in messages.into_iter().enumerate() {
+        let r = w.connect(i as u8 + 1, false);
+        w.send(r, Message::Bitfield(&[0xf0]));
+        w.send(r, Message::Unchoke);
+        assert!(!w.remotes[r].requests.is_empty());
+        let shown = format!("{msg:?}");
+        w.send(r, msg);
+        let key = w.remotes[r].key;
+        assert!(
+            w.disconnects.iter().any(|(k, why)| *k == key && matches!(why, DisconnectReason::Protocol(_))),
+            "{shown} from a peer without the fast extension was accepted"
+        );
+    }
+    // With the extension negotiated they are fine.
+    let r = w.connect(10, true);
+    w.send(r, Message::HaveAll);
+    w.send(r, Message::Suggest(1));
+    w.send(r, Message::AllowedFast(2));
+    w.send(r, Message::Unchoke);
+    let (index, begin, length) = w.remotes[r].pending[0];
+    w.send(r, Message::Reject { index, begin, length });
+    assert!(w.connected(r));
+}
