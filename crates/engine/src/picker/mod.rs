@@ -412,6 +412,41 @@ impl Picker {
         BlockOutcome::Accepted { piece_complete, cancel }
     }
 
+    /// A block arrived from `from` after we had stopped waiting for it there (timeout, choke,
+    /// reject). Like [`Self::block_received`], and also accepted while the block is `Missing`
+    /// again, unless its piece is on parole and `from` is not the owner. The caller checked
+    /// that `from` was asked for exactly this block.
+    pub fn late_block_received(&mut self, block: BlockRef, from: PeerKey) -> BlockOutcome {
+        if let Some(i) = self.started_block(block)
+            && self.state[block.piece.as_usize()] == State::InProgress
+        {
+            let part = self.partials.get_mut(&block.piece).expect("picker: started piece without blocks");
+            if part.blocks[i] == Block::Missing && (!part.parole || part.owner == Some(from)) {
+                part.blocks[i] = Block::Requested(Requesters::one(from));
+                part.missing -= 1;
+                self.missing_total -= 1;
+            }
+        }
+        self.block_received(block, from)
+    }
+
+    /// Whether `peer` sent a block of a piece still in flight. O(blocks in flight).
+    pub fn contributed(&self, peer: PeerKey) -> bool {
+        self.partials.values().any(|p| p.blocks.contains(&Block::Received(peer)))
+    }
+
+    /// Every peer that sent a block of a piece still in flight. O(blocks in flight).
+    pub fn contributors_in_flight(&self) -> BTreeSet<PeerKey> {
+        self.partials
+            .values()
+            .flat_map(|p| p.blocks.iter())
+            .filter_map(|b| match b {
+                Block::Received(p) => Some(*p),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `peer` will not deliver `block` (timeout, reject, choke, disconnect): the block can be
     /// handed to someone else. Ignored unless the block is in flight at `peer`.
     pub fn request_dropped(&mut self, block: BlockRef, peer: PeerKey) {

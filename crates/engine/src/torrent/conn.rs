@@ -133,7 +133,7 @@ impl Torrent {
         if self.optimistic == Some(key) {
             self.optimistic = None;
         }
-        if !self.buffers.is_empty() || !self.verifying.is_empty() {
+        if self.picker.contributed(key) {
             self.departed.insert(key, (peer.addr, peer.peer_id));
         }
         if !self.buffers.is_empty() && peer.is_active() {

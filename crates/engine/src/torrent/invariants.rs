@@ -34,6 +34,15 @@ impl Torrent {
         );
         assert!(self.reserved_peak >= self.reserved);
 
+        // Departed peers: gone, and only kept while blocks they sent are in flight.
+        if !self.departed.is_empty() {
+            let contributors = self.picker.contributors_in_flight();
+            for key in self.departed.keys() {
+                assert!(!self.peers.contains_key(key), "{key:?} is both live and departed");
+                assert!(contributors.contains(key), "departed {key:?} kept with no block in flight");
+            }
+        }
+
         // Peers and connection bookkeeping.
         let half_open = self.peers.values().filter(|p| p.phase == Phase::Connecting).count();
         assert_eq!(half_open, self.half_open, "half-open count");

@@ -184,7 +184,7 @@ pub struct Torrent {
     banned_ids: BTreeSet<PeerId>,
     /// Failed pieces an address was the sole contributor of.
     offenders: BTreeMap<SocketAddr, u32>,
-    /// Peers that left while pieces were in flight, for attributing their blocks.
+    /// Peers that left with blocks in pieces still in flight, for attributing those blocks.
     departed: BTreeMap<PeerKey, (SocketAddr, Option<PeerId>)>,
     /// Blocks of failed pieces by sender, judged when the piece verifies.
     suspects: blame::Suspects,

@@ -124,6 +124,14 @@ impl Torrent {
         self.scratch = picked;
     }
 
+    /// Keeps only the departed peers whose blocks are still in flight.
+    fn forget_departed(&mut self) {
+        if !self.departed.is_empty() {
+            let keep = self.picker.contributors_in_flight();
+            self.departed.retain(|k, _| keep.contains(k));
+        }
+    }
+
     /// The budget is full and a peer could start a new piece: abandons pieces in progress
     /// that nobody can serve now (no block in flight, no connected peer that unchokes us and
     /// interests us has them), fewest received blocks first, until a new piece fits. Returns
@@ -156,6 +164,9 @@ impl Torrent {
         }
         // Orphans kept for now may be wanted gone by the next peer that cannot start a piece.
         self.orphans_possible = released < orphans.len();
+        if released > 0 {
+            self.forget_departed();
+        }
         released > 0
     }
 
@@ -169,7 +180,8 @@ impl Torrent {
             return;
         };
         let sent = peer.take_request(block);
-        if sent.is_none() && !peer.take_stale(block) {
+        let late = sent.is_none();
+        if late && !peer.take_stale(block) {
             return self.protocol_error(key, format!("unrequested block {block:?}"), now);
         }
         let len = u64::from(block.len);
@@ -186,7 +198,9 @@ impl Torrent {
         peer.waiting_since = if peer.requests.is_empty() { None } else { Some(now) };
         self.queue_fill(key);
 
-        let BlockOutcome::Accepted { piece_complete, cancel } = self.picker.block_received(block, key) else {
+        let outcome =
+            if late { self.picker.late_block_received(block, key) } else { self.picker.block_received(block, key) };
+        let BlockOutcome::Accepted { piece_complete, cancel } = outcome else {
             return;
         };
         let Some(buf) = self.buffers.get_mut(&block.piece) else {
@@ -337,9 +351,7 @@ impl Torrent {
         for (addr, id) in proven {
             self.ban(addr, id, now);
         }
-        if self.buffers.is_empty() && self.verifying.is_empty() {
-            self.departed.clear();
-        }
+        self.forget_departed();
         self.refill_all = true;
     }
 }

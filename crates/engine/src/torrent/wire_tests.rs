@@ -306,3 +306,49 @@ fn fast_extension_messages_from_a_peer_without_it_disconnect() {
     w.send(r, Message::Reject { index, begin, length });
     assert!(w.connected(r));
 }
+
+#[test]
+fn departed_peers_are_remembered_only_while_their_blocks_are_in_flight() {
+    let mut w = Wire::new(4 << 15, 1 << 15, Config::default());
+    let a = w.connect(1, false);
+    w.send(a, Message::Bitfield(&[0xf0]));
+    w.send(a, Message::Unchoke);
+    // Peers that come and go while A's pieces are in flight, having sent nothing.
+    for i in 2..50 {
+        let r = w.connect(i, false);
+        w.send(r, Message::Bitfield(&[0x80]));
+        w.close(r);
+    }
+    assert!(w.t.departed.is_empty(), "{} departed peers that sent no block", w.t.departed.len());
+    // A sends one block of piece 0 and leaves: remembered while piece 0 is in flight.
+    w.send(a, Message::Piece { index: 0, begin: 0, data: &[0; 16384] });
+    w.close(a);
+    assert_eq!(w.t.departed.len(), 1);
+    let b = w.connect(60, false);
+    w.send(b, Message::Bitfield(&[0xf0]));
+    w.send(b, Message::Unchoke);
+    w.serve(b);
+    assert!(w.t.is_complete());
+    assert!(w.t.departed.is_empty());
+}
+
+#[test]
+fn a_late_block_of_a_request_that_timed_out_is_kept() {
+    let mut w = Wire::new(1 << 15, 1 << 15, Config::default());
+    let r = w.connect(1, false);
+    w.send(r, Message::Bitfield(&[0x80]));
+    w.send(r, Message::Unchoke);
+    assert_eq!(w.remotes[r].requests, vec![(0, 0, 16384), (0, 16384, 16384)]);
+    // Both requests time out; the blocks are nobody's now.
+    w.advance_to(secs(21));
+    assert_eq!(w.remotes[r].requests.len(), 2, "on probation: not asked again yet");
+    // Then they arrive after all: kept, not thrown away and fetched again.
+    let mut bytes = Vec::new();
+    for begin in [0, 16384] {
+        Message::Piece { index: 0, begin, data: &[0; 16384] }.encode(&mut bytes);
+    }
+    w.data(r, &bytes);
+    assert_eq!(w.verified, vec![PieceIndex::new_unchecked(0)]);
+    assert_eq!(w.remotes[r].requests.len(), 2);
+    assert_eq!(w.t.stats().downloaded, 1 << 15);
+}
