@@ -5,11 +5,38 @@ use crate::PeerKey;
 /// Peers one block may be in flight at once (only ever more than one in endgame).
 pub const MAX_REQUESTERS: usize = 3;
 
-/// The distinct peers a block is in flight at, inline (no allocation), in request order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Requesters {
+/// Distinct peers (at most [`MAX_REQUESTERS`]), inline (no allocation), in request order:
+/// those a block is in flight at, or those to cancel it at.
+#[derive(Clone, Copy, Debug)]
+pub struct Requesters {
     peers: [PeerKey; MAX_REQUESTERS],
     len: u8,
+}
+
+impl Default for Requesters {
+    fn default() -> Self {
+        Self { peers: [PeerKey(0); MAX_REQUESTERS], len: 0 }
+    }
+}
+
+impl PartialEq for Requesters {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Requesters {}
+
+impl FromIterator<PeerKey> for Requesters {
+    /// Panics past [`MAX_REQUESTERS`] peers or on a repeated one.
+    fn from_iter<I: IntoIterator<Item = PeerKey>>(iter: I) -> Self {
+        let mut rs = Self::default();
+        for peer in iter {
+            assert!(rs.len() < MAX_REQUESTERS && !rs.contains(peer), "picker: too many or repeated requesters");
+            rs.push(peer);
+        }
+        rs
+    }
 }
 
 impl Requesters {
@@ -17,7 +44,7 @@ impl Requesters {
         Self { peers: [peer; MAX_REQUESTERS], len: 1 }
     }
 
-    pub(super) fn as_slice(&self) -> &[PeerKey] {
+    pub fn as_slice(&self) -> &[PeerKey] {
         &self.peers[..usize::from(self.len)]
     }
 

@@ -57,9 +57,9 @@ use std::ops::{Bound, Range};
 use sluice_core::{Bitfield, BlockIndex, BlockRef, Lengths, PieceIndex, Timestamp};
 
 use crate::PeerKey;
-use blocks::{Block, Partial, Requesters};
+use blocks::{Block, Partial};
 
-pub use blocks::MAX_REQUESTERS;
+pub use blocks::{MAX_REQUESTERS, Requesters};
 
 /// Priority tiers. `Skip` pieces are never started. The streaming scheduler maps a reader's
 /// playhead onto `Now`/`Next`/`Readahead`/`High`; everything else wanted is `Normal`.
@@ -84,7 +84,7 @@ pub enum BlockOutcome {
     Duplicate,
     /// Stored. `cancel`: other peers with the same block in flight (endgame) to send CANCEL to.
     /// `piece_complete`: every block of the piece has now arrived.
-    Accepted { piece_complete: bool, cancel: Vec<PeerKey> },
+    Accepted { piece_complete: bool, cancel: Requesters },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,7 +400,10 @@ impl Picker {
         let cancel = match part.blocks[i] {
             Block::Missing => return BlockOutcome::NotRequested,
             Block::Received(_) => return BlockOutcome::Duplicate,
-            Block::Requested(rs) => rs.as_slice().iter().copied().filter(|&p| p != from).collect(),
+            Block::Requested(mut rs) => {
+                rs.remove(from);
+                rs
+            }
         };
         part.blocks[i] = Block::Received(from);
         part.received += 1;

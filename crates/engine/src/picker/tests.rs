@@ -3,7 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use sluice_core::{BLOCK_SIZE, Bitfield, BlockRef, Lengths, PieceIndex, Timestamp};
 
-use super::{Block, BlockOutcome, MAX_REQUESTERS, Picker, Priority, State};
+use super::{Block, BlockOutcome, MAX_REQUESTERS, Picker, Priority, Requesters, State};
 use crate::PeerKey;
 
 fn p(i: u32) -> PieceIndex {
@@ -457,7 +457,7 @@ proptest! {
             picker.pick(PeerKey(s), &all, 1, &mut budget, &mut out);
             prop_assert_eq!(out.len(), 1);
             let outcome = picker.block_received(out[0], PeerKey(s));
-            prop_assert_eq!(outcome, BlockOutcome::Accepted { piece_complete: i + 1 == n_blocks, cancel: vec![] });
+            prop_assert_eq!(outcome, BlockOutcome::Accepted { piece_complete: i + 1 == n_blocks, cancel: Requesters::default() });
         }
         prop_assert_eq!(picker.pieces_in_flight(), 1);
         let expected: Vec<PeerKey> =
@@ -581,7 +581,7 @@ fn endgame_shares_the_last_blocks_among_at_most_three_peers() {
 
     assert_eq!(
         picker.block_received(blocks[0], PeerKey(1)),
-        BlockOutcome::Accepted { piece_complete: false, cancel: vec![PeerKey(0), PeerKey(2)] }
+        BlockOutcome::Accepted { piece_complete: false, cancel: [PeerKey(0), PeerKey(2)].into_iter().collect() }
     );
     assert_eq!(picker.block_received(blocks[0], PeerKey(0)), BlockOutcome::Duplicate);
     // The block with fewer requesters goes first.
@@ -590,7 +590,7 @@ fn endgame_shares_the_last_blocks_among_at_most_three_peers() {
     assert_eq!(pick(&mut picker, 3), vec![blocks[1]]);
     assert_eq!(
         picker.block_received(blocks[1], PeerKey(3)),
-        BlockOutcome::Accepted { piece_complete: true, cancel: vec![PeerKey(1)] }
+        BlockOutcome::Accepted { piece_complete: true, cancel: [PeerKey(1)].into_iter().collect() }
     );
     assert!(!picker.in_endgame());
     assert_eq!(picker.piece_checked(p(0), true), vec![]);

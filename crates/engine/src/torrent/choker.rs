@@ -68,10 +68,10 @@ impl Torrent {
         }
         peer.am_choking = choke;
         if choke {
-            peer.send(&Message::Choke, now);
+            peer.send(&Message::Choke, now, &mut self.flush);
             self.clear_uploads(key, now);
         } else {
-            peer.send(&Message::Unchoke, now);
+            peer.send(&Message::Unchoke, now, &mut self.flush);
         }
     }
 }

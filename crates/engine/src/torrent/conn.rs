@@ -74,6 +74,7 @@ impl Torrent {
             entry.peer = Some(key);
             let peer = Peer::new(key, addr, true, self.lengths.num_pieces(), self.initial_pipeline(), now);
             self.peers.insert(key, peer);
+            self.arm_timer(key);
             self.half_open += 1;
             self.outputs.push_back(Output::Connect { peer: key, addr });
         }
@@ -92,6 +93,7 @@ impl Torrent {
         let mut peer = Peer::new(key, addr, false, self.lengths.num_pieces(), self.initial_pipeline(), now);
         peer.decoder = Some(Decoder::new(self.max_frame()));
         self.peers.insert(key, peer);
+        self.arm_timer(key);
         Some(key)
     }
 
@@ -108,9 +110,8 @@ impl Torrent {
         peer.phase_since = now;
         peer.last_recv = now;
         peer.decoder = Some(Decoder::new(max_frame));
-        let start = peer.outbox.len();
-        Handshake::new(self.info_hash, self.config.peer_id).encode(&mut peer.outbox);
-        peer.sent_bytes((peer.outbox.len() - start) as u64, now);
+        let handshake = Handshake::new(self.info_hash, self.config.peer_id);
+        peer.write(now, &mut self.flush, |out| handshake.encode(out));
     }
 
     /// Forgets a peer: its requests go back to the picker, its address is scheduled for a
@@ -121,6 +122,9 @@ impl Torrent {
         };
         if peer.phase == Phase::Connecting {
             self.half_open -= 1;
+        }
+        if let Some(t) = peer.timer {
+            self.timers.remove(&(t, key));
         }
         let had_requests = !peer.requests.is_empty();
         for p in &peer.requests {
@@ -262,7 +266,7 @@ impl Torrent {
             return;
         }
         if now >= peer.last_sent + idle / 3 {
-            peer.send(&Message::KeepAlive, now);
+            peer.send(&Message::KeepAlive, now, &mut self.flush);
         }
         let mut timed_out = 0usize;
         while let Some(front) = peer.requests.front()

@@ -1,8 +1,8 @@
 //! The checks behind `Torrent::check_invariants`; STATE.md states them in prose.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::Torrent;
+use super::{PeerKey, Torrent};
 use super::peer::Phase;
 
 /// Above this many pieces the O(pieces × peers) interest recount is skipped.
@@ -66,6 +66,25 @@ impl Torrent {
             let wanted_total = self.lengths.pieces().filter(|&p| self.is_wanted(p)).count() as u32;
             assert_eq!(wanted_total, self.wanted_pieces, "wanted piece count");
         }
+        // Timers and outboxes: one timer entry per peer, never later than its real deadline;
+        // every non-empty outbox queued for the drain exactly once.
+        assert!(self.timers_dirty.is_empty(), "timers left to re-arm after a mutation");
+        assert_eq!(self.timers.len(), self.peers.len(), "timer entries disagree with the peers");
+        let mut flush: BTreeMap<PeerKey, usize> = BTreeMap::new();
+        for &key in &self.flush {
+            *flush.entry(key).or_default() += 1;
+        }
+        for (&key, peer) in &self.peers {
+            peer.check_invariants();
+            let timer = peer.timer.expect("every peer has a timer");
+            assert!(self.timers.contains(&(timer, key)), "timer of {key:?} missing from the set");
+            if let Some(real) = self.peer_deadline(peer) {
+                assert!(timer <= real, "timer of {key:?} at {timer:?} later than its deadline {real:?}");
+            }
+            let queued = flush.get(&key).copied().unwrap_or(0);
+            assert_eq!(queued, usize::from(!peer.outbox.is_empty()), "outbox of {key:?} queued {queued} times");
+        }
+
         for (&key, peer) in &self.peers {
             assert_eq!(peer.key, key);
             if peer.outbound && peer.phase != Phase::Connecting {

@@ -21,7 +21,7 @@ mod wire_tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::ops::{Bound, Range};
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -160,6 +160,11 @@ const RECHOKE_INTERVAL: Duration = Duration::from_secs(10);
 const OPTIMISTIC_INTERVAL: Duration = Duration::from_secs(30);
 /// Returned piece buffers kept for reuse.
 const FREE_BUFFERS_MAX: usize = 4;
+/// An outbox up to this long is copied out on a drain, keeping its allocation for the next
+/// messages; a longer one (block data) is handed over whole.
+const OUTBOX_COPY_MAX: usize = 4096;
+/// An outbox allocation larger than this is not kept between drains.
+const OUTBOX_KEEP_MAX: usize = 64 * 1024;
 
 /// One torrent's engine.
 #[derive(Debug)]
@@ -190,6 +195,16 @@ pub struct Torrent {
     suspects: blame::Suspects,
 
     outputs: VecDeque<Output>,
+    /// Peers whose outbox became non-empty since it was last drained, each once, in order.
+    flush: VecDeque<PeerKey>,
+    /// Every peer's timer as (deadline, peer), the deadline never later than the peer's
+    /// earliest real one (it may be earlier: the timer then fires, finds nothing due and is
+    /// set again). See `peer.timer`.
+    timers: BTreeSet<(Timestamp, PeerKey)>,
+    /// Peers whose deadlines may have moved earlier in this mutation; re-armed by `settle`.
+    timers_dirty: BTreeSet<PeerKey>,
+    /// Reused list of peers whose timers are due.
+    due: Vec<PeerKey>,
 
     /// Piece buffers being filled, and pieces handed out for verification.
     buffers: BTreeMap<PieceIndex, Vec<u8>>,
@@ -257,6 +272,10 @@ impl Torrent {
             departed: BTreeMap::new(),
             suspects: blame::Suspects::default(),
             outputs: VecDeque::new(),
+            flush: VecDeque::new(),
+            timers: BTreeSet::new(),
+            timers_dirty: BTreeSet::new(),
+            due: Vec::new(),
             buffers: BTreeMap::new(),
             verifying: BTreeSet::new(),
             free_buffers: Vec::new(),
@@ -336,6 +355,16 @@ impl Torrent {
     pub fn handle_input(&mut self, input: Input<'_>, now: Timestamp) {
         self.now = now;
         match input {
+            Input::Connected { peer }
+            | Input::Closed { peer }
+            | Input::Data { peer, .. }
+            | Input::Sent { peer, .. }
+            | Input::BlockRead { peer, .. } => {
+                self.timers_dirty.insert(peer);
+            }
+            Input::PieceChecked { .. } => {}
+        }
+        match input {
             Input::Connected { peer } => self.on_connected(peer, now),
             Input::Closed { peer } => self.remove_peer(peer, DisconnectReason::Closed, false, now),
             Input::Data { peer, bytes } => self.on_data(peer, bytes, now),
@@ -348,10 +377,22 @@ impl Torrent {
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.now = now;
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.peer_timers(key, now);
+        let mut due = std::mem::take(&mut self.due);
+        while let Some(&(t, key)) = self.timers.first()
+            && t <= now
+        {
+            self.timers.pop_first();
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.timer = None;
+            }
+            due.push(key);
         }
+        for &key in &due {
+            self.peer_timers(key, now);
+            self.timers_dirty.insert(key);
+        }
+        due.clear();
+        self.due = due;
         if now >= self.next_rechoke {
             self.rechoke(now);
         }
@@ -361,9 +402,10 @@ impl Torrent {
         }
         if self.up_blocked && self.up_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
             self.up_blocked = false;
-            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for key in keys {
+            let mut next = self.next_peer(None);
+            while let Some(key) = next {
                 self.pump_uploads(key, now);
+                next = self.next_peer(Some(key));
             }
         }
         self.try_connect(now);
@@ -375,9 +417,23 @@ impl Torrent {
         if let Some(out) = self.outputs.pop_front() {
             return Some(out);
         }
-        // Each peer's messages since the last drain go out as one Transmit.
-        let (&key, peer) = self.peers.iter_mut().find(|(_, p)| !p.outbox.is_empty())?;
-        Some(Output::Transmit { peer: key, data: std::mem::take(&mut peer.outbox) })
+        // Each peer's messages since the last drain go out as one Transmit. Keys of peers
+        // removed meanwhile are skipped.
+        while let Some(key) = self.flush.pop_front() {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            let out = &mut peer.outbox;
+            let data = if out.len() <= OUTBOX_COPY_MAX && out.capacity() <= OUTBOX_KEEP_MAX {
+                let data = out.clone();
+                out.clear();
+                data
+            } else {
+                std::mem::take(out)
+            };
+            return Some(Output::Transmit { peer: key, data });
+        }
+        None
     }
 
     /// When [`Torrent::handle_timeout`] must be called next. Changes only after a mutation.
@@ -386,10 +442,8 @@ impl Torrent {
             return None;
         }
         let mut next = self.next_rechoke;
-        for peer in self.peers.values() {
-            if let Some(t) = self.peer_deadline(peer) {
-                next = next.min(t);
-            }
+        if let Some(&(t, _)) = self.timers.first() {
+            next = next.min(t);
         }
         if self.down_blocked
             && let Some(b) = &self.down_bucket
@@ -503,6 +557,37 @@ impl Torrent {
             self.refill(now);
             self.budget_stuck = false;
         }
+        while let Some(key) = self.timers_dirty.pop_first() {
+            self.arm_timer(key);
+        }
+    }
+
+    /// Sets `key`'s entry in `timers` to its earliest deadline.
+    fn arm_timer(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let deadline = self.peer_deadline(peer);
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.timer == deadline {
+            return;
+        }
+        if let Some(old) = peer.timer {
+            self.timers.remove(&(old, key));
+        }
+        peer.timer = deadline;
+        if let Some(t) = deadline {
+            self.timers.insert((t, key));
+        }
+    }
+
+    /// The first peer after `after` in key order (the first of all for `None`): walks the
+    /// peers while they are added and removed, without collecting their keys.
+    fn next_peer(&self, after: Option<PeerKey>) -> Option<PeerKey> {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.peers.range((from, Bound::Unbounded)).next().map(|(&k, _)| k)
     }
 
     fn refill(&mut self, now: Timestamp) {

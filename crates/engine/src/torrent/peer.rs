@@ -1,7 +1,7 @@
 //! One connection's state: protocol flags, what the peer has, our requests to it, its
 //! requests to us, and its outbox.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -61,8 +61,10 @@ pub(crate) struct Peer {
 
     /// Our requests to it, oldest first.
     pub requests: VecDeque<Pending>,
-    stale: BTreeSet<BlockRef>,
-    stale_order: VecDeque<BlockRef>,
+    /// Blocks we gave up on, by the sequence number of their marking (oldest first).
+    stale: BTreeMap<BlockRef, u64>,
+    stale_order: BTreeMap<u64, BlockRef>,
+    stale_seq: u64,
     /// Blocks it rejected, not asked of it again until the time given (oldest first).
     rejected: BTreeMap<BlockRef, Timestamp>,
     rejected_order: VecDeque<(Timestamp, BlockRef)>,
@@ -91,6 +93,8 @@ pub(crate) struct Peer {
     /// Bytes handed to the outbox and not yet reported `Sent`.
     pub unsent: u64,
 
+    /// Its entry in the torrent's `timers`.
+    pub timer: Option<Timestamp>,
     pub last_recv: Timestamp,
     pub last_sent: Timestamp,
     pub down: Meter,
@@ -126,8 +130,9 @@ impl Peer {
             has_known: false,
             wanted: 0,
             requests: VecDeque::new(),
-            stale: BTreeSet::new(),
-            stale_order: VecDeque::new(),
+            stale: BTreeMap::new(),
+            stale_order: BTreeMap::new(),
+            stale_seq: 0,
             rejected: BTreeMap::new(),
             rejected_order: VecDeque::new(),
             pipeline_cap: initial_pipeline,
@@ -141,6 +146,7 @@ impl Peer {
             reading_bytes: 0,
             outbox: Vec::new(),
             unsent: 0,
+            timer: None,
             last_recv: now,
             last_sent: now,
             down: Meter::new(now),
@@ -152,16 +158,23 @@ impl Peer {
         self.phase == Phase::Active
     }
 
-    /// Appends a message to the outbox.
-    pub(crate) fn send(&mut self, msg: &Message<'_>, now: Timestamp) {
-        let before = self.outbox.len();
-        msg.encode(&mut self.outbox);
-        self.sent_bytes((self.outbox.len() - before) as u64, now);
+    /// Appends a message to the outbox (see [`Self::write`]).
+    pub(crate) fn send(&mut self, msg: &Message<'_>, now: Timestamp, flush: &mut VecDeque<PeerKey>) {
+        self.write(now, flush, |out| msg.encode(out));
     }
 
-    pub(crate) fn sent_bytes(&mut self, n: u64, now: Timestamp) {
-        self.unsent += n;
-        self.last_sent = now;
+    /// The peer's own bookkeeping is consistent (see `Torrent::check_invariants`).
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.stale.len() <= STALE_MAX, "stale blocks of {:?} past the bound", self.key);
+        assert_eq!(self.stale.len(), self.stale_order.len(), "stale blocks of {:?}", self.key);
+        assert!(self.stale.iter().all(|(b, seq)| self.stale_order.get(seq) == Some(b)));
+        assert!(self.rejected_order.len() <= REJECTED_MAX, "rejections of {:?} past the bound", self.key);
+        assert!(
+            self.rejected.iter().all(|(b, t)| self.rejected_order.contains(&(*t, *b))),
+            "rejection of {:?} without its expiry",
+            self.key
+        );
+        assert!(self.rejected_order.iter().zip(self.rejected_order.iter().skip(1)).all(|(a, b)| a.0 <= b.0));
     }
 
     /// Removes our request for `block`, returning when it was sent.
@@ -171,26 +184,44 @@ impl Peer {
         self.requests.remove(i).map(|p| p.sent)
     }
 
+    /// Remembers that we gave up on `block` (the oldest of `STALE_MAX` is forgotten). O(log n).
     pub(crate) fn mark_stale(&mut self, block: BlockRef) {
-        if self.stale.insert(block) {
-            self.stale_order.push_back(block);
-            if self.stale_order.len() > STALE_MAX
-                && let Some(old) = self.stale_order.pop_front()
-            {
-                self.stale.remove(&old);
-            }
+        if self.stale.contains_key(&block) {
+            return;
+        }
+        self.stale_seq += 1;
+        self.stale.insert(block, self.stale_seq);
+        self.stale_order.insert(self.stale_seq, block);
+        if self.stale_order.len() > STALE_MAX
+            && let Some((_, old)) = self.stale_order.pop_first()
+        {
+            self.stale.remove(&old);
         }
     }
 
-    /// Whether `block` was requested from this peer and given up on; forgets it.
+    /// Whether `block` was requested from this peer and given up on; forgets it. O(log n).
     pub(crate) fn take_stale(&mut self, block: BlockRef) -> bool {
-        if self.stale.remove(&block) {
-            if let Some(i) = self.stale_order.iter().position(|b| *b == block) {
-                self.stale_order.remove(i);
+        match self.stale.remove(&block) {
+            Some(seq) => {
+                self.stale_order.remove(&seq);
+                true
             }
-            true
-        } else {
-            false
+            None => false,
+        }
+    }
+
+    /// Appends bytes to the outbox with `write`; a peer whose outbox was empty joins
+    /// `flush`, the queue `poll_output` drains.
+    pub(crate) fn write(&mut self, now: Timestamp, flush: &mut VecDeque<PeerKey>, write: impl FnOnce(&mut Vec<u8>)) {
+        let before = self.outbox.len();
+        write(&mut self.outbox);
+        let n = self.outbox.len() - before;
+        if n > 0 {
+            if before == 0 {
+                flush.push_back(self.key);
+            }
+            self.unsent += n as u64;
+            self.last_sent = now;
         }
     }
 

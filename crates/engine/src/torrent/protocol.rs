@@ -92,9 +92,8 @@ impl Torrent {
         peer.fast = hs.supports(reserved::FAST);
         peer.extended = hs.supports(reserved::EXTENSION_PROTOCOL);
         if !peer.outbound {
-            let start = peer.outbox.len();
-            Handshake::new(self.info_hash, self.config.peer_id).encode(&mut peer.outbox);
-            peer.sent_bytes((peer.outbox.len() - start) as u64, now);
+            let handshake = Handshake::new(self.info_hash, self.config.peer_id);
+            peer.write(now, &mut self.flush, |out| handshake.encode(out));
         }
         peer.phase = Phase::Active;
         peer.phase_since = now;
@@ -102,11 +101,11 @@ impl Torrent {
 
         // The bitfield must be the first message; the extended handshake follows it.
         if have.is_full() && peer.fast {
-            peer.send(&Message::HaveAll, now);
+            peer.send(&Message::HaveAll, now, &mut self.flush);
         } else if have.count_ones() > 0 {
-            peer.send(&Message::Bitfield(have.as_bytes()), now);
+            peer.send(&Message::Bitfield(have.as_bytes()), now, &mut self.flush);
         } else if peer.fast {
-            peer.send(&Message::HaveNone, now);
+            peer.send(&Message::HaveNone, now, &mut self.flush);
         }
         if peer.extended {
             let ext = ExtendedHandshake {
@@ -117,7 +116,7 @@ impl Torrent {
             };
             let mut payload = Vec::new();
             ext.encode(&mut payload);
-            peer.send(&Message::Extended { id: 0, payload: &payload }, now);
+            peer.send(&Message::Extended { id: 0, payload: &payload }, now, &mut self.flush);
         }
         let addr = peer.addr;
         self.emit(Event::PeerConnected { peer: key, addr });
@@ -247,10 +246,10 @@ impl Torrent {
         }
         peer.am_interested = want;
         if want {
-            peer.send(&Message::Interested, now);
+            peer.send(&Message::Interested, now, &mut self.flush);
             self.queue_fill(key);
         } else {
-            peer.send(&Message::NotInterested, now);
+            peer.send(&Message::NotInterested, now, &mut self.flush);
         }
     }
 }

@@ -102,9 +102,10 @@ impl Torrent {
         if peer.waiting_since.is_none() {
             peer.waiting_since = Some(now);
         }
+        self.timers_dirty.insert(key);
         for &block in &picked {
             peer.requests.push_back(Pending { block, sent: now });
-            peer.send(&Message::Request { index: block.piece.get(), begin: block.offset, length: block.len }, now);
+            peer.send(&Message::Request { index: block.piece.get(), begin: block.offset, length: block.len }, now, &mut self.flush);
             if let Some(bucket) = &mut self.down_bucket {
                 bucket.take(u64::from(block.len));
             }
@@ -209,7 +210,7 @@ impl Torrent {
         };
         let start = block.offset as usize;
         buf[start..start + data.len()].copy_from_slice(data);
-        for other in cancel {
+        for &other in cancel.as_slice() {
             if other == key {
                 continue;
             }
@@ -217,7 +218,7 @@ impl Torrent {
                 && p.take_request(block).is_some()
             {
                 p.mark_stale(block);
-                p.send(&Message::Cancel { index, begin, length: block.len }, now);
+                p.send(&Message::Cancel { index, begin, length: block.len }, now, &mut self.flush);
                 if p.requests.is_empty() {
                     p.waiting_since = None;
                 }
@@ -320,8 +321,9 @@ impl Torrent {
             if was_wanted {
                 self.wanted_changed(piece, false);
             }
-            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-            for key in keys {
+            let mut next = self.next_peer(None);
+            while let Some(key) = next {
+                next = self.next_peer(Some(key));
                 let Some(peer) = self.peers.get_mut(&key) else {
                     continue;
                 };
@@ -333,7 +335,7 @@ impl Torrent {
                         self.update_interest(key, now);
                     }
                 } else {
-                    peer.send(&Message::Have(piece.get()), now);
+                    peer.send(&Message::Have(piece.get()), now, &mut self.flush);
                 }
             }
             self.emit(Event::PieceVerified(piece));

@@ -27,7 +27,7 @@ impl Torrent {
         let queued = peer.upload_queue.len() + peer.reading.len();
         if !have || peer.am_choking || queued >= REQQ as usize {
             if peer.fast {
-                peer.send(&reject(block), now);
+                peer.send(&reject(block), now, &mut self.flush);
             }
             return;
         }
@@ -55,7 +55,7 @@ impl Torrent {
         };
         // BEP 6: with the fast extension every request is answered, a cancelled one by Reject.
         if removed && peer.fast {
-            peer.send(&reject(block), now);
+            peer.send(&reject(block), now, &mut self.flush);
         }
         self.pump_uploads(key, now);
     }
@@ -79,16 +79,16 @@ impl Torrent {
         peer.reading_bytes -= u64::from(block.len);
         match data {
             Some(data) if data.len() == block.len as usize => {
-                let start = peer.outbox.len();
-                encode_piece_header(block.piece.get(), block.offset, block.len, &mut peer.outbox);
-                peer.outbox.extend_from_slice(data);
-                peer.sent_bytes((peer.outbox.len() - start) as u64, now);
+                peer.write(now, &mut self.flush, |out| {
+                    encode_piece_header(block.piece.get(), block.offset, block.len, out);
+                    out.extend_from_slice(data);
+                });
                 peer.up.add(u64::from(block.len), now);
                 self.up.add(u64::from(block.len), now);
             }
             _ => {
                 if peer.fast {
-                    peer.send(&reject(block), now);
+                    peer.send(&reject(block), now, &mut self.flush);
                 }
             }
         }
@@ -127,7 +127,7 @@ impl Torrent {
         peer.reading_bytes = 0;
         if peer.fast {
             for block in dropped {
-                peer.send(&reject(block), now);
+                peer.send(&reject(block), now, &mut self.flush);
             }
         }
     }

@@ -352,3 +352,40 @@ fn a_late_block_of_a_request_that_timed_out_is_kept() {
     assert_eq!(w.remotes[r].requests.len(), 2);
     assert_eq!(w.t.stats().downloaded, 1 << 15);
 }
+
+#[test]
+fn each_peer_with_bytes_to_send_gets_one_transmit_per_drain() {
+    let mut w = Wire::new(2 << 15, 1 << 15, Config::default());
+    let seed = w.connect(1, false);
+    w.send(seed, Message::Bitfield(&[0x80]));
+    let others: Vec<usize> = (2..40).map(|i| w.connect(i, false)).collect();
+    w.send(seed, Message::Unchoke);
+    let (index, begin, length) = w.remotes[seed].pending[0];
+    assert_eq!((index, length), (0, 16384));
+    let mut bytes = Vec::new();
+    for b in [begin, begin + 16384] {
+        Message::Piece { index: 0, begin: b, data: &[0; 16384] }.encode(&mut bytes);
+    }
+    let key = w.remotes[seed].key;
+    w.t.handle_input(Input::Data { peer: key, bytes: &bytes }, w.now);
+    let Some(Output::VerifyPiece { piece, data }) = w.t.poll_output() else { panic!("piece 0 complete") };
+    w.t.handle_input(Input::PieceChecked { piece, ok: true, buffer: data }, w.now);
+    // Piece 0 verified: a Have for each of the 38 other peers, each in one Transmit.
+    let mut transmits = Vec::new();
+    while let Some(out) = w.t.poll_output() {
+        if let Output::Transmit { peer, data } = out {
+            transmits.push((peer, data));
+        }
+    }
+    let mut keys: Vec<PeerKey> = transmits.iter().map(|(k, _)| *k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), transmits.len(), "a peer's bytes split over several transmits");
+    for r in others {
+        let (_, data) = transmits.iter().find(|(k, _)| *k == w.remotes[r].key).expect("a Have for every other peer");
+        let mut have = Vec::new();
+        Message::Have(0).encode(&mut have);
+        assert_eq!(data, &have);
+    }
+    w.t.check_invariants();
+}
