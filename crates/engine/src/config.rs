@@ -30,10 +30,11 @@ pub struct Config {
     pub initial_pipeline: usize,
     /// A request unanswered this long is given to another peer.
     pub request_timeout: Duration,
-    /// Requests pending at a peer this long without a block from it: snubbed. A snubbed
-    /// peer keeps a single request in flight outside endgame (so a sole source that
-    /// recovers is noticed), gets no tit-for-tat upload slot, and is forgiven by its next
-    /// block. The wait restarts whenever its pipeline empties (e.g. every request timed out).
+    /// Requests pending at a peer this long without a block from it: snubbed. Outside
+    /// endgame a snubbed peer is sent one request at a time (besides the probation after each
+    /// request timeout), so a sole source that recovers is noticed; it gets no tit-for-tat
+    /// upload slot, and its next block forgives it. The wait restarts whenever its pipeline
+    /// empties (e.g. every request timed out).
     pub snub_timeout: Duration,
     /// Silence after which a peer is dropped; keep-alives are sent at a third of it.
     pub idle_timeout: Duration,

@@ -38,8 +38,10 @@
 //! A request timeout hands the peer's blocks to others, drops its pipeline to the floor and
 //! gives it no new requests for one more timeout unless it delivers a block meanwhile. A peer
 //! that keeps requests pending for [`Config::snub_timeout`] without delivering a block is
-//! snubbed: outside endgame it keeps one request in flight, never none, so a peer that
-//! recovers (perhaps the only source) is noticed; its next block ends the snub. A block the
+//! snubbed: outside endgame it is sent one request at a time (after each timeout's probation),
+//! never dropped for good, so a peer that recovers (perhaps the only source) is noticed; its
+//! next block ends the snub and its pipeline grows back. Snubbed peers get no tit-for-tat
+//! upload slot. A block the
 //! peer rejects (fast extension) goes to other peers and is not asked of it again for
 //! [`Config::request_timeout`]. Uploads are bounded per
 //! peer by the bytes being read plus the bytes the socket has not taken yet, which is why

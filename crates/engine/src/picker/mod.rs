@@ -433,6 +433,26 @@ impl Picker {
         self.block_received(block, from)
     }
 
+    /// The peers `block` is in flight at (empty if it is not requested).
+    pub fn requesters(&self, block: BlockRef) -> &[PeerKey] {
+        match self.started_block(block).map(|i| &self.partials[&block.piece].blocks[i]) {
+            Some(Block::Requested(rs)) => rs.as_slice(),
+            _ => &[],
+        }
+    }
+
+    /// Σ over blocks in flight of their requesters. O(blocks in flight).
+    pub fn requests_in_flight(&self) -> usize {
+        self.partials
+            .values()
+            .flat_map(|p| p.blocks.iter())
+            .map(|b| match b {
+                Block::Requested(rs) => rs.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Whether `peer` sent a block of a piece still in flight. O(blocks in flight).
     pub fn contributed(&self, peer: PeerKey) -> bool {
         self.partials.values().any(|p| p.blocks.contains(&Block::Received(peer)))

@@ -57,9 +57,21 @@ impl Torrent {
             if let Some(at) = entry.queued {
                 assert!(self.connect_queue.contains(&(at, *addr)), "queued address missing from the queue");
                 assert!(entry.peer.is_none());
+                assert!(!self.banned.contains(addr), "banned {addr} queued for dialing");
+                assert!(!entry.is_self, "our own address {addr} queued for dialing");
+            } else if entry.peer.is_none() {
+                assert!(
+                    self.shut_down || entry.is_self || entry.seed || self.banned.contains(addr),
+                    "idle address {addr} neither queued nor excluded"
+                );
             }
         }
         assert!(self.connect_queue.iter().all(|(at, a)| self.addrs.get(a).is_some_and(|e| e.queued == Some(*at))));
+
+        // Each (block, peer) the picker has in flight is pending at that peer: with the check
+        // per pending request above, the two are the same set.
+        let pending: usize = self.peers.values().map(|p| p.requests.len()).sum();
+        assert_eq!(pending, self.picker.requests_in_flight(), "picker requests disagree with the pipelines");
 
         let recount = self.lengths.num_pieces() <= RECOUNT_MAX_PIECES;
         if recount {
@@ -98,6 +110,11 @@ impl Torrent {
             let mut seen = BTreeSet::new();
             for p in &peer.requests {
                 assert!(seen.insert(p.block), "{:?} requested twice from {key:?}", p.block);
+                assert!(
+                    self.picker.requesters(p.block).contains(&key),
+                    "{:?} pending at {key:?} but not in flight there for the picker",
+                    p.block
+                );
                 assert!(self.buffers.contains_key(&p.block.piece), "request {:?} outside a piece in progress", p.block);
                 assert!(peer.has.get(p.block.piece), "requested {:?} from a peer without it", p.block);
             }
