@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{PeerKey, Torrent};
 use super::peer::Phase;
+use super::{PeerKey, Torrent};
 
 /// Above this many pieces the O(pieces × peers) interest recount is skipped.
 const RECOUNT_MAX_PIECES: u32 = 4096;

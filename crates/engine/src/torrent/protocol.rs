@@ -128,7 +128,11 @@ impl Torrent {
         };
         let fast_only = matches!(
             msg,
-            Message::HaveAll | Message::HaveNone | Message::Reject { .. } | Message::AllowedFast(_) | Message::Suggest(_)
+            Message::HaveAll
+                | Message::HaveNone
+                | Message::Reject { .. }
+                | Message::AllowedFast(_)
+                | Message::Suggest(_)
         );
         if fast_only && !peer.fast {
             return self.protocol_error(key, "fast-extension message without the fast extension", now);

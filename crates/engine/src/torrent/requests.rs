@@ -105,7 +105,11 @@ impl Torrent {
         self.timers_dirty.insert(key);
         for &block in &picked {
             peer.requests.push_back(Pending { block, sent: now });
-            peer.send(&Message::Request { index: block.piece.get(), begin: block.offset, length: block.len }, now, &mut self.flush);
+            peer.send(
+                &Message::Request { index: block.piece.get(), begin: block.offset, length: block.len },
+                now,
+                &mut self.flush,
+            );
             if let Some(bucket) = &mut self.down_bucket {
                 bucket.take(u64::from(block.len));
             }

@@ -160,7 +160,8 @@ impl Wire {
 
 #[test]
 fn a_silent_then_healthy_only_source_is_asked_again_and_completes_the_download() {
-    let config = Config { request_timeout: Duration::from_secs(20), snub_timeout: Duration::from_secs(10), ..Config::default() };
+    let config =
+        Config { request_timeout: Duration::from_secs(20), snub_timeout: Duration::from_secs(10), ..Config::default() };
     let mut w = Wire::new(4 << 16, 1 << 16, config);
     let r = w.connect(1, false);
     w.send(r, Message::Bitfield(&[0xf0]));
