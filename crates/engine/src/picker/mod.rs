@@ -1,8 +1,9 @@
 //! Piece and block picker: decides which blocks to request from which peer.
 //!
-//! Order of preference: pieces already in progress (finish what is started, which keeps the
-//! buffer budget moving), then by priority tier (higher first), then earliest deadline, then
-//! rarest first, ties broken by a per-piece random key derived from the seed.
+//! Order of preference: tier by tier, highest first. Within a tier, pieces already in progress
+//! come first (finish what is started, which keeps the buffer budget moving), then new pieces
+//! by earliest deadline, then rarest first, ties broken by a per-piece random key derived from
+//! the seed. So a piece in progress never delays a new piece of a higher tier (the playhead's).
 //!
 //! # Rules
 //!
@@ -26,7 +27,7 @@
 //!   available from any peer. In endgame a block may be in flight at up to
 //!   [`MAX_REQUESTERS`] distinct peers; blocks with the fewest requesters go first.
 //! - Setting a started piece to `Skip` lets it finish: its blocks keep being handed out (after
-//!   every other in-progress piece) and it is verified as usual. Only Free pieces leave the
+//!   every other piece, new ones included: `Skip` is the lowest tier) and it is verified as usual. Only Free pieces leave the
 //!   index.
 //! - A piece in progress with no block in flight may be abandoned ([`Picker::abandon`]): it
 //!   is `Free` again and its received blocks are forgotten. The engine does this only to
@@ -122,6 +123,26 @@ struct ActiveKey {
 
 /// Pieces the index walk of a pick may skip at least, however few pieces the peer has.
 const MIN_WALK: usize = 64;
+
+/// The tiers in the order a pick serves them.
+const TIERS_DOWN: [Priority; 6] =
+    [Priority::Now, Priority::Next, Priority::Readahead, Priority::High, Priority::Normal, Priority::Skip];
+
+/// The least key of `tier` in the free index.
+fn free_floor(tier: Priority) -> FreeKey {
+    FreeKey {
+        tier: Reverse(tier),
+        deadline: (false, Timestamp::ZERO),
+        avail: 0,
+        tiebreak: 0,
+        piece: PieceIndex::new_unchecked(0),
+    }
+}
+
+/// The least key of `tier` among the pieces in progress.
+fn active_floor(tier: Priority) -> ActiveKey {
+    ActiveKey { tier: Reverse(tier), deadline: (false, Timestamp::ZERO), piece: PieceIndex::new_unchecked(0) }
+}
 
 /// Result of one step of the index walk in `pick`.
 enum Walk {
@@ -382,9 +403,14 @@ impl Picker {
         out: &mut Vec<BlockRef>,
     ) {
         let mut room = max;
-        self.pick_in_progress(peer, peer_has, &mut room, avoid, out);
-        if room > 0 && *new_pieces > 0 {
-            self.pick_new(peer, peer_has, &mut room, new_pieces, out);
+        for tier in TIERS_DOWN {
+            if room == 0 {
+                break;
+            }
+            self.pick_in_progress(peer, peer_has, tier, &mut room, avoid, out);
+            if room > 0 && *new_pieces > 0 && tier != Priority::Skip {
+                self.pick_new(peer, peer_has, tier, &mut room, new_pieces, out);
+            }
         }
         if room > 0 && self.in_endgame() {
             self.pick_endgame(peer, peer_has, &mut room, avoid, out);
@@ -537,6 +563,7 @@ impl Picker {
     }
 
     /// Whether `piece` failed its check and has not been verified since.
+    #[cfg(test)]
     pub fn on_parole(&self, piece: PieceIndex) -> bool {
         self.parole.contains(&piece)
     }
@@ -689,16 +716,18 @@ impl Picker {
         (self.lengths.block(block.piece, block.index()) == Some(block)).then_some(block.index().get() as usize)
     }
 
+    /// Hands out the missing blocks of the pieces of `tier` in progress.
     fn pick_in_progress(
         &mut self,
         peer: PeerKey,
         peer_has: &Bitfield,
+        tier: Priority,
         room: &mut usize,
         avoid: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
         let Self { active, partials, missing_total, lengths, .. } = self;
-        for key in active.iter() {
+        for key in active.range(active_floor(tier)..).take_while(|k| k.tier == Reverse(tier)) {
             if *room == 0 {
                 return;
             }
@@ -710,14 +739,15 @@ impl Picker {
         }
     }
 
-    /// Starts new pieces in index order. Walking the index costs one step per piece the peer
-    /// lacks, scanning the peer's bitfield one step per piece it has; the walk gives up after
-    /// as many steps as the peer has pieces and the scan takes over, so a pick costs about
-    /// twice the cheaper of the two.
+    /// Starts new pieces of `tier` in index order. Walking the index costs one step per piece
+    /// the peer lacks, scanning the peer's bitfield one step per piece it has; the walk gives
+    /// up after as many steps as the peer has pieces and the scan takes over, so a pick costs
+    /// about twice the cheaper of the two (per tier with free pieces).
     fn pick_new(
         &mut self,
         peer: PeerKey,
         peer_has: &Bitfield,
+        tier: Priority,
         room: &mut usize,
         new_pieces: &mut u32,
         out: &mut Vec<BlockRef>,
@@ -725,7 +755,7 @@ impl Picker {
         let mut steps = (peer_has.count_ones() as usize).max(MIN_WALK);
         let mut after = None;
         while *room > 0 && *new_pieces > 0 {
-            match self.next_free(peer_has, after, &mut steps) {
+            match self.next_free(peer_has, tier, after, &mut steps) {
                 Walk::Found(key) => {
                     after = Some(key);
                     self.start_piece(key.piece, peer, room, out);
@@ -738,11 +768,14 @@ impl Picker {
         if *room == 0 || *new_pieces == 0 {
             return;
         }
-        // Every indexed piece the peer has sorts after `after`: the walk started the others.
+        // Every indexed piece of the tier the peer has sorts after `after`: the walk started the
+        // others.
         let mut candidates = std::mem::take(&mut self.scratch);
         candidates.clear();
         candidates.extend(
-            ones(peer_has).filter(|&p| self.indexed(p) && self.avail[p.as_usize()] > 0).map(|p| self.free_key(p)),
+            ones(peer_has)
+                .filter(|&p| self.indexed(p) && self.priority[p.as_usize()] == tier && self.avail[p.as_usize()] > 0)
+                .map(|p| self.free_key(p)),
         );
         // Each started piece takes at least one block of room.
         let wanted = (*new_pieces as usize).min(*room);
@@ -761,12 +794,12 @@ impl Picker {
         self.scratch = candidates;
     }
 
-    /// The first wanted Free piece after `after` in index order that the peer has, unless
-    /// more than `steps` pieces the peer lacks come first.
-    fn next_free(&self, peer_has: &Bitfield, after: Option<FreeKey>, steps: &mut usize) -> Walk {
-        let bounds = (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded);
+    /// The first wanted Free piece of `tier` after `after` in index order that the peer has,
+    /// unless more than `steps` pieces the peer lacks come first.
+    fn next_free(&self, peer_has: &Bitfield, tier: Priority, after: Option<FreeKey>, steps: &mut usize) -> Walk {
+        let bounds = (after.map_or(Bound::Included(free_floor(tier)), Bound::Excluded), Bound::Unbounded);
         let mut shared = None;
-        for key in self.free.range(bounds) {
+        for key in self.free.range(bounds).take_while(|k| k.tier == Reverse(tier)) {
             if peer_has.get(key.piece) {
                 shared = Some(*key);
                 break;
@@ -777,7 +810,11 @@ impl Picker {
             *steps -= 1;
         }
         // Only a seed has pieces no counted peer has; walking them for anyone else is waste.
-        let seed_only = if peer_has.is_full() { self.unseen.range(bounds).next().copied() } else { None };
+        let seed_only = if peer_has.is_full() {
+            self.unseen.range(bounds).next().copied().filter(|k| k.tier == Reverse(tier))
+        } else {
+            None
+        };
         match (shared, seed_only) {
             (Some(a), Some(b)) => Walk::Found(a.min(b)),
             (Some(k), None) | (None, Some(k)) => Walk::Found(k),

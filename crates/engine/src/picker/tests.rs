@@ -1,3 +1,4 @@
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -77,6 +78,13 @@ impl Sim {
         let out = out.split_off(1);
         assert!(out.len() <= max, "more blocks than asked for");
         let endgame = self.picker.in_endgame();
+        if !endgame {
+            // Tier by tier, highest first; within a tier, pieces in progress before new ones.
+            let rank = |b: &BlockRef| (Reverse(self.picker.priority(b.piece)), !started_before.contains(&b.piece));
+            for w in out.windows(2) {
+                assert!(rank(&w[0]) <= rank(&w[1]), "{:?} picked before {:?}", w[0], w[1]);
+            }
+        }
         self.started.clear();
         for b in &out {
             assert!(self.peers[peer].get(b.piece), "picked {b:?} which the peer lacks");
@@ -370,6 +378,7 @@ proptest! {
         seed in any::<u64>(),
         peers in peers_strategy(64),
         tiers in prop::collection::vec(0usize..6, 64),
+        retiers in prop::collection::vec(0usize..6, 64),
         budget in 1u32..6,
         max in 1usize..40,
     ) {
@@ -377,6 +386,18 @@ proptest! {
         let mut sim = Sim::new(lengths(n, 3), seed, peers);
         for i in 0..n {
             sim.picker.set_priority(i..i + 1, TIERS[tiers[i as usize]]);
+        }
+        // A first round starts pieces (some left unfinished), then every tier changes: the
+        // second round meets pieces in progress of every tier, which must not get ahead of
+        // new pieces of a higher tier (`Sim::pick` checks the order of each pick).
+        for peer in 0..sim.peers.len() {
+            let out = sim.pick(peer, max.min(2), budget);
+            for b in out.into_iter().step_by(2) {
+                sim.receive(b, PeerKey(peer as u64));
+            }
+        }
+        for i in 0..n {
+            sim.picker.set_priority(i..i + 1, TIERS[retiers[i as usize]]);
         }
         for peer in 0..sim.peers.len() {
             sim.pick(peer, max, budget);
@@ -600,21 +621,29 @@ fn endgame_shares_the_last_blocks_among_at_most_three_peers() {
 }
 
 #[test]
-fn in_progress_pieces_come_before_new_ones_and_count_no_budget() {
+fn in_progress_pieces_come_first_within_their_tier_only_and_count_no_budget() {
     let l = lengths(4, 4);
     let mut picker = Picker::new(l, 0);
     let all = Bitfield::full(4);
     picker.peer_has_bitfield(&all);
+    let pieces = |out: &[BlockRef]| out.iter().map(|b| b.piece).collect::<Vec<_>>();
     let (mut out, mut budget) = (Vec::new(), 1);
-    picker.pick(PeerKey(1), &all, 2, &mut budget, &mut out);
+    picker.pick(PeerKey(1), &all, 1, &mut budget, &mut out);
     let first = out[0].piece;
     assert_eq!(budget, 0);
+    // Same tier: the piece in progress goes on, no budget spent.
+    let (mut out, mut budget) = (Vec::new(), 1);
+    picker.pick(PeerKey(2), &all, 2, &mut budget, &mut out);
+    assert_eq!(pieces(&out), vec![first, first]);
+    assert_eq!(budget, 1);
+    // A new piece of a higher tier comes before the piece in progress of a lower one.
     picker.set_priority(0..4, Priority::Now);
     picker.set_priority(first.get()..first.get() + 1, Priority::Normal);
     let (mut out, mut budget) = (Vec::new(), 1);
-    picker.pick(PeerKey(2), &all, 3, &mut budget, &mut out);
-    assert_eq!(out.iter().map(|b| b.piece).collect::<Vec<_>>(), vec![first, first, out[2].piece]);
-    assert_ne!(out[2].piece, first);
+    picker.pick(PeerKey(3), &all, 8, &mut budget, &mut out);
+    let new = out[0].piece;
+    assert_ne!(new, first);
+    assert_eq!(pieces(&out), vec![new, new, new, new, first]);
     assert_eq!(budget, 0);
     picker.check_invariants();
 }
