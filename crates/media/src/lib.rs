@@ -100,8 +100,8 @@ pub struct Probe {
     pub format: Format,
     /// What a player reads before playing, sorted, disjoint, non-adjacent and inside the file:
     /// MP4: the head up to the first `mdat`, and the `moov` box. Matroska: the head up to the
-    /// first Cluster, the Cues and Tags, and Info/Tracks if they lie elsewhere. Unknown: the
-    /// first and last [`HEAD_TAIL`] bytes.
+    /// first Cluster, the Cues and Tags, and SeekHeads, Info and Tracks if they lie elsewhere.
+    /// Unknown: the first and last [`HEAD_TAIL`] bytes.
     pub critical: Vec<Range<u64>>,
     /// The container's duration, if it states a usable one.
     pub duration: Option<Duration>,

@@ -1,5 +1,7 @@
 //! Matroska and WebM: the EBML header, the Segment's head up to the first Cluster, the
-//! SeekHead(s) and Info; the Cues and Tags are located, never read.
+//! SeekHead(s) and Info are read; the Cues and Tags are located by their headers, never read.
+//! Players read every SeekHead too, so one found elsewhere (a second one at the end) is
+//! critical as well.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -161,7 +163,7 @@ fn lenient<T>(r: Result<T, Stop>) -> Result<Option<T>, Stop> {
 
 #[derive(Default)]
 struct Layout {
-    seek_heads: Vec<u64>,
+    seek_heads: Vec<Range<u64>>,
     seeks: Vec<(u32, u64)>,
     info: Option<Range<u64>>,
     duration: Option<Duration>,
@@ -175,8 +177,8 @@ impl Layout {
     fn visit(&mut self, src: &Src<'_>, e: &Element) -> Result<(), Stop> {
         let range = e.start..e.sized_end()?;
         match e.id {
-            SEEK_HEAD if !self.seek_heads.contains(&e.start) => {
-                self.seek_heads.push(e.start);
+            SEEK_HEAD if !self.seek_heads.contains(&range) => {
+                self.seek_heads.push(range);
                 let b = payload(src, e)?;
                 for entry in seek_entries(b) {
                     if self.seeks.len() < MAX_ELEMENTS && !self.seeks.contains(&entry) {
@@ -198,7 +200,7 @@ impl Layout {
 
     fn seen(&self, id: u32, at: u64) -> bool {
         match id {
-            SEEK_HEAD => self.seek_heads.contains(&at) || self.seek_heads.len() >= MAX_SEEK_HEADS,
+            SEEK_HEAD => self.seek_heads.iter().any(|r| r.start == at) || self.seek_heads.len() >= MAX_SEEK_HEADS,
             INFO => self.info.is_some(),
             TRACKS => self.tracks.is_some(),
             CUES => self.cues.iter().any(|r| r.start == at),
@@ -264,6 +266,7 @@ pub(crate) fn probe(src: &Src<'_>) -> Result<Parsed, Stop> {
     }
 
     let mut critical = vec![0..head_end];
+    critical.extend(layout.seek_heads);
     critical.extend(layout.info);
     critical.extend(layout.tracks);
     critical.extend(layout.cues);
