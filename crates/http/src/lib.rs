@@ -1,0 +1,29 @@
+//! HTTP byte serving of torrent files while they download.
+//!
+//! Media players (VLC, mpv, Kodi, ffmpeg, smart TVs) open a URL, probe it with `Range`
+//! requests, and seek by issuing new ones. This crate answers those requests and nothing
+//! else; it knows nothing of pieces or peers.
+//!
+//! - [`source`]: the seam to the rest of Sluice. A [`StreamSource`] describes files and opens
+//!   readers; a reader is an `AsyncRead` that stays pending until the next bytes exist (the
+//!   node will hand out verified bytes only). Tests drive the server with an in-memory fake.
+//! - [`range`]: pure `Range`/`If-Range` evaluation, property-tested and fuzzed
+//!   (`fuzz/fuzz_targets/http_range_parse.rs`). The RFC 9110 choices are listed there.
+//! - [`meta`]: the strong `ETag` (info-hash, index and length identify immutable bytes),
+//!   `Content-Type` by extension, DLNA header values.
+//! - `body`: streams the reader chunk by chunk. A source that stalls past the read timeout
+//!   aborts the connection before `Content-Length` is reached: a player that sees a truncated
+//!   response retries, while a "complete" short file would be silently corrupt.
+//! - [`router`]: the axum routes, errors as `{"error":{"code","message"}}` JSON.
+//!
+//! Every response carries one `Content-Length` (never chunked encoding), so a client can
+//! always tell a cut-off stream from a finished one.
+
+mod body;
+pub mod meta;
+pub mod range;
+mod server;
+pub mod source;
+
+pub use server::{HttpConfig, error, router};
+pub use source::{FileIndex, FileInfo, FileReader, SourceError, StreamSource};
