@@ -19,7 +19,7 @@ pub fn content_type(path: &str) -> &'static str {
         Some((_, ext)) if !ext.contains('/') => ext.to_ascii_lowercase(),
         _ => return OCTET_STREAM,
     };
-    let pinned = match ext.as_str() {
+    match ext.as_str() {
         "mkv" => "video/x-matroska",
         "mka" => "audio/x-matroska",
         "mk3d" => "video/x-matroska-3d",
@@ -42,9 +42,8 @@ pub fn content_type(path: &str) -> &'static str {
         "ass" | "ssa" => "text/x-ssa",
         "sub" => "text/plain",
         "nfo" => "text/plain",
-        _ => return mime_guess::from_ext(&ext).first_raw().unwrap_or(OCTET_STREAM),
-    };
-    pinned
+        _ => mime_guess::from_ext(&ext).first_raw().unwrap_or(OCTET_STREAM),
+    }
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";

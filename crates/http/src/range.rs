@@ -75,7 +75,9 @@ impl<'a> RangeSet<'a> {
     /// The slice to serve for a file of `len` bytes, or `None` when no spec is satisfiable
     /// (416).
     pub fn resolve(&self, len: u64) -> Option<ByteRange> {
-        self.specs().filter_map(|s| s.resolve(len)).reduce(|a, b| ByteRange { start: a.start.min(b.start), end: a.end.max(b.end) })
+        self.specs()
+            .filter_map(|s| s.resolve(len))
+            .reduce(|a, b| ByteRange { start: a.start.min(b.start), end: a.end.max(b.end) })
     }
 }
 
@@ -83,7 +85,9 @@ impl RangeSpec {
     /// The satisfiable part of this spec for a file of `len` bytes (RFC 9110 §14.1.1).
     pub fn resolve(self, len: u64) -> Option<ByteRange> {
         match self {
-            RangeSpec::FromTo { first, last } if first < len => Some(ByteRange { start: first, end: last.min(len - 1) + 1 }),
+            RangeSpec::FromTo { first, last } if first < len => {
+                Some(ByteRange { start: first, end: last.min(len - 1) + 1 })
+            }
             RangeSpec::From(first) if first < len => Some(ByteRange { start: first, end: len }),
             RangeSpec::Suffix(n) if n > 0 && len > 0 => Some(ByteRange { start: len - n.min(len), end: len }),
             _ => None,
@@ -143,7 +147,10 @@ fn trim_ows(s: &[u8]) -> &[u8] {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IfRange<'a> {
     /// `opaque` keeps its double quotes, so it compares directly with an `ETag` value.
-    EntityTag { weak: bool, opaque: &'a [u8] },
+    EntityTag {
+        weak: bool,
+        opaque: &'a [u8],
+    },
     Date(SystemTime),
 }
 
@@ -265,7 +272,9 @@ mod tests {
         assert_eq!(resolve("bytes=5-1", 100), Err(RangeError::Reversed));
         assert_eq!(resolve("items=0-1", 100), Err(RangeError::Unit));
         assert_eq!(resolve("0-1", 100), Err(RangeError::NoUnit));
-        for bad in ["bytes=", "bytes= , ,", "bytes=-", "bytes=a-b", "bytes=1-2-3", "bytes=+1-2", "bytes=0x1-", "bytes=1 -2"] {
+        for bad in
+            ["bytes=", "bytes= , ,", "bytes=-", "bytes=a-b", "bytes=1-2-3", "bytes=+1-2", "bytes=0x1-", "bytes=1 -2"]
+        {
             assert!(resolve(bad, 100).is_err(), "{bad}");
         }
     }
@@ -377,10 +386,10 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), len in any::<u64>()) {
-            if let Ok(set) = parse_range(&bytes) {
-                if let Some(r) = set.resolve(len) {
-                    prop_assert!(r.start < r.end && r.end <= len);
-                }
+            if let Ok(set) = parse_range(&bytes)
+                && let Some(r) = set.resolve(len)
+            {
+                prop_assert!(r.start < r.end && r.end <= len);
             }
             let _ = parse_if_range(&bytes);
         }

@@ -57,30 +57,26 @@ const CONTENT_FEATURES: HeaderName = HeaderName::from_static("contentfeatures.dl
 const GET_CONTENT_FEATURES: HeaderName = HeaderName::from_static("getcontentfeatures.dlna.org");
 
 async fn stream(State(app): State<Arc<App>>, method: Method, params: RawPathParams, headers: HeaderMap) -> Response {
-    match respond(&app, &method, &params, &headers) {
-        Ok(response) | Err(response) => response,
-    }
-}
-
-fn respond(app: &App, method: &Method, params: &RawPathParams, headers: &HeaderMap) -> Result<Response, Response> {
     let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v);
-    let torrent = param("info_hash")
-        .and_then(InfoHash::from_hex)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits"))?;
-    let index = param("index")
-        .and_then(|i| i.parse().ok())
-        .map(FileIndex)
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_file_index", "the file index must be a number"))?;
-    let file = app.source.file(torrent, index).map_err(source_error)?;
+    let Some(torrent) = param("info_hash").and_then(InfoHash::from_hex) else {
+        return error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits");
+    };
+    let Some(index) = param("index").and_then(|i| i.parse().ok()).map(FileIndex) else {
+        return error(StatusCode::BAD_REQUEST, "bad_file_index", "the file index must be a number");
+    };
+    let file = match app.source.file(torrent, index) {
+        Ok(file) => file,
+        Err(e) => return source_error(e),
+    };
     if app.config.max_file_size.is_some_and(|max| file.length > max) {
-        return Err(error(StatusCode::FORBIDDEN, "file_too_large", "the file is larger than this server streams"));
+        return error(StatusCode::FORBIDDEN, "file_too_large", "the file is larger than this server streams");
     }
 
     let etag = meta::etag(torrent, index, file.length);
     let last_modified = file.modified.and_then(range::http_date_precision);
     let validators = Validators { etag: &etag, last_modified };
     // RFC 9110 §14.2: range handling is defined for GET only; HEAD describes the full GET.
-    let decision = match (*method == Method::GET, headers.get_all(header::RANGE).iter().count()) {
+    let decision = match (method == Method::GET, headers.get_all(header::RANGE).iter().count()) {
         (true, 1) => range::decide(
             headers.get(header::RANGE).map(HeaderValue::as_bytes),
             headers.get(header::IF_RANGE).map(HeaderValue::as_bytes),
@@ -110,7 +106,7 @@ fn respond(app: &App, method: &Method, params: &RawPathParams, headers: &HeaderM
             );
             out.insert(header::CONTENT_RANGE, value(format!("bytes */{}", file.length)));
             response.headers_mut().extend(out);
-            return Err(response);
+            return response;
         }
     };
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(meta::content_type(&file.path)));
@@ -120,10 +116,13 @@ fn respond(app: &App, method: &Method, params: &RawPathParams, headers: &HeaderM
         out.insert(header::LAST_MODIFIED, value(httpdate::fmt_http_date(t)));
     }
 
-    let body = if *method == Method::HEAD || served.is_empty() {
+    let body = if method == Method::HEAD || served.is_empty() {
         Body::empty()
     } else {
-        let reader = app.source.open(torrent, index, served.start..served.end).map_err(source_error)?;
+        let reader = match app.source.open(torrent, index, served.start..served.end) {
+            Ok(reader) => reader,
+            Err(e) => return source_error(e),
+        };
         Body::new(ReaderBody::new(
             reader,
             torrent,
@@ -134,7 +133,7 @@ fn respond(app: &App, method: &Method, params: &RawPathParams, headers: &HeaderM
             app.config.read_timeout,
         ))
     };
-    Ok((status, out, body).into_response())
+    (status, out, body).into_response()
 }
 
 /// Values built here from digits, hex and HTTP-dates are always valid header values.
