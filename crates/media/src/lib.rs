@@ -147,7 +147,8 @@ impl Prober {
         let mp4_hint = ext_hint.is_some_and(|e| {
             ["mp4", "m4v", "m4a", "mov", "qt", "3gp", "3g2", "f4v"].iter().any(|k| e.eq_ignore_ascii_case(k))
         });
-        let mut p = Prober { file_len, mp4_hint, store: Store::default(), asked: None, reads: 0, need: Need::Read(0..0) };
+        let mut p =
+            Prober { file_len, mp4_hint, store: Store::default(), asked: None, reads: 0, need: Need::Read(0..0) };
         p.advance();
         p
     }
@@ -181,16 +182,14 @@ impl Prober {
         self.need = match run(&src, self.mp4_hint) {
             Ok(probe) => Need::Done(probe),
             Err(Stop::Fail(e)) => Need::Done(Probe::unknown(self.file_len, Some(e))),
+            Err(Stop::Need(r)) if self.asked.as_ref() == Some(&r) => Need::Read(self.store.held_until(r.start)..r.end),
+            Err(Stop::Need(_)) if self.reads == MAX_READS => {
+                Need::Done(Probe::unknown(self.file_len, Some(ProbeError::TooManyReads)))
+            }
             Err(Stop::Need(r)) => {
-                if self.asked.as_ref() != Some(&r) {
-                    self.reads += 1;
-                    self.asked = Some(r.clone());
-                }
-                if self.reads > MAX_READS {
-                    Need::Done(Probe::unknown(self.file_len, Some(ProbeError::TooManyReads)))
-                } else {
-                    Need::Read(self.store.held_until(r.start)..r.end)
-                }
+                self.reads += 1;
+                self.asked = Some(r.clone());
+                Need::Read(self.store.held_until(r.start)..r.end)
             }
         };
     }

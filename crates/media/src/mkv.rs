@@ -26,6 +26,8 @@ const VOID: u32 = 0xEC;
 
 /// Most SeekHeads followed (the first one may point at a second, usually at the end).
 const MAX_SEEK_HEADS: usize = 4;
+/// Most Seek entries kept over all SeekHeads (ffmpeg writes five or six).
+const MAX_SEEKS: usize = 64;
 /// Longest element header: a 4-byte ID and an 8-byte size.
 const MAX_HEADER: u64 = 12;
 
@@ -120,7 +122,7 @@ fn seek_entries(b: &[u8]) -> impl Iterator<Item = (u32, u64)> {
     children(b).filter(|(id, _)| *id == SEEK).filter_map(|(_, seek)| {
         let mut id = None;
         let mut pos = None;
-        for (child, v) in children(seek) {
+        for (child, v) in children(seek).take(8) {
             match child {
                 SEEK_ID if v.len() <= 4 => id = uint(v).map(|x| x as u32),
                 SEEK_POSITION => pos = uint(v),
@@ -181,7 +183,7 @@ impl Layout {
                 self.seek_heads.push(range);
                 let b = payload(src, e)?;
                 for entry in seek_entries(b) {
-                    if self.seeks.len() < MAX_ELEMENTS && !self.seeks.contains(&entry) {
+                    if self.seeks.len() < MAX_SEEKS && !self.seeks.contains(&entry) {
                         self.seeks.push(entry);
                     }
                 }
@@ -265,12 +267,13 @@ pub(crate) fn probe(src: &Src<'_>) -> Result<Parsed, Stop> {
         }
     }
 
-    let mut critical = vec![0..head_end];
-    critical.extend(layout.seek_heads);
-    critical.extend(layout.info);
-    critical.extend(layout.tracks);
-    critical.extend(layout.cues);
-    critical.extend(layout.tags);
+    let critical = std::iter::once(0..head_end)
+        .chain(layout.seek_heads)
+        .chain(layout.info)
+        .chain(layout.tracks)
+        .chain(layout.cues)
+        .chain(layout.tags)
+        .collect();
     Ok(Parsed { format: Format::Matroska, critical, duration: layout.duration })
 }
 

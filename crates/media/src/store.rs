@@ -9,33 +9,36 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    /// Adds `data` at `start`, merging with every chunk it overlaps or touches. Bytes already
-    /// held win over new ones: the file does not change under us.
+    /// Adds `data` at `start`, merging with every chunk it overlaps or touches. Overlapping
+    /// bytes are taken to be equal (a file's bytes do not change), so either copy may be kept.
+    /// The chunk the data extends grows in place: a range fed piece by piece costs linear time.
     pub(crate) fn insert(&mut self, start: u64, data: &[u8]) {
         if data.is_empty() {
             return;
         }
         let end = start + data.len() as u64;
-        let touching: Vec<u64> = self
+        let mut touching: Vec<u64> = self
             .chunks
             .range(..=end)
             .rev()
             .take_while(|(k, v)| **k + v.len() as u64 >= start)
             .map(|(k, _)| *k)
             .collect();
-        let mut lo = start;
-        let mut hi = end;
-        for k in &touching {
-            lo = lo.min(*k);
-            hi = hi.max(*k + self.chunks[k].len() as u64);
-        }
-        let mut merged = vec![0; (hi - lo) as usize];
-        let at = (start - lo) as usize;
-        merged[at..at + data.len()].copy_from_slice(data);
-        for k in touching {
+        touching.reverse();
+        let (lo, mut merged) = match touching.first() {
+            Some(&k) if k <= start => (k, self.chunks.remove(&k).unwrap_or_default()),
+            _ => (start, Vec::new()),
+        };
+        let append = |merged: &mut Vec<u8>, at: u64, bytes: &[u8]| {
+            let held_end = lo + merged.len() as u64;
+            if at + bytes.len() as u64 > held_end {
+                merged.extend_from_slice(&bytes[(held_end - at) as usize..]);
+            }
+        };
+        append(&mut merged, start, data);
+        for k in touching.into_iter().filter(|k| *k > start) {
             let old = self.chunks.remove(&k).unwrap_or_default();
-            let at = (k - lo) as usize;
-            merged[at..at + old.len()].copy_from_slice(&old);
+            append(&mut merged, k, &old);
         }
         self.chunks.insert(lo, merged);
     }
@@ -60,18 +63,33 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn file(r: Range<u64>) -> Vec<u8> {
+        r.map(|i| (i * 7) as u8).collect()
+    }
+
     #[test]
     fn merges_overlapping_and_adjacent_chunks() {
         let mut s = Store::default();
-        s.insert(10, &[1, 2, 3]);
-        s.insert(20, &[9]);
-        s.insert(13, &[4, 5]);
-        assert_eq!(s.get(&(10..15)), Some(&[1, 2, 3, 4, 5][..]));
+        for r in [10..13, 20..21, 13..15, 30..31, 25..35] {
+            s.insert(r.start, &file(r));
+        }
+        assert_eq!(s.get(&(10..15)), Some(&file(10..15)[..]));
         assert_eq!(s.get(&(10..16)), None);
-        s.insert(8, &[7, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(s.get(&(8..21)), Some(&[7, 7, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 9][..]));
-        assert_eq!(s.held_until(9), 21);
-        assert_eq!(s.held_until(21), 21);
+        assert_eq!(s.get(&(25..35)), Some(&file(25..35)[..]));
+        assert_eq!(s.chunks.len(), 3);
+        s.insert(8, &file(8..26));
+        assert_eq!(s.get(&(8..35)), Some(&file(8..35)[..]));
+        assert_eq!((s.held_until(9), s.held_until(35), s.held_until(3)), (35, 35, 3));
         assert_eq!(s.chunks.len(), 1);
+    }
+
+    #[test]
+    fn piecewise_feeding_appends() {
+        let mut s = Store::default();
+        for i in 0..1000u64 {
+            s.insert(i * 10, &[i as u8; 10]);
+        }
+        assert_eq!(s.chunks.len(), 1);
+        assert_eq!(s.get(&(9990..10000)), Some(&[231; 10][..]));
     }
 }

@@ -64,6 +64,7 @@ fn mp4_without_a_usable_duration_still_has_its_layout() {
 
 #[test]
 fn huge_moov_falls_back_after_a_few_header_reads() {
+    const { assert!(4u64 << 30 > MAX_MOOV) };
     let len = 5u64 << 30;
     let mut head = ftyp();
     head.extend_from_slice(&1u32.to_be_bytes());
@@ -76,7 +77,6 @@ fn huge_moov_falls_back_after_a_few_header_reads() {
     assert_eq!(run.probe.fallback, Some(ProbeError::MoovTooLarge { size: 4 << 30 }));
     assert_eq!(run.probe.critical, vec![0..HEAD_TAIL, len - HEAD_TAIL..len]);
     assert!(run.bytes_asked() < 64, "{:?}", run.needs);
-    assert!(4u64 << 30 > MAX_MOOV);
 }
 
 #[test]
@@ -91,7 +91,9 @@ fn broken_mp4s_fall_back_with_a_reason() {
     assert_eq!(probe_slice(&tiny).fallback, Some(ProbeError::BadSize { at: 24 }));
 
     let many = [ftyp(), mp4_box(b"free", &[]).repeat(2000)].concat();
-    assert_eq!(probe_slice(&many).fallback, Some(ProbeError::TooManyReads), "exact reads: one per box");
+    let exact = drive(&many, None, None);
+    assert_eq!(exact.probe.fallback, Some(ProbeError::TooManyReads), "exact reads: one per box");
+    assert_eq!(exact.reads, sluice_media::MAX_READS);
     let fed_whole = drive(&many, None, Some(1 << 20)).probe;
     assert_eq!(fed_whole.fallback, Some(ProbeError::TooManyElements), "lookahead: the walk cap");
 
@@ -102,11 +104,27 @@ fn broken_mp4s_fall_back_with_a_reason() {
             Need::Read(r) => p.feed(r.start, &mp4_box(b"free", &[0; 8 << 10])[..(r.end - r.start) as usize]),
             Need::Done(probe) => {
                 assert_eq!(probe.fallback, Some(ProbeError::TooManyReads));
-                assert!(i <= 65);
+                assert_eq!(i, sluice_media::MAX_READS - 1, "the first read was fed before asking");
                 break;
             }
         }
     }
+}
+
+#[test]
+fn large_moov_fed_in_small_pieces() {
+    let moov = mp4_box(b"moov", &[mvhd_v0(1000, 60_000), mp4_box(b"free", &vec![0; 40 << 20])].concat());
+    let file = [ftyp(), mp4_box(b"mdat", &[0; 1000]), moov].concat();
+    let mut p = Prober::new(file.len() as u64, None);
+    let mut feeds = 0;
+    while let Need::Read(r) = p.next_need() {
+        let end = r.end.min(r.start + (16 << 10));
+        p.feed(r.start, &file[r.start as usize..end as usize]);
+        feeds += 1;
+    }
+    let Need::Done(probe) = p.next_need() else { unreachable!() };
+    assert_eq!((probe.format, probe.duration), (Format::Mp4, Some(Duration::from_secs(60))));
+    assert!(feeds > 2560 && p.reads() < 8, "{feeds} feeds, {} reads", p.reads());
 }
 
 #[test]
@@ -123,8 +141,8 @@ fn extension_hint_admits_quicktime_first_atoms() {
 
 #[test]
 fn feeds_of_any_shape_give_the_same_answer() {
-    let file = [ftyp(), mp4_box(b"free", &[0; 30]), mp4_box(b"mdat", &[9; 3000]), mp4_box(b"moov", &mvhd_v0(1, 2))]
-        .concat();
+    let file =
+        [ftyp(), mp4_box(b"free", &[0; 30]), mp4_box(b"mdat", &[9; 3000]), mp4_box(b"moov", &mvhd_v0(1, 2))].concat();
     let exact = probe_slice(&file);
     let mut p = Prober::new(file.len() as u64, None);
     let mut feeds = 0;

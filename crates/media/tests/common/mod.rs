@@ -31,6 +31,7 @@ pub fn drive_with(len: u64, hint: Option<&str>, piece: Option<u64>, at: impl Fn(
             Need::Done(probe) => {
                 check_invariants(&probe, len);
                 assert!(p.reads() <= MAX_READS, "{} reads", p.reads());
+                assert_eq!(needs.len() as u32, p.reads(), "every need answered in full is one read: {needs:?}");
                 return Run { probe, needs, reads: p.reads() };
             }
             Need::Read(r) => {
@@ -62,9 +63,10 @@ pub fn check_invariants(probe: &Probe, len: u64) {
 
 /// The ffmpeg binary, or `None` (with a message) when it is not installed.
 pub fn ffmpeg() -> Option<PathBuf> {
-    let found = ["/usr/bin/ffmpeg", "ffmpeg"].iter().map(PathBuf::from).find(|p| {
-        Command::new(p).arg("-version").output().is_ok_and(|o| o.status.success())
-    });
+    let found = ["/usr/bin/ffmpeg", "ffmpeg"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| Command::new(p).arg("-version").output().is_ok_and(|o| o.status.success()));
     if found.is_none() {
         eprintln!("SKIPPED: ffmpeg is not installed (apt-get install -y ffmpeg); real-file tests did not run");
     }
