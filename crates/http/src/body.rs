@@ -1,9 +1,9 @@
 //! The response body: pulls a [`FileReader`] one chunk per frame.
 //!
-//! Hyper asks for the next frame only once it has taken the previous one, so at most one
-//! chunk is buffered here and back-pressure from a slow client reaches the reader. The chunk
-//! buffer is a `BytesMut` whose allocation is reclaimed once hyper drops the frame it lent,
-//! so steady-state streaming does not allocate.
+//! Hyper asks for the next frame only when its write queue has room, so back-pressure from a
+//! slow client reaches the reader. Frames are slices of a few chunk buffers kept here; hyper
+//! holds up to a few frames in its queue, and a buffer is read into again once hyper has
+//! dropped every frame cut from it, so steady-state streaming does not allocate.
 //!
 //! A read that makes no progress for the read timeout, an I/O error, or an early end of file
 //! fails the body. Hyper then closes the connection before `Content-Length` bytes were sent,
@@ -34,6 +34,9 @@ pub(crate) enum BodyError {
     Io(#[from] io::Error),
 }
 
+/// Enough for the frames hyper queues (a few hundred KiB at most) plus the one being read.
+const SLOTS: usize = 4;
+
 pub(crate) struct ReaderBody {
     reader: Box<dyn FileReader>,
     torrent: InfoHash,
@@ -41,7 +44,10 @@ pub(crate) struct ReaderBody {
     position: u64,
     remaining: u64,
     chunk: usize,
-    buf: BytesMut,
+    /// Chunk buffers, each emptied after a read but keeping its allocation.
+    slots: Vec<BytesMut>,
+    /// The slot the read in progress fills.
+    slot: usize,
     read_timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     /// Whether the deadline is armed for a read in progress: it is re-armed when a read starts,
@@ -66,11 +72,29 @@ impl ReaderBody {
             position: start,
             remaining: len,
             chunk: chunk.max(1),
-            buf: BytesMut::new(),
+            slots: Vec::with_capacity(SLOTS),
+            slot: 0,
             read_timeout,
             deadline: Box::pin(tokio::time::sleep(read_timeout)),
             reading: false,
         }
+    }
+
+    /// A slot with room for `want` bytes: a free one, else a new one while there are fewer than
+    /// [`SLOTS`], else the next in turn gets a fresh allocation and the old one is freed when
+    /// hyper drops its frames.
+    fn pick_slot(&mut self, want: usize) -> usize {
+        if let Some(i) = self.slots.iter_mut().position(|b| b.capacity() >= want || b.try_reclaim(want)) {
+            return i;
+        }
+        let fresh = BytesMut::with_capacity(self.chunk);
+        if self.slots.len() < SLOTS {
+            self.slots.push(fresh);
+            return self.slots.len() - 1;
+        }
+        let i = (self.slot + 1) % SLOTS;
+        self.slots[i] = fresh;
+        i
     }
 
     fn fail(&mut self, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
@@ -103,33 +127,34 @@ impl http_body::Body for ReaderBody {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
+        let want = usize::try_from(this.remaining).map_or(this.chunk, |r| r.min(this.chunk));
         if !this.reading {
             this.reading = true;
             this.deadline.as_mut().reset(Instant::now() + this.read_timeout);
+            this.slot = this.pick_slot(want);
+            this.slots[this.slot].resize(want, 0);
         }
-        let want = usize::try_from(this.remaining).map_or(this.chunk, |r| r.min(this.chunk));
-        if this.buf.len() < want {
-            this.buf.resize(want, 0);
-        }
-        let mut read_buf = ReadBuf::new(&mut this.buf[..want]);
-        match Pin::new(&mut this.reader).poll_read(cx, &mut read_buf) {
+        let mut read_buf = ReadBuf::new(&mut this.slots[this.slot][..want]);
+        let polled = Pin::new(&mut this.reader).poll_read(cx, &mut read_buf);
+        let n = read_buf.filled().len();
+        match polled {
             Poll::Pending => {
                 ready!(this.deadline.as_mut().poll(cx));
                 let timeout = this.read_timeout;
                 this.fail(BodyError::Timeout(timeout))
             }
             Poll::Ready(Err(e)) => this.fail(e.into()),
+            Poll::Ready(Ok(())) if n == 0 => {
+                let missing = this.remaining;
+                this.fail(BodyError::Eof(missing))
+            }
             Poll::Ready(Ok(())) => {
-                let n = read_buf.filled().len();
-                if n == 0 {
-                    let missing = this.remaining;
-                    return this.fail(BodyError::Eof(missing));
-                }
                 this.reading = false;
                 this.position += n as u64;
                 this.remaining -= n as u64;
-                let data = this.buf.split_to(n).freeze();
-                this.buf.clear();
+                let buf = &mut this.slots[this.slot];
+                let data = buf.split_to(n).freeze();
+                buf.clear();
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
         }
@@ -141,5 +166,44 @@ impl http_body::Body for ReaderBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashSet, VecDeque};
+    use std::io::Cursor;
+
+    use http_body::Body as _;
+
+    use super::*;
+
+    async fn next(body: &mut ReaderBody) -> Option<Bytes> {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
+        Some(frame.unwrap().into_data().unwrap())
+    }
+
+    /// With hyper holding the last few frames, reads cycle through the same few allocations.
+    #[tokio::test]
+    async fn buffers_are_reused_while_frames_are_in_flight() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let reader = Box::new(Cursor::new(data.clone()));
+        let mut body =
+            ReaderBody::new(reader, InfoHash([0; 20]), FileIndex(0), 0, 1_000_000, 1000, Duration::from_secs(1));
+        let mut in_flight = VecDeque::new();
+        let (mut out, mut buffers, mut squatters) = (Vec::new(), HashSet::new(), Vec::new());
+        while let Some(frame) = next(&mut body).await {
+            out.extend_from_slice(&frame);
+            buffers.insert(frame.as_ptr());
+            in_flight.push_back(frame);
+            if in_flight.len() > 2 {
+                in_flight.pop_front();
+                // Takes any chunk the allocator got back, so a new buffer cannot reuse its address.
+                squatters.push(Vec::<u8>::with_capacity(1000));
+            }
+        }
+        assert_eq!(out, data);
+        assert!(buffers.len() <= SLOTS, "{} buffers for 1000 frames", buffers.len());
+        drop(squatters);
     }
 }
