@@ -17,11 +17,14 @@
 mod clock;
 mod net;
 mod peer_conn;
+mod reader;
 mod session;
 mod torrent_task;
+mod verified;
 
 pub use clock::Clock;
 pub use net::NetPolicy;
+pub use reader::FileReader;
 pub use session::Progress;
 pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
 pub use sluice_engine::Config as EngineConfig;

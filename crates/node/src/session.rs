@@ -16,8 +16,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::FileReader;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
+use crate::verified::Verified;
 use crate::{Clock, NetPolicy};
 
 #[derive(Debug, thiserror::Error)]
@@ -127,8 +129,10 @@ impl Session {
         engine_cfg.peer_id = self.config.peer_id;
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
         engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
+        let verified_now = have.clone();
         let engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, self.clock.now());
 
+        let verified = Arc::new(Verified::new(&verified_now));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         // Seed the snapshot with what storage already holds, so callers reading progress right
         // after add_torrent (e.g. the CLI's `resume:` line) never see an empty default.
@@ -138,11 +142,12 @@ impl Session {
             engine,
             clock: self.clock,
             policy: self.config.policy,
-            meta,
-            store,
+            meta: meta.clone(),
+            store: store.clone(),
             resume: Arc::new(Mutex::new(resume)),
             commands: cmd_rx,
             progress: progress_tx,
+            verified: verified.clone(),
         };
         let routes = self.routes.clone();
         routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, Some(cmd_tx.clone()));
@@ -150,7 +155,7 @@ impl Session {
             task.run().await;
             routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
         });
-        Ok(TorrentHandle { info_hash, commands: cmd_tx, progress: progress_rx })
+        Ok(TorrentHandle { info_hash, meta, store, verified, commands: cmd_tx, progress: progress_rx })
     }
 }
 
@@ -251,6 +256,9 @@ async fn route_inbound(mut stream: TcpStream, addr: SocketAddr, routes: Routes) 
 #[derive(Debug, Clone)]
 pub struct TorrentHandle {
     info_hash: InfoHash,
+    meta: Arc<Metainfo>,
+    store: Arc<dyn PieceStore>,
+    verified: Arc<Verified>,
     commands: mpsc::Sender<Command>,
     progress: watch::Receiver<Progress>,
 }
@@ -258,6 +266,22 @@ pub struct TorrentHandle {
 impl TorrentHandle {
     pub fn info_hash(&self) -> InfoHash {
         self.info_hash
+    }
+
+    pub fn metainfo(&self) -> &Metainfo {
+        &self.meta
+    }
+
+    /// Streams bytes `range` (relative to the file) of file `index` (metainfo order, pad files
+    /// included): the reader waits for each piece to be verified and returns only verified
+    /// bytes. `None` if the file or range does not exist.
+    pub fn open_reader(&self, index: usize, range: std::ops::Range<u64>) -> Option<FileReader> {
+        let file = self.meta.files.get(index)?;
+        if range.start > range.end || range.end > file.length {
+            return None;
+        }
+        let content = file.offset + range.start..file.offset + range.end;
+        Some(FileReader::spawn(self.store.clone(), self.verified.clone(), self.meta.lengths, content))
     }
 
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) -> Result<(), NodeError> {

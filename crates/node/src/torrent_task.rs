@@ -63,6 +63,7 @@ pub(crate) struct TorrentTask {
     pub(crate) resume: Arc<Mutex<Resume>>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) progress: watch::Sender<Progress>,
+    pub(crate) verified: Arc<crate::verified::Verified>,
 }
 
 struct Running {
@@ -303,7 +304,8 @@ impl TorrentTask {
             Event::HashFailed { piece, peers } => tracing::info!(%piece, ?peers, "hash failure"),
             Event::PeerConnected { peer, addr } => tracing::debug!(?peer, %addr, "peer connected"),
             Event::PeerDisconnected { peer, reason } => tracing::debug!(?peer, ?reason, "peer disconnected"),
-            Event::PieceVerified(_) => {}
+            // The engine reports a piece only after the driver wrote and journaled it.
+            Event::PieceVerified(piece) => self.verified.set(piece),
         }
     }
 
