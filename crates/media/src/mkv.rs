@@ -222,8 +222,10 @@ pub(crate) fn probe(src: &Src<'_>) -> Result<Parsed, Stop> {
     }
 
     let mut pos = ebml.sized_end()?;
+    let mut visited = 0;
     let segment = loop {
-        if pos >= len {
+        visited += 1;
+        if pos >= len || visited > MAX_ELEMENTS {
             return Err(ProbeError::NoSegment.into());
         }
         let e = element_at(src, pos, len)?;
@@ -238,7 +240,7 @@ pub(crate) fn probe(src: &Src<'_>) -> Result<Parsed, Stop> {
 
     let mut layout = Layout::default();
     let mut pos = seg_start;
-    let mut visited = 0;
+    visited = 0;
     while pos < seg_end {
         visited += 1;
         if visited > MAX_ELEMENTS {
