@@ -14,16 +14,19 @@
 //! - `body`: streams the reader chunk by chunk. A source that stalls past the read timeout
 //!   aborts the connection before `Content-Length` is reached: a player that sees a truncated
 //!   response retries, while a "complete" short file would be silently corrupt.
-//! - [`router`]: the axum routes, errors as `{"error":{"code","message"}}` JSON.
+//! - [`router`]: the axum routes, errors as `{"error":{"code","message"}}` JSON;
+//!   [`api_router`] adds the torrent management routes of [`api`].
 //!
 //! Every response carries one `Content-Length` (never chunked encoding), so a client can
 //! always tell a cut-off stream from a finished one.
 
+pub mod api;
 mod body;
 pub mod meta;
 pub mod range;
 mod server;
 pub mod source;
 
+pub use api::{Added, AddedFile, Library, LibraryError, api_router};
 pub use server::{HttpConfig, error, router};
 pub use source::{FileIndex, FileInfo, FileReader, SourceError, StreamSource};

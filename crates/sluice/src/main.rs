@@ -2,6 +2,7 @@
 //! No BitTorrent logic lives here.
 
 mod progress;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,10 @@ enum Command {
         /// Where resume data is kept [default: OUT/.sluice].
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Address to accept peer connections on [default: an ephemeral port, on 127.0.0.1
+        /// when loopback-only].
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<SocketAddr>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -50,17 +55,20 @@ enum Command {
         /// Where resume data is kept [default: DATA/.sluice].
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Address to accept peer connections on [default: port 6881, on 127.0.0.1 when
+        /// loopback-only].
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<SocketAddr>,
         #[command(flatten)]
         net: NetArgs,
     },
+    /// Serve torrents over HTTP while they download (POST a .torrent to /api/v1/torrents,
+    /// stream files from /api/v1/torrents/{info_hash}/files/{index}/stream).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args, Debug)]
 struct NetArgs {
-    /// Address to accept peer connections on [default: an ephemeral port for download,
-    /// port 6881 for seed; on 127.0.0.1 when loopback-only].
-    #[arg(long, value_name = "IP:PORT")]
-    listen: Option<SocketAddr>,
     /// Confine all traffic to loopback (127.0.0.0/8, ::1).
     #[arg(long, env = "SLUICE_LOOPBACK_ONLY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
     loopback_only: bool,
@@ -73,19 +81,26 @@ struct NetArgs {
 }
 
 impl NetArgs {
-    fn session_config(&self, default_port: u16) -> SessionConfig {
-        let policy = NetPolicy { loopback_only: self.loopback_only };
+    /// `listen`, or `default_port` on every interface (on 127.0.0.1 when loopback-only).
+    fn listen_or(&self, listen: Option<SocketAddr>, default_port: u16) -> SocketAddr {
         let default_ip = if self.loopback_only { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
-        let listen = self.listen.unwrap_or_else(|| SocketAddr::from((default_ip, default_port)));
-        let mut engine = sluice_engine_config();
-        engine.download_rate_limit = self.download_limit;
-        engine.upload_rate_limit = self.upload_limit;
-        SessionConfig { listen: Some(listen), policy, peer_id: sluice_node::random_peer_id(), engine }
+        listen.unwrap_or_else(|| SocketAddr::from((default_ip, default_port)))
     }
-}
 
-fn sluice_engine_config() -> sluice_node::EngineConfig {
-    sluice_node::EngineConfig { rng_seed: sluice_node::random_seed(), ..Default::default() }
+    fn session_config(&self, listen: Option<SocketAddr>, default_port: u16) -> SessionConfig {
+        let engine = sluice_node::EngineConfig {
+            rng_seed: sluice_node::random_seed(),
+            download_rate_limit: self.download_limit,
+            upload_rate_limit: self.upload_limit,
+            ..Default::default()
+        };
+        SessionConfig {
+            listen: Some(self.listen_or(listen, default_port)),
+            policy: NetPolicy { loopback_only: self.loopback_only },
+            peer_id: sluice_node::random_peer_id(),
+            engine,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -116,7 +131,7 @@ fn main() -> ExitCode {
 /// .torrent files larger than this are refused unread (real ones are well under 10 MiB).
 const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
 
-fn load_torrent(path: &Path) -> anyhow::Result<Metainfo> {
+pub(crate) fn load_torrent(path: &Path) -> anyhow::Result<Metainfo> {
     use std::io::Read;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut bytes = Vec::new();
@@ -142,21 +157,22 @@ async fn open(
     dir: PathBuf,
     state_dir: Option<PathBuf>,
     net: &NetArgs,
+    listen: Option<SocketAddr>,
     default_port: u16,
     mode: StartMode,
 ) -> anyhow::Result<Opened> {
     let meta = load_torrent(torrent)?;
     let (name, pieces) = (meta.name.clone(), meta.lengths.num_pieces());
     let state_dir = state_dir.unwrap_or_else(|| dir.join(".sluice"));
-    let session = Session::start(net.session_config(default_port)).await?;
+    let session = Session::start(net.session_config(listen, default_port)).await?;
     let handle = session.add_torrent(AddTorrent { meta, data_dir: dir, state_dir, mode }).await?;
     Ok(Opened { session, handle, name, pieces })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Download { torrent, out, peers, state_dir, net } => {
-            let o = open(&torrent, out, state_dir, &net, 0, StartMode::Resume).await?;
+        Command::Download { torrent, out, peers, state_dir, listen, net } => {
+            let o = open(&torrent, out, state_dir, &net, listen, 0, StartMode::Resume).await?;
             eprintln!("resume: {} verified pieces", o.handle.progress().stats.pieces_have);
             if let Some(addr) = o.session.listen_addr() {
                 eprintln!("listening on {addr}");
@@ -167,8 +183,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("downloaded: {} bytes", o.handle.progress().stats.downloaded);
             result
         }
-        Command::Seed { torrent, data, peers, state_dir, net } => {
-            let o = open(&torrent, data, state_dir, &net, 6881, StartMode::Recheck).await?;
+        Command::Seed { torrent, data, peers, state_dir, listen, net } => {
+            let o = open(&torrent, data, state_dir, &net, listen, 6881, StartMode::Recheck).await?;
             let have = o.handle.progress().stats.pieces_have;
             eprintln!("seeding: {have}/{} pieces", o.pieces);
             if let Some(addr) = o.session.listen_addr() {
@@ -182,5 +198,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             o.handle.shutdown().await;
             Ok(())
         }
+        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -91,7 +91,7 @@ pub async fn watch_seed(handle: &TorrentHandle) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

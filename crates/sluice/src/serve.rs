@@ -1,0 +1,132 @@
+//! `sluice serve`: the node behind the HTTP streaming API. This file only adapts the node's
+//! torrent handles to the HTTP crate's [`Library`] seam.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Args;
+use sluice_core::InfoHash;
+use sluice_core::metainfo::Metainfo;
+use sluice_http::api::BoxFuture;
+use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
+use sluice_http::{StreamSource, api_router};
+use sluice_node::{AddTorrent, NodeError, Session, StartMode, TorrentHandle};
+
+use crate::NetArgs;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// HTTP address [default: port 8090 on every interface, on 127.0.0.1 when loopback-only].
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<SocketAddr>,
+    /// Address to accept peer connections on [default: port 6881, on 127.0.0.1 when
+    /// loopback-only].
+    #[arg(long, value_name = "IP:PORT")]
+    peer_listen: Option<SocketAddr>,
+    /// Folder the torrents' files are downloaded into (resume data in DATA_DIR/.sluice).
+    #[arg(long, default_value = "sluice-data")]
+    data_dir: PathBuf,
+    /// A read that waits longer than this for downloaded bytes ends the response, in seconds.
+    #[arg(long, default_value_t = 120)]
+    read_timeout: u64,
+    /// Files larger than this many bytes are refused with 403.
+    #[arg(long)]
+    max_file_size: Option<u64>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let session = Session::start(args.net.session_config(args.peer_listen, 6881)).await?;
+    let http = args.net.listen_or(args.listen, 8090);
+    if args.net.loopback_only && !http.ip().is_loopback() {
+        anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
+    }
+    let library = Arc::new(NodeLibrary { session, data_dir: args.data_dir, torrents: Mutex::default() });
+    let config = HttpConfig {
+        read_timeout: std::time::Duration::from_secs(args.read_timeout),
+        max_file_size: args.max_file_size,
+        ..HttpConfig::default()
+    };
+    let app = api_router(library.clone(), config);
+    let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
+    eprintln!("http on {}", listener.local_addr()?);
+    if let Some(addr) = library.session.listen_addr() {
+        eprintln!("listening on {addr}");
+    }
+    axum::serve(listener, app).with_graceful_shutdown(crate::progress::shutdown_signal()).await?;
+    let handles: Vec<TorrentHandle> =
+        library.torrents.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    for h in handles {
+        h.shutdown().await;
+    }
+    Ok(())
+}
+
+struct NodeLibrary {
+    session: Session,
+    data_dir: PathBuf,
+    torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+}
+
+impl NodeLibrary {
+    fn handle(&self, torrent: InfoHash) -> Option<TorrentHandle> {
+        self.torrents.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent).cloned()
+    }
+}
+
+fn added(meta: &Metainfo, created: bool) -> Added {
+    let files = meta.files.iter().map(|f| AddedFile { path: f.path.join("/"), length: f.length }).collect();
+    Added { info_hash: meta.info_hash, name: meta.name.clone(), files, created }
+}
+
+impl StreamSource for NodeLibrary {
+    fn file(&self, torrent: InfoHash, index: FileIndex) -> Result<FileInfo, SourceError> {
+        let handle = self.handle(torrent).ok_or(SourceError::UnknownTorrent)?;
+        let file = handle.metainfo().files.get(index.0).filter(|f| !f.pad).ok_or(SourceError::UnknownFile)?;
+        Ok(FileInfo { path: file.path.join("/"), length: file.length, modified: None })
+    }
+
+    fn open(&self, torrent: InfoHash, index: FileIndex, range: Range<u64>) -> Result<Box<dyn FileReader>, SourceError> {
+        let handle = self.handle(torrent).ok_or(SourceError::UnknownTorrent)?;
+        let reader = handle.open_reader(index.0, range).ok_or(SourceError::UnknownFile)?;
+        Ok(Box::new(reader))
+    }
+}
+
+impl Library for NodeLibrary {
+    fn add_torrent(&self, torrent: axum::body::Bytes) -> BoxFuture<'_, Result<Added, LibraryError>> {
+        Box::pin(async move {
+            let meta = Metainfo::from_bytes(&torrent).map_err(|e| LibraryError::BadTorrent(e.to_string()))?;
+            if let Some(h) = self.handle(meta.info_hash) {
+                return Ok(added(h.metainfo(), false));
+            }
+            let add = AddTorrent {
+                meta: meta.clone(),
+                data_dir: self.data_dir.clone(),
+                state_dir: self.data_dir.join(".sluice"),
+                mode: StartMode::Resume,
+            };
+            match self.session.add_torrent(add).await {
+                Ok(handle) => {
+                    self.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(meta.info_hash, handle);
+                    Ok(added(&meta, true))
+                }
+                Err(NodeError::Duplicate(_)) => Ok(added(&meta, false)),
+                Err(e @ NodeError::IntoStateDir(_)) => Err(LibraryError::BadTorrent(e.to_string())),
+                Err(e) => Err(LibraryError::Unavailable(e.to_string())),
+            }
+        })
+    }
+
+    fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>> {
+        Box::pin(async move {
+            let handle = self.handle(torrent).ok_or(LibraryError::UnknownTorrent)?;
+            handle.add_peers(peers).await.map_err(|e| LibraryError::Unavailable(e.to_string()))
+        })
+    }
+}
