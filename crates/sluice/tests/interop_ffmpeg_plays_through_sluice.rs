@@ -1,0 +1,124 @@
+//! Real players through `sluice serve`: ffmpeg decodes the first frame of an end-moov MP4 and
+//! of a Matroska file streamed from rate-capped libtorrent seeders while they download, and
+//! again after seeking to 30, 60 and 90 % of the duration.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use sluice_core::metainfo::TorrentBuilder;
+
+const BLOCK: u8 = 22;
+const PORT: u16 = 24000;
+const SECONDS: u32 = 30;
+
+fn ffmpeg_available() -> bool {
+    Command::new("ffmpeg").arg("-version").output().is_ok_and(|o| o.status.success())
+}
+
+/// A SECONDS-long H.264/AAC test clip in `container` (mp4: moov at the end, ffmpeg's default).
+fn make_clip(dir: &Path, name: &str) -> Vec<u8> {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=640x360:rate=25:duration={SECONDS}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={SECONDS}"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-b:v", "2M", "-c:a", "aac", "-shortest"])
+        .arg(&out)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make {name}");
+    std::fs::read(out).expect("read clip")
+}
+
+fn post(addr: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: sluice\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    (String::from_utf8_lossy(&raw[9..12]).parse().expect("status"), raw[split + 4..].to_vec())
+}
+
+#[test]
+fn ffmpeg_gets_frames_at_start_and_after_seeks() {
+    let Some(tmp) = interop_tempdir("interop_ffmpeg_plays_through_sluice") else {
+        return;
+    };
+    if !ffmpeg_available() {
+        eprintln!("SKIPPED interop_ffmpeg_plays_through_sluice: ffmpeg is not installed");
+        return;
+    }
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("media")).expect("mkdir");
+    let mp4 = make_clip(&data.join("media"), "clip.mp4");
+    let mkv = make_clip(&data.join("media"), "clip.mkv");
+    let piece_length = 256 * 1024;
+    let torrent =
+        TorrentBuilder::new("media", piece_length as u32).file(&["clip.mp4"], mp4).file(&["clip.mkv"], mkv).build();
+    let torrent_path = tmp.path().join("media.torrent");
+    std::fs::write(&torrent_path, &torrent).expect("write torrent");
+    let fx = Fixture { torrent: torrent_path, data, name: "media".into(), piece_length, summary: String::new() };
+    let seeders = start_seeders(
+        &fx,
+        BLOCK,
+        2..=4,
+        PORT,
+        &SeedOpts { upload_rate: Some(2 * MIB), ..SeedOpts::default() },
+        tmp.path(),
+    );
+
+    let http = addr(BLOCK, 1, PORT);
+    let data_dir = tmp.path().join("served");
+    let args = [
+        "serve",
+        "--listen",
+        &http,
+        "--peer-listen",
+        &addr(BLOCK, 1, PORT + 1),
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+        "--loopback-only",
+    ];
+    let serve = spawn_sluice("sluice-serve", &args, tmp.path());
+    assert!(
+        wait_until(Duration::from_secs(30), || serve.stderr().contains("http on")),
+        "serve did not start:\n{}",
+        tail(&serve.stderr(), 20)
+    );
+    let (status, body) = post(&http, "/api/v1/torrents", "application/x-bittorrent", &torrent);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let added: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let hash = added["info_hash"].as_str().expect("hash").to_owned();
+    let peers: Vec<&str> = seeders.iter().map(|s| s.endpoint.as_str()).collect();
+    let (status, _) = post(
+        &http,
+        &format!("/api/v1/torrents/{hash}/peers"),
+        "application/json",
+        &serde_json::to_vec(&peers).expect("json"),
+    );
+    assert_eq!(status, 204);
+
+    for (index, name) in [(0, "clip.mp4"), (1, "clip.mkv")] {
+        let url = format!("http://{http}/api/v1/torrents/{hash}/files/{index}/stream/{name}");
+        for percent in [0u32, 30, 60, 90] {
+            let at = format!("{:.1}", f64::from(SECONDS * percent) / 100.0);
+            let mut cmd = Command::new("ffmpeg");
+            cmd.args(["-v", "error", "-nostdin", "-ss", &at, "-i", &url, "-frames:v", "1", "-f", "null", "-"]);
+            let mut p = Proc::spawn(&format!("ffmpeg-{index}-{percent}"), cmd, tmp.path(), false);
+            let status = p.wait_exit(Duration::from_secs(120));
+            assert!(status.success(), "ffmpeg failed on {name} at {percent} %:\n{}", tail(&p.stderr(), 20));
+        }
+    }
+    assert!(!serve.stderr().contains("panicked"));
+}
