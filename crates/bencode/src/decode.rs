@@ -16,10 +16,7 @@ pub struct Limits {
 impl Limits {
     /// Depth 64 is far beyond any real torrent or extension message; 2 million items matches
     /// the token budget mainstream clients give a `.torrent` file.
-    pub const DEFAULT: Limits = Limits {
-        max_depth: 64,
-        max_items: 2_000_000,
-    };
+    pub const DEFAULT: Limits = Limits { max_depth: 64, max_items: 2_000_000 };
 }
 
 impl Default for Limits {
@@ -69,10 +66,7 @@ pub fn decode(input: &[u8]) -> Result<Value<'_>, Error> {
 pub fn decode_with_limits(input: &[u8], limits: Limits) -> Result<Value<'_>, Error> {
     let (value, used) = decode_prefix_with_limits(input, limits)?;
     if used != input.len() {
-        return Err(Error {
-            pos: used,
-            kind: ErrorKind::TrailingBytes(input.len() - used),
-        });
+        return Err(Error { pos: used, kind: ErrorKind::TrailingBytes(input.len() - used) });
     }
     Ok(value)
 }
@@ -85,33 +79,16 @@ pub fn decode_prefix(input: &[u8]) -> Result<(Value<'_>, usize), Error> {
 
 /// An open list or dictionary whose closing `e` has not been seen yet.
 enum Frame<'a> {
-    List {
-        items: Vec<Value<'a>>,
-    },
-    Dict {
-        start: usize,
-        entries: Vec<(&'a [u8], Value<'a>)>,
-        key: Option<&'a [u8]>,
-    },
+    List { items: Vec<Value<'a>> },
+    Dict { start: usize, entries: Vec<(&'a [u8], Value<'a>)>, key: Option<&'a [u8]> },
 }
 
 /// [`decode_prefix`] with explicit limits.
-pub fn decode_prefix_with_limits(
-    input: &[u8],
-    limits: Limits,
-) -> Result<(Value<'_>, usize), Error> {
-    let mut p = Parser {
-        input,
-        pos: 0,
-        items: 0,
-        limits,
-    };
+pub fn decode_prefix_with_limits(input: &[u8], limits: Limits) -> Result<(Value<'_>, usize), Error> {
+    let mut p = Parser { input, pos: 0, items: 0, limits };
     let mut stack: Vec<Frame<'_>> = Vec::new();
     loop {
-        if let Some(Frame::Dict {
-            key: key @ None, ..
-        }) = stack.last_mut()
-        {
+        if let Some(Frame::Dict { key: key @ None, .. }) = stack.last_mut() {
             match p.peek()? {
                 b'e' => {}
                 b'0'..=b'9' => {
@@ -139,11 +116,7 @@ pub fn decode_prefix_with_limits(
                 stack.push(if open == b'l' {
                     Frame::List { items: Vec::new() }
                 } else {
-                    Frame::Dict {
-                        start: p.pos,
-                        entries: Vec::new(),
-                        key: None,
-                    }
+                    Frame::Dict { start: p.pos, entries: Vec::new(), key: None }
                 });
                 p.pos += 1;
                 continue;
@@ -153,16 +126,9 @@ pub fn decode_prefix_with_limits(
                     p.pos += 1;
                     Value::List(items)
                 }
-                Some(Frame::Dict {
-                    start,
-                    entries,
-                    key: None,
-                }) => {
+                Some(Frame::Dict { start, entries, key: None }) => {
                     p.pos += 1;
-                    Value::Dict {
-                        entries,
-                        raw: &input[start..p.pos],
-                    }
+                    Value::Dict { entries, raw: &input[start..p.pos] }
                 }
                 Some(Frame::Dict { key: Some(_), .. }) => {
                     return Err(p.err(ErrorKind::MissingValue));
@@ -191,17 +157,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn err(&self, kind: ErrorKind) -> Error {
-        Error {
-            pos: self.pos,
-            kind,
-        }
+        Error { pos: self.pos, kind }
     }
 
     fn peek(&self) -> Result<u8, Error> {
-        self.input
-            .get(self.pos)
-            .copied()
-            .ok_or(self.err(ErrorKind::UnexpectedEof))
+        self.input.get(self.pos).copied().ok_or(self.err(ErrorKind::UnexpectedEof))
     }
 
     fn count_item(&mut self) -> Result<(), Error> {
@@ -223,10 +183,7 @@ impl<'a> Parser<'a> {
                     n = n
                         .checked_mul(10)
                         .and_then(|n| n.checked_add(u64::from(d - b'0')))
-                        .ok_or(Error {
-                            pos: start,
-                            kind: ErrorKind::IntegerOverflow,
-                        })?;
+                        .ok_or(Error { pos: start, kind: ErrorKind::IntegerOverflow })?;
                     self.pos += 1;
                 }
                 b if b == terminator => {
@@ -247,19 +204,9 @@ impl<'a> Parser<'a> {
         if negative {
             self.pos += 1;
         }
-        let magnitude = self.digits(b'e', start)?.ok_or(Error {
-            pos: start,
-            kind: ErrorKind::EmptyInteger,
-        })?;
-        let value = if negative {
-            0i64.checked_sub_unsigned(magnitude)
-        } else {
-            i64::try_from(magnitude).ok()
-        };
-        value.ok_or(Error {
-            pos: start,
-            kind: ErrorKind::IntegerOverflow,
-        })
+        let magnitude = self.digits(b'e', start)?.ok_or(Error { pos: start, kind: ErrorKind::EmptyInteger })?;
+        let value = if negative { 0i64.checked_sub_unsigned(magnitude) } else { i64::try_from(magnitude).ok() };
+        value.ok_or(Error { pos: start, kind: ErrorKind::IntegerOverflow })
     }
 
     /// `<len>:<bytes>`; the cursor is on the first digit.
@@ -273,10 +220,7 @@ impl<'a> Parser<'a> {
                 self.pos += n;
                 Ok(s)
             }
-            _ => Err(Error {
-                pos: start,
-                kind: ErrorKind::StringTooLong { len, available },
-            }),
+            _ => Err(Error { pos: start, kind: ErrorKind::StringTooLong { len, available } }),
         }
     }
 }
@@ -303,19 +247,10 @@ mod tests {
 
     #[test]
     fn integer_errors() {
-        assert_eq!(
-            decode(b"i18446744073709551617e"),
-            Err(Error {
-                pos: 0,
-                kind: ErrorKind::IntegerOverflow
-            })
-        );
+        assert_eq!(decode(b"i18446744073709551617e"), Err(Error { pos: 0, kind: ErrorKind::IntegerOverflow }));
         assert_eq!(kind(b"i9223372036854775808e"), ErrorKind::IntegerOverflow);
         assert_eq!(kind(b"i-9223372036854775809e"), ErrorKind::IntegerOverflow);
-        assert_eq!(
-            kind(b"i99999999999999999999999999999999e"),
-            ErrorKind::IntegerOverflow
-        );
+        assert_eq!(kind(b"i99999999999999999999999999999999e"), ErrorKind::IntegerOverflow);
         assert_eq!(kind(b"ie"), ErrorKind::EmptyInteger);
         assert_eq!(kind(b"i-e"), ErrorKind::EmptyInteger);
         assert_eq!(kind(b"i1x"), ErrorKind::UnexpectedByte(b'x'));
@@ -324,27 +259,9 @@ mod tests {
 
     #[test]
     fn string_length_is_checked_before_use() {
-        assert_eq!(
-            decode(b"5:spam"),
-            Err(Error {
-                pos: 0,
-                kind: ErrorKind::StringTooLong {
-                    len: 5,
-                    available: 4
-                }
-            })
-        );
-        assert_eq!(
-            kind(b"99999999999999999999999:x"),
-            ErrorKind::IntegerOverflow
-        );
-        assert_eq!(
-            kind(b"18446744073709551615:x"),
-            ErrorKind::StringTooLong {
-                len: u64::MAX,
-                available: 1
-            }
-        );
+        assert_eq!(decode(b"5:spam"), Err(Error { pos: 0, kind: ErrorKind::StringTooLong { len: 5, available: 4 } }));
+        assert_eq!(kind(b"99999999999999999999999:x"), ErrorKind::IntegerOverflow);
+        assert_eq!(kind(b"18446744073709551615:x"), ErrorKind::StringTooLong { len: u64::MAX, available: 1 });
         assert_eq!(kind(b"4"), ErrorKind::UnexpectedEof);
     }
 
@@ -371,18 +288,12 @@ mod tests {
         let input = b"d4:infod6:lengthi010e4:name1:xe3:zzzi1ee";
         let v = decode(input).unwrap();
         assert_eq!(v.raw(), Some(input.as_slice()));
-        assert_eq!(
-            v.get(b"info").and_then(Value::raw),
-            Some(b"d6:lengthi010e4:name1:xe".as_slice())
-        );
+        assert_eq!(v.get(b"info").and_then(Value::raw), Some(b"d6:lengthi010e4:name1:xe".as_slice()));
         let nested = b"l4:spamd1:ad1:bdeee1:xe";
         let v = decode(nested).unwrap();
         let outer = &v.as_list().unwrap()[1];
         assert_eq!(outer.raw(), Some(b"d1:ad1:bdeee".as_slice()));
-        assert_eq!(
-            outer.get(b"a").unwrap().get(b"b").unwrap().raw(),
-            Some(b"de".as_slice())
-        );
+        assert_eq!(outer.get(b"a").unwrap().get(b"b").unwrap().raw(), Some(b"de".as_slice()));
     }
 
     #[test]
@@ -393,13 +304,7 @@ mod tests {
         assert_eq!(kind(b"l"), ErrorKind::UnexpectedEof);
         assert_eq!(kind(b""), ErrorKind::UnexpectedEof);
         assert_eq!(kind(b"x"), ErrorKind::UnexpectedByte(b'x'));
-        assert_eq!(
-            decode(b"i1ei2e"),
-            Err(Error {
-                pos: 3,
-                kind: ErrorKind::TrailingBytes(3)
-            })
-        );
+        assert_eq!(decode(b"i1ei2e"), Err(Error { pos: 3, kind: ErrorKind::TrailingBytes(3) }));
     }
 
     #[test]
@@ -414,17 +319,8 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let mut input = vec![b'l'; 100_000];
         input.extend(std::iter::repeat_n(b'e', 100_000));
-        assert_eq!(
-            decode(&input),
-            Err(Error {
-                pos: 64,
-                kind: ErrorKind::TooDeep(64)
-            })
-        );
-        let limits = Limits {
-            max_depth: 200_000,
-            ..Limits::DEFAULT
-        };
+        assert_eq!(decode(&input), Err(Error { pos: 64, kind: ErrorKind::TooDeep(64) }));
+        let limits = Limits { max_depth: 200_000, ..Limits::DEFAULT };
         let mut v = decode_with_limits(&input, limits).unwrap();
         let mut depth = 1;
         while let Value::List(mut items) = v {
@@ -441,34 +337,16 @@ mod tests {
 
     #[test]
     fn item_limit() {
-        let limits = Limits {
-            max_depth: 4,
-            max_items: 3,
-        };
+        let limits = Limits { max_depth: 4, max_items: 3 };
         assert!(decode_with_limits(b"li1ei2ee", limits).is_ok());
-        assert_eq!(
-            decode_with_limits(b"li1ei2ei3ee", limits),
-            Err(Error {
-                pos: 7,
-                kind: ErrorKind::TooManyItems(3)
-            })
-        );
-        assert_eq!(
-            decode_with_limits(b"d1:ai1ee", limits).map(|v| v.get(b"a").cloned()),
-            Ok(Some(Value::Int(1)))
-        );
+        assert_eq!(decode_with_limits(b"li1ei2ei3ee", limits), Err(Error { pos: 7, kind: ErrorKind::TooManyItems(3) }));
+        assert_eq!(decode_with_limits(b"d1:ai1ee", limits).map(|v| v.get(b"a").cloned()), Ok(Some(Value::Int(1))));
         assert!(decode_with_limits(b"d1:ai1e1:be", limits).is_err());
     }
 
     #[test]
     fn errors_display_kind_and_position() {
-        assert_eq!(
-            decode(b"i1ex").unwrap_err().to_string(),
-            "1 trailing bytes after the value at byte 3"
-        );
-        assert_eq!(
-            decode(b"l\x01").unwrap_err().to_string(),
-            "unexpected byte '\\x01' at byte 1"
-        );
+        assert_eq!(decode(b"i1ex").unwrap_err().to_string(), "1 trailing bytes after the value at byte 3");
+        assert_eq!(decode(b"l\x01").unwrap_err().to_string(), "unexpected byte '\\x01' at byte 1");
     }
 }

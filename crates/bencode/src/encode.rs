@@ -164,10 +164,7 @@ mod tests {
             .with("m", Dict::new().with("ut_pex", 2).with("ut_metadata", 1))
             .with("reqq", 250)
             .with(b"\x00bin", vec![OwnedValue::Int(-1), "x".into()]);
-        assert_eq!(
-            d.encode(),
-            b"d4:\x00binli-1e1:xe1:md11:ut_metadatai1e6:ut_pexi2ee4:reqqi250e1:v6:Sluicee".to_vec()
-        );
+        assert_eq!(d.encode(), b"d4:\x00binli-1e1:xe1:md11:ut_metadatai1e6:ut_pexi2ee4:reqqi250e1:v6:Sluicee".to_vec());
         assert_eq!(d.len(), 4);
         assert_eq!(d.get("reqq"), Some(&OwnedValue::Int(250)));
     }
@@ -175,10 +172,7 @@ mod tests {
     #[test]
     fn scalars_encode_canonically() {
         assert_eq!(OwnedValue::from(0).encode(), b"i0e");
-        assert_eq!(
-            OwnedValue::Int(i64::MIN).encode(),
-            b"i-9223372036854775808e"
-        );
+        assert_eq!(OwnedValue::Int(i64::MIN).encode(), b"i-9223372036854775808e");
         assert_eq!(OwnedValue::from("").encode(), b"0:");
         assert_eq!(OwnedValue::List(vec![]).encode(), b"le");
         assert_eq!(Dict::new().encode(), b"de");

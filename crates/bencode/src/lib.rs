@@ -16,8 +16,6 @@ mod decode;
 mod encode;
 mod value;
 
-pub use decode::{
-    Error, ErrorKind, Limits, decode, decode_prefix, decode_prefix_with_limits, decode_with_limits,
-};
+pub use decode::{Error, ErrorKind, Limits, decode, decode_prefix, decode_prefix_with_limits, decode_with_limits};
 pub use encode::{Dict, OwnedValue};
 pub use value::Value;

@@ -19,10 +19,7 @@ pub enum Value<'a> {
 impl<'a> Value<'a> {
     /// The value under `key` if this is a dictionary (first occurrence wins).
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
-        self.as_dict()?
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+        self.as_dict()?.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     pub fn as_int(&self) -> Option<i64> {
@@ -82,9 +79,7 @@ impl<'a> Value<'a> {
         match self {
             Value::Int(i) => OwnedValue::Int(*i),
             Value::Bytes(b) => OwnedValue::Bytes(b.to_vec()),
-            Value::List(items) => {
-                OwnedValue::List(items.iter().map(Value::to_owned_value).collect())
-            }
+            Value::List(items) => OwnedValue::List(items.iter().map(Value::to_owned_value).collect()),
             Value::Dict { entries, .. } => {
                 let mut dict = Dict::new();
                 for (k, v) in entries {

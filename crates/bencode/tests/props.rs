@@ -9,14 +9,15 @@ fn owned_value() -> impl Strategy<Value = OwnedValue> {
     leaf.prop_recursive(6, 96, 8, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..8).prop_map(OwnedValue::List),
-            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), inner), 0..8)
-                .prop_map(|entries| {
+            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), inner), 0..8).prop_map(
+                |entries| {
                     let mut d = Dict::new();
                     for (k, v) in entries {
                         d.insert(k, v);
                     }
                     OwnedValue::Dict(d)
-                }),
+                }
+            ),
         ]
     })
 }

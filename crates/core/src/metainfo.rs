@@ -86,11 +86,7 @@ pub enum MetainfoError {
     #[error("{0} is missing")]
     Missing(String),
     #[error("{field} should be {expected}, found {found}")]
-    WrongType {
-        field: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: String, expected: &'static str, found: &'static str },
     #[error("{field} {problem}")]
     Invalid { field: String, problem: String },
     #[error("v2-only torrents (meta version 2 without v1 pieces) are not supported yet")]
@@ -100,22 +96,11 @@ pub enum MetainfoError {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> MetainfoError {
-    MetainfoError::Invalid {
-        field: field.into(),
-        problem: problem.into(),
-    }
+    MetainfoError::Invalid { field: field.into(), problem: problem.into() }
 }
 
-fn wrong_type(
-    field: impl Into<String>,
-    expected: &'static str,
-    found: &Value<'_>,
-) -> MetainfoError {
-    MetainfoError::WrongType {
-        field: field.into(),
-        expected,
-        found: found.kind(),
-    }
+fn wrong_type(field: impl Into<String>, expected: &'static str, found: &Value<'_>) -> MetainfoError {
+    MetainfoError::WrongType { field: field.into(), expected, found: found.kind() }
 }
 
 impl Metainfo {
@@ -125,28 +110,19 @@ impl Metainfo {
         if root.as_dict().is_none() {
             return Err(wrong_type("torrent", "a dictionary", &root));
         }
-        let info = root
-            .get(b"info")
-            .ok_or_else(|| MetainfoError::Missing("info".into()))?;
-        let info_bytes = info
-            .raw()
-            .ok_or_else(|| wrong_type("info", "a dictionary", info))?;
+        let info = root.get(b"info").ok_or_else(|| MetainfoError::Missing("info".into()))?;
+        let info_bytes = info.raw().ok_or_else(|| wrong_type("info", "a dictionary", info))?;
         let info_hash = InfoHash(Sha1::digest(info_bytes).into());
 
         let pieces = match info.get(b"pieces") {
-            Some(p) => p
-                .as_bytes()
-                .ok_or_else(|| wrong_type("info.pieces", "a byte string", p))?,
+            Some(p) => p.as_bytes().ok_or_else(|| wrong_type("info.pieces", "a byte string", p))?,
             None if info.get(b"meta version").and_then(Value::as_int) == Some(2) => {
                 return Err(MetainfoError::V2OnlyUnsupported);
             }
             None => return Err(MetainfoError::Missing("info.pieces".into())),
         };
         if pieces.len() % 20 != 0 {
-            return Err(invalid(
-                "info.pieces",
-                format!("length {} is not a multiple of 20", pieces.len()),
-            ));
+            return Err(invalid("info.pieces", format!("length {} is not a multiple of 20", pieces.len())));
         }
         let piece_length = non_negative(info, "info", "piece length")?;
 
@@ -161,12 +137,7 @@ impl Metainfo {
             (None, None) => return Err(invalid("info", "has neither length nor files")),
             (None, Some(_)) => {
                 let length = non_negative(info, "info", "length")?;
-                vec![FileEntry {
-                    path: vec![name.clone()],
-                    length,
-                    offset: 0,
-                    pad: false,
-                }]
+                vec![FileEntry { path: vec![name.clone()], length, offset: 0, pad: false }]
             }
             (Some(list), None) => multi_files(list, &name)?,
         };
@@ -180,10 +151,7 @@ impl Metainfo {
             lengths,
             piece_hashes,
             files,
-            private: info
-                .get(b"private")
-                .and_then(Value::as_int)
-                .is_some_and(|p| p != 0),
+            private: info.get(b"private").and_then(Value::as_int).is_some_and(|p| p != 0),
             trackers: trackers(&root),
             info_bytes: info_bytes.to_vec(),
         })
@@ -192,38 +160,27 @@ impl Metainfo {
 
 /// `dict[key]` as an integer that must not be negative.
 fn non_negative(dict: &Value<'_>, at: &str, key: &str) -> Result<u64, MetainfoError> {
-    let v = dict
-        .get(key.as_bytes())
-        .ok_or_else(|| MetainfoError::Missing(format!("{at}.{key}")))?;
-    let i = v
-        .as_int()
-        .ok_or_else(|| wrong_type(format!("{at}.{key}"), "an integer", v))?;
+    let v = dict.get(key.as_bytes()).ok_or_else(|| MetainfoError::Missing(format!("{at}.{key}")))?;
+    let i = v.as_int().ok_or_else(|| wrong_type(format!("{at}.{key}"), "an integer", v))?;
     u64::try_from(i).map_err(|_| invalid(format!("{at}.{key}"), format!("{i} is negative")))
 }
 
 /// A text field, preferring a valid `<key>.utf-8` twin; `None` when absent.
 fn text(dict: &Value<'_>, at: &str, key: &str) -> Result<Option<String>, MetainfoError> {
-    if let Some(s) = dict
-        .get(format!("{key}.utf-8").as_bytes())
-        .and_then(Value::as_str)
-    {
+    if let Some(s) = dict.get(format!("{key}.utf-8").as_bytes()).and_then(Value::as_str) {
         return Ok(Some(s.to_owned()));
     }
     match dict.get(key.as_bytes()) {
         None => Ok(None),
         Some(v) => {
-            let b = v
-                .as_bytes()
-                .ok_or_else(|| wrong_type(format!("{at}.{key}"), "a byte string", v))?;
+            let b = v.as_bytes().ok_or_else(|| wrong_type(format!("{at}.{key}"), "a byte string", v))?;
             Ok(Some(String::from_utf8_lossy(b).into_owned()))
         }
     }
 }
 
 fn multi_files(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>, MetainfoError> {
-    let list = list
-        .as_list()
-        .ok_or_else(|| wrong_type("info.files", "a list", list))?;
+    let list = list.as_list().ok_or_else(|| wrong_type("info.files", "a list", list))?;
     if list.is_empty() {
         return Err(invalid("info.files", "is empty"));
     }
@@ -236,57 +193,36 @@ fn multi_files(list: &Value<'_>, name: &str) -> Result<Vec<FileEntry>, MetainfoE
             return Err(wrong_type(at, "a dictionary", f));
         }
         let length = non_negative(f, &at, "length")?;
-        let pad = f
-            .get(b"attr")
-            .and_then(Value::as_bytes)
-            .is_some_and(|a| a.contains(&b'p'));
+        let pad = f.get(b"attr").and_then(Value::as_bytes).is_some_and(|a| a.contains(&b'p'));
         let mut path = vec![name.to_owned()];
-        path.extend(
-            file_path(f, &at)?
-                .iter()
-                .filter_map(|c| path::sanitise_component(c)),
-        );
+        path.extend(file_path(f, &at)?.iter().filter_map(|c| path::sanitise_component(c)));
         if path.len() == 1 {
             return Err(invalid(format!("{at}.path"), "is empty"));
         }
         if !pad {
             claimed.claim(&mut path);
         }
-        files.push(FileEntry {
-            path,
-            length,
-            offset,
-            pad,
-        });
-        offset = offset
-            .checked_add(length)
-            .ok_or_else(|| invalid(at, "makes the total length overflow"))?;
+        files.push(FileEntry { path, length, offset, pad });
+        offset = offset.checked_add(length).ok_or_else(|| invalid(at, "makes the total length overflow"))?;
     }
     Ok(files)
 }
 
 /// The raw components of `files[i]`, from `path.utf-8` when every component there is UTF-8.
 fn file_path(f: &Value<'_>, at: &str) -> Result<Vec<String>, MetainfoError> {
-    let utf8 = f.get(b"path.utf-8").and_then(Value::as_list).and_then(|l| {
-        l.iter()
-            .map(|c| c.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-    });
+    let utf8 = f
+        .get(b"path.utf-8")
+        .and_then(Value::as_list)
+        .and_then(|l| l.iter().map(|c| c.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>());
     if let Some(p) = utf8 {
         return Ok(p);
     }
-    let p = f
-        .get(b"path")
-        .ok_or_else(|| MetainfoError::Missing(format!("{at}.path")))?;
-    let list = p
-        .as_list()
-        .ok_or_else(|| wrong_type(format!("{at}.path"), "a list", p))?;
+    let p = f.get(b"path").ok_or_else(|| MetainfoError::Missing(format!("{at}.path")))?;
+    let list = p.as_list().ok_or_else(|| wrong_type(format!("{at}.path"), "a list", p))?;
     list.iter()
         .enumerate()
         .map(|(j, c)| {
-            let b = c
-                .as_bytes()
-                .ok_or_else(|| wrong_type(format!("{at}.path[{j}]"), "a byte string", c))?;
+            let b = c.as_bytes().ok_or_else(|| wrong_type(format!("{at}.path[{j}]"), "a byte string", c))?;
             Ok(String::from_utf8_lossy(b).into_owned())
         })
         .collect()

@@ -16,28 +16,17 @@ pub enum StorageError {
     #[error("piece {0} is not stored")]
     PieceNotStored(PieceIndex),
     #[error("file path {components:?} is unsafe: {reason}")]
-    UnsafePath {
-        components: Vec<String>,
-        reason: &'static str,
-    },
+    UnsafePath { components: Vec<String>, reason: &'static str },
     #[error("two files of the torrent share the path {}", path.display())]
     DuplicatePath { path: PathBuf },
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("piece {piece} has {expected} bytes, got {got}")]
-    WrongPieceLength {
-        piece: PieceIndex,
-        expected: u32,
-        got: usize,
-    },
+    WrongPieceLength { piece: PieceIndex, expected: u32, got: usize },
     #[error("read of {block:?} into a {buf}-byte buffer is outside the piece")]
     BadRange { block: BlockRef, buf: usize },
     #[error("{}: resume file of torrent {found}, expected {expected}", path.display())]
-    ForeignResume {
-        path: PathBuf,
-        expected: InfoHash,
-        found: InfoHash,
-    },
+    ForeignResume { path: PathBuf, expected: InfoHash, found: InfoHash },
     #[error("{}: invalid resume file: {reason}", path.display())]
     BadResume { path: PathBuf, reason: &'static str },
 }

@@ -76,17 +76,8 @@ impl FsStore {
             }
             paths.push(path);
         }
-        let cache = Cache {
-            slots: files.iter().map(|_| Slot::default()).collect(),
-            ..Cache::default()
-        };
-        Ok(Self {
-            root: root.to_path_buf(),
-            layout,
-            paths,
-            max_open: DEFAULT_MAX_OPEN_FILES,
-            cache: Mutex::new(cache),
-        })
+        let cache = Cache { slots: files.iter().map(|_| Slot::default()).collect(), ..Cache::default() };
+        Ok(Self { root: root.to_path_buf(), layout, paths, max_open: DEFAULT_MAX_OPEN_FILES, cache: Mutex::new(cache) })
     }
 
     /// Bounds the number of cached open files (at least one).
@@ -118,11 +109,7 @@ impl FsStore {
             let mut c = self.lock();
             c.tick += 1;
             let tick = c.tick;
-            if let Some(h) = c.slots[file]
-                .handle
-                .as_mut()
-                .filter(|h| h.writable || !write)
-            {
+            if let Some(h) = c.slots[file].handle.as_mut().filter(|h| h.writable || !write) {
                 h.last_used = tick;
                 return Ok(h.file.clone());
             }
@@ -134,11 +121,7 @@ impl FsStore {
         if c.slots[file].handle.is_none() {
             c.open.push(file);
         }
-        c.slots[file].handle = Some(Handle {
-            file: file_handle.clone(),
-            writable,
-            last_used: tick,
-        });
+        c.slots[file].handle = Some(Handle { file: file_handle.clone(), writable, last_used: tick });
         if c.open.len() > self.max_open
             && let Some((pos, _)) = c
                 .open
@@ -176,19 +159,11 @@ impl FsStore {
         }
         let missing = |e: std::io::Error| match e.kind() {
             ErrorKind::NotFound => StorageError::Missing { path: path.clone() },
-            _ => StorageError::Io {
-                path: path.clone(),
-                source: e,
-            },
+            _ => StorageError::Io { path: path.clone(), source: e },
         };
         match OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
             Ok(f) => Ok((f, true)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem) => {
                 let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path);
                 Ok((f.map_err(missing)?, false))
             }
@@ -255,16 +230,11 @@ impl PieceStore for FsStore {
                 continue;
             }
             let f = self.handle(span.file, true)?;
-            f.write_all_at(chunk, span.file_offset)
-                .map_err(StorageError::io(&self.paths[span.file]))?;
+            f.write_all_at(chunk, span.file_offset).map_err(StorageError::io(&self.paths[span.file]))?;
             self.mark_dirty(span.file);
         }
         let files = self.layout.files();
-        for file in self
-            .layout
-            .piece_files(piece)
-            .filter(|&i| files[i].length == 0 && !files[i].pad)
-        {
+        for file in self.layout.piece_files(piece).filter(|&i| files[i].length == 0 && !files[i].pad) {
             self.handle(file, true)?;
         }
         Ok(())
@@ -282,14 +252,10 @@ impl PieceStore for FsStore {
             }
             let path = &self.paths[span.file];
             let f = self.handle(span.file, false)?;
-            f.read_exact_at(out, span.file_offset)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::UnexpectedEof => StorageError::Missing { path: path.clone() },
-                    _ => StorageError::Io {
-                        path: path.clone(),
-                        source: e,
-                    },
-                })?;
+            f.read_exact_at(out, span.file_offset).map_err(|e| match e.kind() {
+                ErrorKind::UnexpectedEof => StorageError::Missing { path: path.clone() },
+                _ => StorageError::Io { path: path.clone(), source: e },
+            })?;
         }
         Ok(())
     }
@@ -304,9 +270,8 @@ impl PieceStore for FsStore {
             dirty
         };
         for (i, &file) in dirty.iter().enumerate() {
-            let synced = self
-                .handle(file, false)
-                .and_then(|f| f.sync_data().map_err(StorageError::io(&self.paths[file])));
+            let synced =
+                self.handle(file, false).and_then(|f| f.sync_data().map_err(StorageError::io(&self.paths[file])));
             if let Err(e) = synced {
                 for &f in &dirty[i..] {
                     self.mark_dirty(f);
@@ -322,15 +287,11 @@ impl PieceStore for FsStore {
         let absent: Vec<PieceIndex> = have
             .iter_ones()
             .filter(|&piece| {
-                self.layout
-                    .spans(piece, 0, u32::MAX)
-                    .filter(|s| !s.pad)
-                    .any(|s| {
-                        let size = *sizes[s.file].get_or_insert_with(|| {
-                            std::fs::metadata(&self.paths[s.file]).ok().map(|m| m.len())
-                        });
-                        size.is_none_or(|size| size < s.file_offset + s.len)
-                    })
+                self.layout.spans(piece, 0, u32::MAX).filter(|s| !s.pad).any(|s| {
+                    let size = *sizes[s.file]
+                        .get_or_insert_with(|| std::fs::metadata(&self.paths[s.file]).ok().map(|m| m.len()));
+                    size.is_none_or(|size| size < s.file_offset + s.len)
+                })
             })
             .collect();
         for p in absent {
@@ -340,10 +301,7 @@ impl PieceStore for FsStore {
 }
 
 fn safe_join(root: &Path, components: &[String]) -> Result<PathBuf> {
-    let unsafe_path = |reason| StorageError::UnsafePath {
-        components: components.to_vec(),
-        reason,
-    };
+    let unsafe_path = |reason| StorageError::UnsafePath { components: components.to_vec(), reason };
     if components.is_empty() {
         return Err(unsafe_path("no components"));
     }
@@ -356,10 +314,7 @@ fn safe_join(root: &Path, components: &[String]) -> Result<PathBuf> {
             return Err(unsafe_path("component contains a separator or NUL"));
         }
         let mut parts = Path::new(c).components();
-        if !matches!(
-            (parts.next(), parts.next()),
-            (Some(Component::Normal(_)), None)
-        ) {
+        if !matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) {
             return Err(unsafe_path("component is not a plain name"));
         }
         path.push(c);

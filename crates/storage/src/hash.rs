@@ -17,11 +17,7 @@ pub fn piece_matches(data: &[u8], expected: &[u8; 20]) -> bool {
 /// Hashes every piece the store holds, on `threads` threads (at least one), and returns the
 /// pieces that match `hashes` (one per piece, in order). Absent data (missing or short files)
 /// just leaves a piece unset; any other I/O error aborts the recheck.
-pub fn recheck<S: PieceStore + ?Sized>(
-    store: &S,
-    hashes: &[[u8; 20]],
-    threads: usize,
-) -> Result<Bitfield> {
+pub fn recheck<S: PieceStore + ?Sized>(store: &S, hashes: &[[u8; 20]], threads: usize) -> Result<Bitfield> {
     let lengths = *store.lengths();
     let mut candidates = Bitfield::full(lengths.num_pieces());
     store.retain_present(&mut candidates);
@@ -44,27 +40,18 @@ pub fn recheck<S: PieceStore + ?Sized>(
                     let buf = &mut buf[..lengths.piece_len(piece) as usize];
                     match store.read_piece(piece, buf) {
                         Ok(()) => {
-                            if hashes
-                                .get(piece.as_usize())
-                                .is_some_and(|h| piece_matches(buf, h))
-                            {
+                            if hashes.get(piece.as_usize()).is_some_and(|h| piece_matches(buf, h)) {
                                 mine.push(piece);
                             }
                         }
                         Err(e) if e.is_missing() => {}
                         Err(e) => {
                             stop.store(true, Ordering::Relaxed);
-                            failure
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
+                            failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                         }
                     }
                 }
-                found
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .append(&mut mine);
+                found.lock().unwrap_or_else(|p| p.into_inner()).append(&mut mine);
             });
         }
     });
@@ -85,8 +72,8 @@ mod tests {
     #[test]
     fn known_digest() {
         let abc = [
-            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50,
-            0xc2, 0x6c, 0x9c, 0xd0, 0xd8, 0x9d,
+            0xa9, 0x99, 0x3e, 0x36, 0x47, 0x06, 0x81, 0x6a, 0xba, 0x3e, 0x25, 0x71, 0x78, 0x50, 0xc2, 0x6c, 0x9c, 0xd0,
+            0xd8, 0x9d,
         ];
         assert!(piece_matches(b"abc", &abc));
         assert!(!piece_matches(b"abd", &abc));

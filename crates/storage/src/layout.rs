@@ -15,11 +15,7 @@ pub enum LayoutError {
     #[error("torrent has no files")]
     NoFiles,
     #[error("file {file} starts at content offset {offset}, expected {expected}")]
-    NotContiguous {
-        file: usize,
-        offset: u64,
-        expected: u64,
-    },
+    NotContiguous { file: usize, offset: u64, expected: u64 },
     #[error("files hold {files} bytes but the torrent has {total}")]
     LengthMismatch { files: u64, total: u64 },
 }
@@ -65,34 +61,17 @@ impl Layout {
         let mut extents = Vec::with_capacity(files.len());
         for (i, f) in files.iter().enumerate() {
             if f.offset != expected {
-                return Err(LayoutError::NotContiguous {
-                    file: i,
-                    offset: f.offset,
-                    expected,
-                });
+                return Err(LayoutError::NotContiguous { file: i, offset: f.offset, expected });
             }
             expected = expected
                 .checked_add(f.length)
-                .ok_or(LayoutError::LengthMismatch {
-                    files: u64::MAX,
-                    total: lengths.total_length(),
-                })?;
-            extents.push(FileExtent {
-                offset: f.offset,
-                length: f.length,
-                pad: f.pad,
-            });
+                .ok_or(LayoutError::LengthMismatch { files: u64::MAX, total: lengths.total_length() })?;
+            extents.push(FileExtent { offset: f.offset, length: f.length, pad: f.pad });
         }
         if expected != lengths.total_length() {
-            return Err(LayoutError::LengthMismatch {
-                files: expected,
-                total: lengths.total_length(),
-            });
+            return Err(LayoutError::LengthMismatch { files: expected, total: lengths.total_length() });
         }
-        Ok(Self {
-            lengths,
-            files: extents,
-        })
+        Ok(Self { lengths, files: extents })
     }
 
     pub fn lengths(&self) -> &Lengths {
@@ -119,12 +98,7 @@ impl Layout {
         let pos = start.min(total);
         let end = pos.saturating_add(len).min(total);
         let file = self.files.partition_point(|f| f.end() <= pos);
-        Spans {
-            files: &self.files,
-            file,
-            pos,
-            end,
-        }
+        Spans { files: &self.files, file, pos, end }
     }
 
     /// Files with bytes in `piece`, plus zero-length files positioned inside it (those at the
@@ -132,13 +106,7 @@ impl Layout {
     pub fn piece_files(&self, piece: PieceIndex) -> Range<usize> {
         let start = self.lengths.piece_start(piece).0;
         let end = start + u64::from(self.lengths.piece_len(piece));
-        let first = self.files.partition_point(|f| {
-            if f.length == 0 {
-                f.offset < start
-            } else {
-                f.end() <= start
-            }
-        });
+        let first = self.files.partition_point(|f| if f.length == 0 { f.offset < start } else { f.end() <= start });
         let last = if piece == self.lengths.last_piece() {
             self.files.len()
         } else {
@@ -179,12 +147,7 @@ impl Iterator for Spans<'_> {
                 continue;
             }
             let len = f.end().min(self.end) - self.pos;
-            let span = FileSpan {
-                file: self.file,
-                file_offset: self.pos - f.offset,
-                len,
-                pad: f.pad,
-            };
+            let span = FileSpan { file: self.file, file_offset: self.pos - f.offset, len, pad: f.pad };
             self.pos += len;
             return Some(span);
         }
@@ -203,12 +166,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &(length, pad))| {
-                let e = FileEntry {
-                    path: vec![format!("f{i}")],
-                    length,
-                    offset,
-                    pad,
-                };
+                let e = FileEntry { path: vec![format!("f{i}")], length, offset, pad };
                 offset += length;
                 e
             })
@@ -223,32 +181,14 @@ mod tests {
 
     #[test]
     fn piece_across_three_files() {
-        let l = layout(
-            &[(5, false), (0, false), (3, false), (4, true), (8, false)],
-            10,
-        );
+        let l = layout(&[(5, false), (0, false), (3, false), (4, true), (8, false)], 10);
         let p0: Vec<_> = l.spans(PieceIndex::new_unchecked(0), 0, 10).collect();
         assert_eq!(
             p0,
             vec![
-                FileSpan {
-                    file: 0,
-                    file_offset: 0,
-                    len: 5,
-                    pad: false
-                },
-                FileSpan {
-                    file: 2,
-                    file_offset: 0,
-                    len: 3,
-                    pad: false
-                },
-                FileSpan {
-                    file: 3,
-                    file_offset: 0,
-                    len: 2,
-                    pad: true
-                },
+                FileSpan { file: 0, file_offset: 0, len: 5, pad: false },
+                FileSpan { file: 2, file_offset: 0, len: 3, pad: false },
+                FileSpan { file: 3, file_offset: 0, len: 2, pad: true },
             ]
         );
         assert_eq!(l.piece_files(PieceIndex::new_unchecked(0)), 0..4);
@@ -259,18 +199,8 @@ mod tests {
         assert_eq!(
             mid,
             vec![
-                FileSpan {
-                    file: 3,
-                    file_offset: 3,
-                    len: 1,
-                    pad: true
-                },
-                FileSpan {
-                    file: 4,
-                    file_offset: 0,
-                    len: 8,
-                    pad: false
-                },
+                FileSpan { file: 3, file_offset: 3, len: 1, pad: true },
+                FileSpan { file: 4, file_offset: 0, len: 8, pad: false },
             ]
         );
     }
@@ -288,22 +218,15 @@ mod tests {
         let mut e = entries(&[(6, false), (4, false)]);
         assert!(Layout::new(&e, lengths).is_ok());
         e[1].offset = 7;
-        assert!(matches!(
-            Layout::new(&e, lengths),
-            Err(LayoutError::NotContiguous { file: 1, .. })
-        ));
+        assert!(matches!(Layout::new(&e, lengths), Err(LayoutError::NotContiguous { file: 1, .. })));
         let e = entries(&[(6, false), (5, false)]);
-        assert!(matches!(
-            Layout::new(&e, lengths),
-            Err(LayoutError::LengthMismatch { .. })
-        ));
+        assert!(matches!(Layout::new(&e, lengths), Err(LayoutError::LengthMismatch { .. })));
         assert_eq!(Layout::new(&[], lengths).unwrap_err(), LayoutError::NoFiles);
     }
 
     fn sizes_strategy() -> impl Strategy<Value = Vec<(u64, bool)>> {
         proptest::collection::vec(
-            prop_oneof![Just(0u64), 1u64..40, 1u64..3]
-                .prop_flat_map(|n| (Just(n), proptest::bool::weighted(0.2))),
+            prop_oneof![Just(0u64), 1u64..40, 1u64..3].prop_flat_map(|n| (Just(n), proptest::bool::weighted(0.2))),
             1..12,
         )
         .prop_filter("non-empty torrent", |v| v.iter().any(|s| s.0 > 0))

@@ -58,10 +58,7 @@ impl Resume {
     /// it records as verified; a journal of another torrent, or one whose header or snapshot is
     /// damaged, is an error.
     pub fn open(path: &Path, info_hash: InfoHash, num_pieces: u32) -> Result<(Self, Bitfield)> {
-        let bad = |reason| StorageError::BadResume {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let bad = |reason| StorageError::BadResume { path: path.to_path_buf(), reason };
         let io = StorageError::io(path);
         let mut file = match OpenOptions::new().read(true).append(true).open(path) {
             Ok(f) => f,
@@ -71,20 +68,9 @@ impl Resume {
                 }
                 let have = Bitfield::new(num_pieces);
                 write_snapshot(path, &info_hash, &have)?;
-                let file = OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(io)?;
+                let file = OpenOptions::new().read(true).append(true).open(path).map_err(io)?;
                 let len = snapshot_len(num_pieces);
-                let r = Self {
-                    path: path.to_path_buf(),
-                    file,
-                    info_hash,
-                    have: have.clone(),
-                    len,
-                    records: 0,
-                };
+                let r = Self { path: path.to_path_buf(), file, info_hash, have: have.clone(), len, records: 0 };
                 return Ok((r, have));
             }
             Err(e) => return Err(io(e)),
@@ -100,11 +86,7 @@ impl Resume {
         }
         let found = InfoHash(head[16..36].try_into().expect("20 bytes"));
         if found != info_hash {
-            return Err(StorageError::ForeignResume {
-                path: path.to_path_buf(),
-                expected: info_hash,
-                found,
-            });
+            return Err(StorageError::ForeignResume { path: path.to_path_buf(), expected: info_hash, found });
         }
         if u32_at(&head, 12) != num_pieces {
             return Err(bad("piece count differs from the torrent's"));
@@ -114,8 +96,8 @@ impl Resume {
         if HEADER_LEN + got < head.len() || Sha1::digest(body).as_slice() != check {
             return Err(bad("damaged snapshot"));
         }
-        let mut have = Bitfield::from_wire(&body[HEADER_LEN..], num_pieces)
-            .map_err(|_| bad("snapshot has spare bits set"))?;
+        let mut have =
+            Bitfield::from_wire(&body[HEADER_LEN..], num_pieces).map_err(|_| bad("snapshot has spare bits set"))?;
 
         let mut len = head.len() as u64;
         let mut records = 0;
@@ -134,14 +116,7 @@ impl Resume {
         if file.metadata().map_err(StorageError::io(path))?.len() > len {
             file.set_len(len).map_err(StorageError::io(path))?;
         }
-        let r = Self {
-            path: path.to_path_buf(),
-            file,
-            info_hash,
-            have: have.clone(),
-            len,
-            records,
-        };
+        let r = Self { path: path.to_path_buf(), file, info_hash, have: have.clone(), len, records };
         Ok((r, have))
     }
 
@@ -166,10 +141,7 @@ impl Resume {
         if let Err(e) = self.file.write_all(&rec) {
             // Cut a partial record off so later appends stay aligned.
             let _ = self.file.set_len(self.len);
-            return Err(StorageError::Io {
-                path: self.path.clone(),
-                source: e,
-            });
+            return Err(StorageError::Io { path: self.path.clone(), source: e });
         }
         self.have.set(piece);
         self.len += RECORD_LEN as u64;
@@ -185,11 +157,8 @@ impl Resume {
     /// Rewrites the journal atomically as a single snapshot of [`Resume::have`].
     pub fn compact(&mut self) -> Result<()> {
         write_snapshot(&self.path, &self.info_hash, &self.have)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(StorageError::io(&self.path))?;
+        self.file =
+            OpenOptions::new().read(true).append(true).open(&self.path).map_err(StorageError::io(&self.path))?;
         self.len = snapshot_len(self.have.len());
         self.records = 0;
         Ok(())
@@ -224,10 +193,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 fn record_tag(info_hash: &InfoHash, piece: u32) -> [u8; 4] {
-    let d = Sha1::new()
-        .chain_update(info_hash.0)
-        .chain_update(piece.to_le_bytes())
-        .finalize();
+    let d = Sha1::new().chain_update(info_hash.0).chain_update(piece.to_le_bytes()).finalize();
     [d[0], d[1], d[2], d[3]]
 }
 
@@ -261,16 +227,9 @@ fn write_snapshot(path: &Path, info_hash: &InfoHash, have: &Bitfield) -> Result<
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(StorageError::io(&tmp))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(StorageError::io(&tmp))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(StorageError::io(path))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io(dir))
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
 }

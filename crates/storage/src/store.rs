@@ -24,14 +24,7 @@ pub trait PieceStore: Send + Sync + fmt::Debug {
     /// Reads a whole piece into `buf`, which must be exactly the piece's length.
     fn read_piece(&self, piece: PieceIndex, buf: &mut [u8]) -> Result<()> {
         let len = self.lengths().piece_len(piece);
-        self.read(
-            BlockRef {
-                piece,
-                offset: 0,
-                len,
-            },
-            buf,
-        )
+        self.read(BlockRef { piece, offset: 0, len }, buf)
     }
 
     /// Makes everything written so far durable (fdatasync of the touched files).
@@ -43,26 +36,17 @@ pub trait PieceStore: Send + Sync + fmt::Debug {
 }
 
 pub(crate) fn check_piece(lengths: &Lengths, piece: PieceIndex, got: usize) -> Result<()> {
-    let expected = lengths
-        .piece(piece.get())
-        .map_or(0, |p| lengths.piece_len(p));
+    let expected = lengths.piece(piece.get()).map_or(0, |p| lengths.piece_len(p));
     if expected == 0 || got != expected as usize {
-        return Err(StorageError::WrongPieceLength {
-            piece,
-            expected,
-            got,
-        });
+        return Err(StorageError::WrongPieceLength { piece, expected, got });
     }
     Ok(())
 }
 
 pub(crate) fn check_range(lengths: &Lengths, block: BlockRef, buf: usize) -> Result<()> {
-    let fits = lengths.piece(block.piece.get()).is_some_and(|p| {
-        block
-            .offset
-            .checked_add(block.len)
-            .is_some_and(|end| end <= lengths.piece_len(p))
-    });
+    let fits = lengths
+        .piece(block.piece.get())
+        .is_some_and(|p| block.offset.checked_add(block.len).is_some_and(|end| end <= lengths.piece_len(p)));
     if !fits || buf != block.len as usize {
         return Err(StorageError::BadRange { block, buf });
     }
@@ -78,20 +62,12 @@ pub struct MemStore {
 
 impl MemStore {
     pub fn new(lengths: Lengths) -> Self {
-        Self {
-            lengths,
-            pieces: (0..lengths.num_pieces())
-                .map(|_| RwLock::new(None))
-                .collect(),
-        }
+        Self { lengths, pieces: (0..lengths.num_pieces()).map(|_| RwLock::new(None)).collect() }
     }
 
     /// Overwrites part of a stored piece, to simulate corruption in tests.
     pub fn corrupt(&self, piece: PieceIndex, offset: usize, byte: u8) {
-        if let Some(data) = self.pieces[piece.as_usize()]
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
+        if let Some(data) = self.pieces[piece.as_usize()].write().unwrap_or_else(PoisonError::into_inner).as_mut()
             && let Some(b) = data.get_mut(offset)
         {
             *b = byte;
@@ -101,9 +77,7 @@ impl MemStore {
 
 impl fmt::Debug for MemStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemStore")
-            .field("lengths", &self.lengths)
-            .finish_non_exhaustive()
+        f.debug_struct("MemStore").field("lengths", &self.lengths).finish_non_exhaustive()
     }
 }
 
@@ -114,20 +88,14 @@ impl PieceStore for MemStore {
 
     fn write_piece(&self, piece: PieceIndex, data: &[u8]) -> Result<()> {
         check_piece(&self.lengths, piece, data.len())?;
-        *self.pieces[piece.as_usize()]
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(data.into());
+        *self.pieces[piece.as_usize()].write().unwrap_or_else(PoisonError::into_inner) = Some(data.into());
         Ok(())
     }
 
     fn read(&self, block: BlockRef, buf: &mut [u8]) -> Result<()> {
         check_range(&self.lengths, block, buf.len())?;
-        let slot = self.pieces[block.piece.as_usize()]
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let data = slot
-            .as_ref()
-            .ok_or(StorageError::PieceNotStored(block.piece))?;
+        let slot = self.pieces[block.piece.as_usize()].read().unwrap_or_else(PoisonError::into_inner);
+        let data = slot.as_ref().ok_or(StorageError::PieceNotStored(block.piece))?;
         let start = block.offset as usize;
         buf.copy_from_slice(&data[start..start + buf.len()]);
         Ok(())
@@ -141,9 +109,7 @@ impl PieceStore for MemStore {
         let absent: Vec<PieceIndex> = have
             .iter_ones()
             .filter(|p| {
-                self.pieces
-                    .get(p.as_usize())
-                    .is_none_or(|s| s.read().unwrap_or_else(PoisonError::into_inner).is_none())
+                self.pieces.get(p.as_usize()).is_none_or(|s| s.read().unwrap_or_else(PoisonError::into_inner).is_none())
             })
             .collect();
         for p in absent {

@@ -19,12 +19,7 @@ fn files() -> Vec<FileEntry> {
     let mut offset = 0;
     spec.iter()
         .map(|&(path, length, pad)| {
-            let e = FileEntry {
-                path: path.iter().map(|s| s.to_string()).collect(),
-                length,
-                offset,
-                pad,
-            };
+            let e = FileEntry { path: path.iter().map(|s| s.to_string()).collect(), length, offset, pad };
             offset += length;
             e
         })
@@ -36,9 +31,7 @@ fn lengths() -> Lengths {
 }
 
 fn content() -> Vec<u8> {
-    let mut c: Vec<u8> = (0..36u8)
-        .map(|i| i.wrapping_mul(7).wrapping_add(1))
-        .collect();
+    let mut c: Vec<u8> = (0..36u8).map(|i| i.wrapping_mul(7).wrapping_add(1)).collect();
     c[13..16].fill(0);
     c
 }
@@ -49,9 +42,7 @@ fn piece(c: &[u8], p: u32) -> &[u8] {
 }
 
 fn hashes(c: &[u8]) -> Vec<[u8; 20]> {
-    c.chunks(PIECE as usize)
-        .map(|p| Sha1::digest(p).into())
-        .collect()
+    c.chunks(PIECE as usize).map(|p| Sha1::digest(p).into()).collect()
 }
 
 fn store(root: &Path) -> FsStore {
@@ -68,8 +59,7 @@ fn write_read_across_file_boundaries() {
     let s = store(dir.path()).with_max_open_files(1);
     let c = content();
     for p in [0, 2] {
-        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p))
-            .unwrap();
+        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p)).unwrap();
     }
     s.flush().unwrap();
 
@@ -85,26 +75,13 @@ fn write_read_across_file_boundaries() {
         for offset in 0..plen {
             for len in 1..=plen - offset {
                 let mut buf = vec![0xff; len as usize];
-                s.read(
-                    BlockRef {
-                        piece: PieceIndex::new_unchecked(p),
-                        offset,
-                        len,
-                    },
-                    &mut buf,
-                )
-                .unwrap();
-                assert_eq!(
-                    buf,
-                    &piece(&c, p)[offset as usize..(offset + len) as usize],
-                    "p{p}+{offset}({len})"
-                );
+                s.read(BlockRef { piece: PieceIndex::new_unchecked(p), offset, len }, &mut buf).unwrap();
+                assert_eq!(buf, &piece(&c, p)[offset as usize..(offset + len) as usize], "p{p}+{offset}({len})");
             }
         }
     }
     let mut whole = vec![0; 16];
-    s.read_piece(PieceIndex::new_unchecked(0), &mut whole)
-        .unwrap();
+    s.read_piece(PieceIndex::new_unchecked(0), &mut whole).unwrap();
     assert_eq!(whole, piece(&c, 0));
 }
 
@@ -113,55 +90,23 @@ fn bad_arguments_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     let p2 = PieceIndex::new_unchecked(2);
-    assert!(matches!(
-        s.write_piece(p2, &[0; 16]),
-        Err(StorageError::WrongPieceLength { .. })
-    ));
+    assert!(matches!(s.write_piece(p2, &[0; 16]), Err(StorageError::WrongPieceLength { .. })));
     let mut buf = [0; 5];
-    let past_end = BlockRef {
-        piece: p2,
-        offset: 0,
-        len: 5,
-    };
-    assert!(matches!(
-        s.read(past_end, &mut buf),
-        Err(StorageError::BadRange { .. })
-    ));
+    let past_end = BlockRef { piece: p2, offset: 0, len: 5 };
+    assert!(matches!(s.read(past_end, &mut buf), Err(StorageError::BadRange { .. })));
     let mut buf = [0; 4];
-    let err = s
-        .read(
-            BlockRef {
-                piece: p2,
-                offset: 0,
-                len: 4,
-            },
-            &mut buf,
-        )
-        .unwrap_err();
+    let err = s.read(BlockRef { piece: p2, offset: 0, len: 4 }, &mut buf).unwrap_err();
     assert!(err.is_missing(), "{err}");
 }
 
 #[test]
 fn hostile_paths_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    for bad in [
-        &["t", ".."][..],
-        &["..", "x"],
-        &["/etc"],
-        &["a/b"],
-        &["a\\b"],
-        &[""],
-        &["."],
-        &["x\0"],
-        &[],
-    ] {
+    for bad in [&["t", ".."][..], &["..", "x"], &["/etc"], &["a/b"], &["a\\b"], &[""], &["."], &["x\0"], &[]] {
         let mut f = files();
         f[0].path = bad.iter().map(|s| s.to_string()).collect();
         let err = FsStore::from_files(dir.path(), &f, lengths()).unwrap_err();
-        assert!(
-            matches!(err, StorageError::UnsafePath { .. }),
-            "{bad:?}: {err}"
-        );
+        assert!(matches!(err, StorageError::UnsafePath { .. }), "{bad:?}: {err}");
     }
     let mut f = files();
     f[2].path = f[0].path.clone();
@@ -178,8 +123,7 @@ fn recheck_finds_exactly_the_written_pieces() {
 
     let s = store(dir.path());
     for p in [0, 2] {
-        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p))
-            .unwrap();
+        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p)).unwrap();
     }
     s.flush().unwrap();
     drop(s);
@@ -201,18 +145,12 @@ fn short_and_missing_files_are_absent() {
     let c = content();
     let s = store(dir.path());
     for p in 0..3 {
-        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p))
-            .unwrap();
+        s.write_piece(PieceIndex::new_unchecked(p), piece(&c, p)).unwrap();
     }
     let h = hashes(&c);
     assert_eq!(pieces(&recheck(&s, &h, 2).unwrap()), [0, 1, 2]);
 
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.path().join("t/three"))
-        .unwrap()
-        .set_len(17)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(dir.path().join("t/three")).unwrap().set_len(17).unwrap();
     std::fs::remove_file(dir.path().join("t/two")).unwrap();
     let s = store(dir.path());
     let mut have = sluice_core::Bitfield::full(3);
@@ -226,31 +164,12 @@ fn mem_store_round_trip_and_recheck() {
     let c = content();
     let h = hashes(&c);
     let s = MemStore::new(lengths());
-    s.write_piece(PieceIndex::new_unchecked(1), piece(&c, 1))
-        .unwrap();
-    s.write_piece(PieceIndex::new_unchecked(2), piece(&c, 2))
-        .unwrap();
+    s.write_piece(PieceIndex::new_unchecked(1), piece(&c, 1)).unwrap();
+    s.write_piece(PieceIndex::new_unchecked(2), piece(&c, 2)).unwrap();
     let mut buf = [0; 3];
-    s.read(
-        BlockRef {
-            piece: PieceIndex::new_unchecked(1),
-            offset: 5,
-            len: 3,
-        },
-        &mut buf,
-    )
-    .unwrap();
+    s.read(BlockRef { piece: PieceIndex::new_unchecked(1), offset: 5, len: 3 }, &mut buf).unwrap();
     assert_eq!(buf, c[21..24]);
-    let err = s
-        .read(
-            BlockRef {
-                piece: PieceIndex::new_unchecked(0),
-                offset: 0,
-                len: 3,
-            },
-            &mut buf,
-        )
-        .unwrap_err();
+    let err = s.read(BlockRef { piece: PieceIndex::new_unchecked(0), offset: 0, len: 3 }, &mut buf).unwrap_err();
     assert!(err.is_missing());
     assert_eq!(pieces(&recheck(&s, &h, 2).unwrap()), [1, 2]);
     s.corrupt(PieceIndex::new_unchecked(2), 0, 0xee);
@@ -268,11 +187,9 @@ fn concurrent_reads_and_writes() {
             scope.spawn(move || {
                 for round in 0..50u32 {
                     let p = (t + round) % 3;
-                    s.write_piece(PieceIndex::new_unchecked(p), piece(c, p))
-                        .unwrap();
+                    s.write_piece(PieceIndex::new_unchecked(p), piece(c, p)).unwrap();
                     let mut buf = vec![0; piece(c, p).len()];
-                    s.read_piece(PieceIndex::new_unchecked(p), &mut buf)
-                        .unwrap();
+                    s.read_piece(PieceIndex::new_unchecked(p), &mut buf).unwrap();
                     assert_eq!(buf, piece(c, p));
                 }
             });

@@ -16,12 +16,7 @@ fn p(i: u32) -> PieceIndex {
 }
 
 fn truncate(path: &Path, len: u64) {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_len(len)
-        .unwrap();
+    OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
 }
 
 #[test]
@@ -89,35 +84,20 @@ fn other_torrents_and_damage_are_errors() {
     assert!(
         matches!(Resume::open(&path, other, PIECES), Err(StorageError::ForeignResume { found, .. }) if found == HASH)
     );
-    assert!(matches!(
-        Resume::open(&path, HASH, PIECES + 1),
-        Err(StorageError::BadResume { .. })
-    ));
+    assert!(matches!(Resume::open(&path, HASH, PIECES + 1), Err(StorageError::BadResume { .. })));
 
     let full = std::fs::read(&path).unwrap();
     let snapshot = full.len() - 8;
     for cut in 0..snapshot {
         std::fs::write(&path, &full[..cut]).unwrap();
-        assert!(
-            matches!(
-                Resume::open(&path, HASH, PIECES),
-                Err(StorageError::BadResume { .. })
-            ),
-            "cut at {cut}"
-        );
+        assert!(matches!(Resume::open(&path, HASH, PIECES), Err(StorageError::BadResume { .. })), "cut at {cut}");
     }
     let mut flipped = full.clone();
     flipped[40] ^= 0x80;
     std::fs::write(&path, flipped).unwrap();
-    assert!(matches!(
-        Resume::open(&path, HASH, PIECES),
-        Err(StorageError::BadResume { .. })
-    ));
+    assert!(matches!(Resume::open(&path, HASH, PIECES), Err(StorageError::BadResume { .. })));
     std::fs::write(&path, b"not a journal at all, just some text").unwrap();
-    assert!(matches!(
-        Resume::open(&path, HASH, PIECES),
-        Err(StorageError::BadResume { .. })
-    ));
+    assert!(matches!(Resume::open(&path, HASH, PIECES), Err(StorageError::BadResume { .. })));
 }
 
 #[test]

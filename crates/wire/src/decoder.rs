@@ -32,21 +32,13 @@ impl Decoder {
     /// compared with the frame's length prefix, which counts the id byte: a 16 KiB block
     /// arrives in a frame of `16384 + 9` bytes.
     pub fn new(max_frame: u32) -> Self {
-        Self {
-            buf: Vec::new(),
-            pos: 0,
-            max_frame,
-            awaiting_handshake: true,
-        }
+        Self { buf: Vec::new(), pos: 0, max_frame, awaiting_handshake: true }
     }
 
     /// A decoder for a stream whose handshake was already read elsewhere (or that has none,
     /// as in tests): messages can be asked for at once.
     pub fn without_handshake(max_frame: u32) -> Self {
-        Self {
-            awaiting_handshake: false,
-            ..Self::new(max_frame)
-        }
+        Self { awaiting_handshake: false, ..Self::new(max_frame) }
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -86,9 +78,7 @@ impl Decoder {
     /// of the payload is waited for. Asking before the handshake was returned is an error.
     pub fn next_message(&mut self) -> Result<Option<Message<'_>>, WireError> {
         if self.awaiting_handshake {
-            return Err(WireError::BadHandshake(
-                "message requested before the handshake",
-            ));
+            return Err(WireError::BadHandshake("message requested before the handshake"));
         }
         let unread = &self.buf[self.pos..];
         let Some((prefix, rest)) = unread.split_first_chunk::<4>() else {
@@ -96,10 +86,7 @@ impl Decoder {
         };
         let len = u32::from_be_bytes(*prefix);
         if len > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                len,
-                max: self.max_frame,
-            });
+            return Err(WireError::FrameTooLarge { len, max: self.max_frame });
         }
         let Some(body) = rest.get(..len as usize) else {
             return Ok(None);
@@ -131,12 +118,7 @@ mod tests {
     fn handshake_then_messages_byte_by_byte() {
         let (hs, mut stream) = hs_bytes();
         Message::Unchoke.encode(&mut stream);
-        Message::Piece {
-            index: 1,
-            begin: 2,
-            data: b"hello",
-        }
-        .encode(&mut stream);
+        Message::Piece { index: 1, begin: 2, data: b"hello" }.encode(&mut stream);
         Message::KeepAlive.encode(&mut stream);
 
         let mut dec = Decoder::new(1 << 15);
@@ -157,14 +139,7 @@ mod tests {
             got,
             [
                 format!("{:?}", Message::Unchoke),
-                format!(
-                    "{:?}",
-                    Message::Piece {
-                        index: 1,
-                        begin: 2,
-                        data: b"hello"
-                    }
-                ),
+                format!("{:?}", Message::Piece { index: 1, begin: 2, data: b"hello" }),
                 format!("{:?}", Message::KeepAlive),
             ]
         );
@@ -186,18 +161,12 @@ mod tests {
     fn bad_handshake_fails_on_first_byte() {
         let mut dec = Decoder::new(100);
         dec.push(b"G");
-        assert!(matches!(
-            dec.next_handshake(),
-            Err(WireError::BadHandshake(_))
-        ));
+        assert!(matches!(dec.next_handshake(), Err(WireError::BadHandshake(_))));
         let mut dec = Decoder::new(100);
         dec.push(b"\x13BitTorrent pro");
         assert_eq!(dec.next_handshake(), Ok(None));
         dec.push(b"xocol");
-        assert!(matches!(
-            dec.next_handshake(),
-            Err(WireError::BadHandshake(_))
-        ));
+        assert!(matches!(dec.next_handshake(), Err(WireError::BadHandshake(_))));
     }
 
     #[test]
@@ -216,10 +185,7 @@ mod tests {
         dec.push(&[0xff, 0xff]);
         assert_eq!(dec.next_message(), Ok(None));
         dec.push(&[0xff, 0xff]);
-        let err = WireError::FrameTooLarge {
-            len: u32::MAX,
-            max: 16 * 1024 + 9,
-        };
+        let err = WireError::FrameTooLarge { len: u32::MAX, max: 16 * 1024 + 9 };
         assert_eq!(dec.next_message(), Err(err.clone()));
         assert_eq!(dec.next_message(), Err(err));
         assert_eq!(dec.buffered(), 4);
@@ -229,27 +195,11 @@ mod tests {
     #[test]
     fn frame_at_the_limit_is_accepted() {
         let mut dec = Decoder::without_handshake(13);
-        Message::Request {
-            index: 1,
-            begin: 2,
-            length: 3,
-        }
-        .encode(&mut dec.buf);
-        assert!(matches!(
-            dec.next_message(),
-            Ok(Some(Message::Request { .. }))
-        ));
+        Message::Request { index: 1, begin: 2, length: 3 }.encode(&mut dec.buf);
+        assert!(matches!(dec.next_message(), Ok(Some(Message::Request { .. }))));
         let mut dec = Decoder::without_handshake(12);
-        Message::Request {
-            index: 1,
-            begin: 2,
-            length: 3,
-        }
-        .encode(&mut dec.buf);
-        assert!(matches!(
-            dec.next_message(),
-            Err(WireError::FrameTooLarge { len: 13, max: 12 })
-        ));
+        Message::Request { index: 1, begin: 2, length: 3 }.encode(&mut dec.buf);
+        assert!(matches!(dec.next_message(), Err(WireError::FrameTooLarge { len: 13, max: 12 })));
     }
 
     #[test]
@@ -268,12 +218,7 @@ mod tests {
         let mut stream = Vec::new();
         for i in 0..64 {
             Message::Have(i).encode(&mut stream);
-            Message::Piece {
-                index: i,
-                begin: 0,
-                data: &block,
-            }
-            .encode(&mut stream);
+            Message::Piece { index: i, begin: 0, data: &block }.encode(&mut stream);
         }
         let mut dec = Decoder::without_handshake(32 * 1024);
         let mut count = 0;

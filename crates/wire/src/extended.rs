@@ -33,13 +33,10 @@ impl ExtendedHandshake {
     /// names that are not UTF-8 are skipped; a repeated name keeps its first id; `v` is
     /// decoded lossily, since not every client sends UTF-8.
     pub fn decode(payload: &[u8]) -> Result<Self, WireError> {
-        let (root, _) = sluice_bencode::decode_prefix(payload)
-            .map_err(|e| WireError::BadExtendedHandshake(e.to_string()))?;
+        let (root, _) =
+            sluice_bencode::decode_prefix(payload).map_err(|e| WireError::BadExtendedHandshake(e.to_string()))?;
         if root.as_dict().is_none() {
-            return Err(WireError::BadExtendedHandshake(format!(
-                "expected a dictionary, found {}",
-                root.kind()
-            )));
+            return Err(WireError::BadExtendedHandshake(format!("expected a dictionary, found {}", root.kind())));
         }
         let int = |key: &[u8]| root.get(key).and_then(Value::as_int);
 
@@ -57,13 +54,8 @@ impl ExtendedHandshake {
         }
         Ok(Self {
             extensions,
-            listen_port: int(b"p")
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|&p| p != 0),
-            client: root
-                .get(b"v")
-                .and_then(Value::as_bytes)
-                .map(|v| String::from_utf8_lossy(v).into_owned()),
+            listen_port: int(b"p").and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0),
+            client: root.get(b"v").and_then(Value::as_bytes).map(|v| String::from_utf8_lossy(v).into_owned()),
             reqq: int(b"reqq").and_then(|r| u32::try_from(r).ok()),
             metadata_size: int(b"metadata_size").and_then(|s| u64::try_from(s).ok()),
             your_ip: root
@@ -106,11 +98,7 @@ impl ExtendedHandshake {
     /// The id the sender wants `name` messages sent with, if it supports the extension
     /// (an id of 0 means it was disabled).
     pub fn extension_id(&self, name: &str) -> Option<u8> {
-        self.extensions
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|&(_, id)| id)
-            .filter(|&id| id != 0)
+        self.extensions.iter().find(|(n, _)| n == name).map(|&(_, id)| id).filter(|&id| id != 0)
     }
 }
 
@@ -157,14 +145,7 @@ mod tests {
                         13:metadata_sizei4096e1:pi51413e4:reqqi512e1:v15:qBittorrent 5.0\
                         6:yourip16:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x7f\x00\x00\x01e";
         let hs = ExtendedHandshake::decode(payload).unwrap();
-        assert_eq!(
-            hs.extensions,
-            [
-                ("ut_metadata".into(), 2),
-                ("ut_pex".into(), 0),
-                ("lt_donthave".into(), 7)
-            ]
-        );
+        assert_eq!(hs.extensions, [("ut_metadata".into(), 2), ("ut_pex".into(), 0), ("lt_donthave".into(), 7)]);
         assert_eq!(hs.extension_id("ut_metadata"), Some(2));
         assert_eq!(hs.extension_id("ut_pex"), None);
         assert_eq!(hs.extension_id("ut_holepunch"), None);
@@ -180,13 +161,7 @@ mod tests {
         let payload = b"d1:md1:ai256e1:bi-1e1:c1:x1:di5e1:di6e2:\xff\xffi1ee\
                         13:metadata_sizei-5e1:pi70000e4:reqq3:abc1:vi1e6:yourip3:abce";
         let hs = ExtendedHandshake::decode(payload).unwrap();
-        assert_eq!(
-            hs,
-            ExtendedHandshake {
-                extensions: vec![("d".into(), 5)],
-                ..Default::default()
-            }
-        );
+        assert_eq!(hs, ExtendedHandshake { extensions: vec![("d".into(), 5)], ..Default::default() });
         let hs = ExtendedHandshake::decode(b"d1:mi1e1:pi0ee").unwrap();
         assert_eq!(hs, ExtendedHandshake::default());
         let hs = ExtendedHandshake::decode(b"d1:v2:\xe9te").unwrap();
@@ -202,13 +177,7 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_dictionary() {
         for bad in [&b""[..], b"i1e", b"le", b"d1:p", b"x"] {
-            assert!(
-                matches!(
-                    ExtendedHandshake::decode(bad),
-                    Err(WireError::BadExtendedHandshake(_))
-                ),
-                "{bad:?}"
-            );
+            assert!(matches!(ExtendedHandshake::decode(bad), Err(WireError::BadExtendedHandshake(_))), "{bad:?}");
         }
     }
 }

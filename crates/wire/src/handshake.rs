@@ -19,11 +19,7 @@ impl Handshake {
     pub const LEN: usize = 68;
 
     pub fn new(info_hash: InfoHash, peer_id: PeerId) -> Self {
-        Self {
-            reserved: reserved::SLUICE,
-            info_hash,
-            peer_id,
-        }
+        Self { reserved: reserved::SLUICE, info_hash, peer_id }
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -37,20 +33,14 @@ impl Handshake {
     /// Parses exactly [`Handshake::LEN`] bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         check_prefix(bytes)?;
-        let bytes: &[u8; Self::LEN] = bytes
-            .try_into()
-            .map_err(|_| WireError::BadHandshake("not 68 bytes long"))?;
+        let bytes: &[u8; Self::LEN] = bytes.try_into().map_err(|_| WireError::BadHandshake("not 68 bytes long"))?;
         let mut reserved = [0u8; 8];
         reserved.copy_from_slice(&bytes[20..28]);
         let mut info_hash = [0u8; 20];
         info_hash.copy_from_slice(&bytes[28..48]);
         let mut peer_id = [0u8; 20];
         peer_id.copy_from_slice(&bytes[48..68]);
-        Ok(Self {
-            reserved,
-            info_hash: InfoHash(info_hash),
-            peer_id: PeerId(peer_id),
-        })
+        Ok(Self { reserved, info_hash: InfoHash(info_hash), peer_id: PeerId(peer_id) })
     }
 
     pub fn supports(&self, bit: (usize, u8)) -> bool {
@@ -66,9 +56,7 @@ pub(crate) fn check_prefix(bytes: &[u8]) -> Result<(), WireError> {
         return Err(WireError::BadHandshake("protocol string length is not 19"));
     }
     if bytes[..n] != PREFIX[..n] {
-        return Err(WireError::BadHandshake(
-            "protocol string is not \"BitTorrent protocol\"",
-        ));
+        return Err(WireError::BadHandshake("protocol string is not \"BitTorrent protocol\""));
     }
     Ok(())
 }
@@ -116,16 +104,10 @@ mod tests {
         assert!(Handshake::decode(&longer).is_err());
         let mut bad_len = good.clone();
         bad_len[0] = 18;
-        assert_eq!(
-            Handshake::decode(&bad_len),
-            Err(WireError::BadHandshake("protocol string length is not 19"))
-        );
+        assert_eq!(Handshake::decode(&bad_len), Err(WireError::BadHandshake("protocol string length is not 19")));
         let mut bad_pstr = good.clone();
         bad_pstr[5] = b'x';
-        assert!(matches!(
-            Handshake::decode(&bad_pstr),
-            Err(WireError::BadHandshake(_))
-        ));
+        assert!(matches!(Handshake::decode(&bad_pstr), Err(WireError::BadHandshake(_))));
         assert!(Handshake::decode(&[]).is_err());
     }
 }

@@ -90,21 +90,9 @@ impl<'a> Message<'a> {
             Message::Have(i) => with_u32(out, id::HAVE, i),
             Message::Suggest(i) => with_u32(out, id::SUGGEST, i),
             Message::AllowedFast(i) => with_u32(out, id::ALLOWED_FAST, i),
-            Message::Request {
-                index,
-                begin,
-                length,
-            } => triple(out, id::REQUEST, index, begin, length),
-            Message::Cancel {
-                index,
-                begin,
-                length,
-            } => triple(out, id::CANCEL, index, begin, length),
-            Message::Reject {
-                index,
-                begin,
-                length,
-            } => triple(out, id::REJECT, index, begin, length),
+            Message::Request { index, begin, length } => triple(out, id::REQUEST, index, begin, length),
+            Message::Cancel { index, begin, length } => triple(out, id::CANCEL, index, begin, length),
+            Message::Reject { index, begin, length } => triple(out, id::REJECT, index, begin, length),
             Message::Port(port) => {
                 header(out, 3, id::PORT);
                 out.extend_from_slice(&port.to_be_bytes());
@@ -137,10 +125,7 @@ impl<'a> Message<'a> {
         let Some((&id, p)) = body.split_first() else {
             return Ok(Message::KeepAlive);
         };
-        let bad = || WireError::BadLength {
-            id,
-            len: u32::try_from(p.len()).unwrap_or(u32::MAX),
-        };
+        let bad = || WireError::BadLength { id, len: u32::try_from(p.len()).unwrap_or(u32::MAX) };
         let exact = |n: usize| if p.len() == n { Ok(()) } else { Err(bad()) };
         let msg = match id {
             id::CHOKE => exact(0).map(|()| Message::Choke)?,
@@ -154,27 +139,15 @@ impl<'a> Message<'a> {
             id::ALLOWED_FAST => Message::AllowedFast(single(p).ok_or_else(bad)?),
             id::REQUEST => {
                 let [index, begin, length] = three(p).ok_or_else(bad)?;
-                Message::Request {
-                    index,
-                    begin,
-                    length,
-                }
+                Message::Request { index, begin, length }
             }
             id::CANCEL => {
                 let [index, begin, length] = three(p).ok_or_else(bad)?;
-                Message::Cancel {
-                    index,
-                    begin,
-                    length,
-                }
+                Message::Cancel { index, begin, length }
             }
             id::REJECT => {
                 let [index, begin, length] = three(p).ok_or_else(bad)?;
-                Message::Reject {
-                    index,
-                    begin,
-                    length,
-                }
+                Message::Reject { index, begin, length }
             }
             id::PORT => {
                 let b: [u8; 2] = p.try_into().map_err(|_| bad())?;
@@ -183,11 +156,7 @@ impl<'a> Message<'a> {
             id::BITFIELD => Message::Bitfield(p),
             id::PIECE => {
                 let (head, data) = p.split_first_chunk::<8>().ok_or_else(bad)?;
-                Message::Piece {
-                    index: be(&head[..4]),
-                    begin: be(&head[4..]),
-                    data,
-                }
+                Message::Piece { index: be(&head[..4]), begin: be(&head[4..]), data }
             }
             id::EXTENDED => {
                 let (&ext, payload) = p.split_first().ok_or_else(bad)?;
@@ -268,41 +237,19 @@ mod tests {
             (Message::Interested, vec![0, 0, 0, 1, 2]),
             (Message::NotInterested, vec![0, 0, 0, 1, 3]),
             (Message::Have(0x0102_0304), vec![0, 0, 0, 5, 4, 1, 2, 3, 4]),
-            (
-                Message::Bitfield(&[0xf0, 0x01]),
-                vec![0, 0, 0, 3, 5, 0xf0, 0x01],
-            ),
+            (Message::Bitfield(&[0xf0, 0x01]), vec![0, 0, 0, 3, 5, 0xf0, 0x01]),
             (Message::Bitfield(&[]), vec![0, 0, 0, 1, 5]),
             (
-                Message::Request {
-                    index: 1,
-                    begin: 0x4000,
-                    length: 0x4000,
-                },
+                Message::Request { index: 1, begin: 0x4000, length: 0x4000 },
                 vec![0, 0, 0, 13, 6, 0, 0, 0, 1, 0, 0, 0x40, 0, 0, 0, 0x40, 0],
             ),
             (
-                Message::Piece {
-                    index: 2,
-                    begin: 3,
-                    data: b"abc",
-                },
+                Message::Piece { index: 2, begin: 3, data: b"abc" },
                 vec![0, 0, 0, 12, 7, 0, 0, 0, 2, 0, 0, 0, 3, b'a', b'b', b'c'],
             ),
+            (Message::Piece { index: 2, begin: 3, data: b"" }, vec![0, 0, 0, 9, 7, 0, 0, 0, 2, 0, 0, 0, 3]),
             (
-                Message::Piece {
-                    index: 2,
-                    begin: 3,
-                    data: b"",
-                },
-                vec![0, 0, 0, 9, 7, 0, 0, 0, 2, 0, 0, 0, 3],
-            ),
-            (
-                Message::Cancel {
-                    index: 1,
-                    begin: 2,
-                    length: 3,
-                },
+                Message::Cancel { index: 1, begin: 2, length: 3 },
                 vec![0, 0, 0, 13, 8, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3],
             ),
             (Message::Port(6881), vec![0, 0, 0, 3, 9, 0x1a, 0xe1]),
@@ -310,42 +257,14 @@ mod tests {
             (Message::HaveAll, vec![0, 0, 0, 1, 0x0e]),
             (Message::HaveNone, vec![0, 0, 0, 1, 0x0f]),
             (
-                Message::Reject {
-                    index: 9,
-                    begin: 8,
-                    length: 7,
-                },
+                Message::Reject { index: 9, begin: 8, length: 7 },
                 vec![0, 0, 0, 13, 0x10, 0, 0, 0, 9, 0, 0, 0, 8, 0, 0, 0, 7],
             ),
             (Message::AllowedFast(5), vec![0, 0, 0, 5, 0x11, 0, 0, 0, 5]),
-            (
-                Message::Extended {
-                    id: 0,
-                    payload: b"de",
-                },
-                vec![0, 0, 0, 4, 20, 0, b'd', b'e'],
-            ),
-            (
-                Message::Extended {
-                    id: 3,
-                    payload: b"",
-                },
-                vec![0, 0, 0, 2, 20, 3],
-            ),
-            (
-                Message::Unknown {
-                    id: 0x42,
-                    payload: b"xy",
-                },
-                vec![0, 0, 0, 3, 0x42, b'x', b'y'],
-            ),
-            (
-                Message::Unknown {
-                    id: 0xff,
-                    payload: b"",
-                },
-                vec![0, 0, 0, 1, 0xff],
-            ),
+            (Message::Extended { id: 0, payload: b"de" }, vec![0, 0, 0, 4, 20, 0, b'd', b'e']),
+            (Message::Extended { id: 3, payload: b"" }, vec![0, 0, 0, 2, 20, 3]),
+            (Message::Unknown { id: 0x42, payload: b"xy" }, vec![0, 0, 0, 3, 0x42, b'x', b'y']),
+            (Message::Unknown { id: 0xff, payload: b"" }, vec![0, 0, 0, 1, 0xff]),
         ]
     }
 
@@ -371,14 +290,7 @@ mod tests {
         let mut cheap = Vec::new();
         encode_piece_header(4, 0x8000, 100, &mut cheap);
         cheap.extend_from_slice(&data);
-        assert_eq!(
-            cheap,
-            enc(&Message::Piece {
-                index: 4,
-                begin: 0x8000,
-                data: &data
-            })
-        );
+        assert_eq!(cheap, enc(&Message::Piece { index: 4, begin: 0x8000, data: &data }));
     }
 
     #[test]
@@ -406,10 +318,7 @@ mod tests {
                 body.resize(1 + len, 0);
                 assert_eq!(
                     Message::decode(&body),
-                    Err(WireError::BadLength {
-                        id,
-                        len: len as u32
-                    }),
+                    Err(WireError::BadLength { id, len: len as u32 }),
                     "id {id} len {len}"
                 );
             }
@@ -420,13 +329,7 @@ mod tests {
     fn unknown_ids_are_not_errors() {
         for id in [10u8, 11, 12, 18, 19, 21, 100, 255] {
             let body = [id, 1, 2, 3];
-            assert_eq!(
-                Message::decode(&body),
-                Ok(Message::Unknown {
-                    id,
-                    payload: &[1, 2, 3]
-                })
-            );
+            assert_eq!(Message::decode(&body), Ok(Message::Unknown { id, payload: &[1, 2, 3] }));
         }
     }
 }

@@ -12,20 +12,10 @@ fn handshake() -> impl Strategy<Value = ExtendedHandshake> {
         prop::option::of(".{0,20}"),
         prop::option::of(any::<u32>()),
         prop::option::of(0u64..=i64::MAX as u64),
-        prop::option::of(prop_oneof![
-            prop::collection::vec(any::<u8>(), 4),
-            prop::collection::vec(any::<u8>(), 16)
-        ]),
+        prop::option::of(prop_oneof![prop::collection::vec(any::<u8>(), 4), prop::collection::vec(any::<u8>(), 16)]),
     )
         .prop_map(
-            |(m, listen_port, client, reqq, metadata_size, your_ip): (
-                BTreeMap<String, u8>,
-                _,
-                _,
-                _,
-                _,
-                _,
-            )| {
+            |(m, listen_port, client, reqq, metadata_size, your_ip): (BTreeMap<String, u8>, _, _, _, _, _)| {
                 ExtendedHandshake {
                     extensions: m.into_iter().collect(),
                     listen_port,

@@ -27,67 +27,30 @@ impl Spec {
             4 => Message::NotInterested,
             5 => Message::Have(a),
             6 => Message::Bitfield(bytes),
-            7 => Message::Request {
-                index: a,
-                begin: b,
-                length: c,
-            },
-            8 => Message::Piece {
-                index: a,
-                begin: b,
-                data: bytes,
-            },
-            9 => Message::Cancel {
-                index: a,
-                begin: b,
-                length: c,
-            },
+            7 => Message::Request { index: a, begin: b, length: c },
+            8 => Message::Piece { index: a, begin: b, data: bytes },
+            9 => Message::Cancel { index: a, begin: b, length: c },
             10 => Message::Port(a as u16),
             11 => Message::Suggest(a),
             12 => Message::HaveAll,
             13 => Message::HaveNone,
-            14 => Message::Reject {
-                index: a,
-                begin: b,
-                length: c,
-            },
+            14 => Message::Reject { index: a, begin: b, length: c },
             15 => Message::AllowedFast(a),
-            16 => Message::Extended {
-                id: a as u8,
-                payload: bytes,
-            },
+            16 => Message::Extended { id: a as u8, payload: bytes },
             // Ids 21..=255 are unknown to us.
-            _ => Message::Unknown {
-                id: 21 + (a % 235) as u8,
-                payload: bytes,
-            },
+            _ => Message::Unknown { id: 21 + (a % 235) as u8, payload: bytes },
         }
     }
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (
-        0..KINDS,
-        any::<u32>(),
-        any::<u32>(),
-        any::<u32>(),
-        prop::collection::vec(any::<u8>(), 0..300),
-    )
-        .prop_map(|(kind, a, b, c, bytes)| Spec {
-            kind,
-            a,
-            b,
-            c,
-            bytes,
-        })
+    (0..KINDS, any::<u32>(), any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..300))
+        .prop_map(|(kind, a, b, c, bytes)| Spec { kind, a, b, c, bytes })
 }
 
 /// Splits `stream` at the given fractions and returns the chunks.
 fn chunks<'s>(stream: &'s [u8], cuts: &[u16]) -> Vec<&'s [u8]> {
-    let mut points: Vec<usize> = cuts
-        .iter()
-        .map(|&c| c as usize * stream.len() / u16::MAX as usize)
-        .collect();
+    let mut points: Vec<usize> = cuts.iter().map(|&c| c as usize * stream.len() / u16::MAX as usize).collect();
     points.push(stream.len());
     points.sort_unstable();
     let mut out = Vec::new();

@@ -87,14 +87,7 @@ impl fmt::Debug for TorrentBuilder {
             .field("name", &self.name)
             .field("piece_length", &self.piece_length)
             .field("single", &self.single)
-            .field(
-                "files",
-                &self
-                    .files
-                    .iter()
-                    .map(|x| (&x.path, x.source.len()))
-                    .collect::<Vec<_>>(),
-            )
+            .field("files", &self.files.iter().map(|x| (&x.path, x.source.len())).collect::<Vec<_>>())
             .field("align", &self.align)
             .field("private", &self.private)
             .field("tiers", &self.tiers)
@@ -118,11 +111,7 @@ impl TorrentBuilder {
     }
 
     /// A single-file torrent: the file is called `name`.
-    pub fn single_file(
-        name: impl Into<String>,
-        piece_length: u32,
-        data: impl Into<Vec<u8>>,
-    ) -> Self {
+    pub fn single_file(name: impl Into<String>, piece_length: u32, data: impl Into<Vec<u8>>) -> Self {
         Self::new(name, piece_length).single_source(Source::Bytes(data.into()))
     }
 
@@ -133,18 +122,12 @@ impl TorrentBuilder {
         len: u64,
         fill: impl Fn(u64, &mut [u8]) + Send + Sync + 'static,
     ) -> Self {
-        Self::new(name, piece_length).single_source(Source::Generated {
-            len,
-            fill: Box::new(fill),
-        })
+        Self::new(name, piece_length).single_source(Source::Generated { len, fill: Box::new(fill) })
     }
 
     fn single_source(mut self, source: Source) -> Self {
         self.single = true;
-        self.files.push(File {
-            path: vec![self.name.clone()],
-            source,
-        });
+        self.files.push(File { path: vec![self.name.clone()], source });
         self
     }
 
@@ -155,27 +138,13 @@ impl TorrentBuilder {
 
     /// Adds a file of `len` bytes whose contents `fill(offset_in_file, buf)` produces, for
     /// content too large to keep in memory. `fill` must be deterministic.
-    pub fn file_with(
-        self,
-        path: &[&str],
-        len: u64,
-        fill: impl Fn(u64, &mut [u8]) + Send + Sync + 'static,
-    ) -> Self {
-        self.push(
-            path,
-            Source::Generated {
-                len,
-                fill: Box::new(fill),
-            },
-        )
+    pub fn file_with(self, path: &[&str], len: u64, fill: impl Fn(u64, &mut [u8]) + Send + Sync + 'static) -> Self {
+        self.push(path, Source::Generated { len, fill: Box::new(fill) })
     }
 
     fn push(mut self, path: &[&str], source: Source) -> Self {
         assert!(!self.single, "a single-file torrent has no further files");
-        self.files.push(File {
-            path: path.iter().map(|c| c.to_string()).collect(),
-            source,
-        });
+        self.files.push(File { path: path.iter().map(|c| c.to_string()).collect(), source });
         self
     }
 
@@ -257,26 +226,19 @@ impl TorrentBuilder {
             pieces.extend_from_slice(&hasher.finalize());
         }
 
-        let mut info = Dict::new()
-            .with("name", self.name.as_str())
-            .with("piece length", self.piece_length)
-            .with("pieces", pieces);
+        let mut info =
+            Dict::new().with("name", self.name.as_str()).with("piece length", self.piece_length).with("pieces", pieces);
         if self.private {
             info.insert("private", 1);
         }
         if self.single {
-            info.insert(
-                "length",
-                int(self.files.iter().map(|f| f.source.len()).sum()),
-            );
+            info.insert("length", int(self.files.iter().map(|f| f.source.len()).sum()));
         } else {
             let files = self.layout().into_iter().map(|(file, len)| {
                 let entry = Dict::new().with("length", int(len));
                 OwnedValue::from(match file {
                     Some(f) => entry.with("path", strings(&f.path)),
-                    None => entry
-                        .with("attr", "p")
-                        .with("path", strings(&[".pad".into(), len.to_string()])),
+                    None => entry.with("attr", "p").with("path", strings(&[".pad".into(), len.to_string()])),
                 })
             });
             info.insert("files", files.collect::<Vec<_>>());
@@ -287,10 +249,7 @@ impl TorrentBuilder {
             torrent.insert("announce", first.as_str());
         }
         if self.tiers.iter().flatten().count() > 1 {
-            torrent.insert(
-                "announce-list",
-                self.tiers.iter().map(|t| strings(t)).collect::<Vec<_>>(),
-            );
+            torrent.insert("announce-list", self.tiers.iter().map(|t| strings(t)).collect::<Vec<_>>());
         }
         torrent.encode()
     }

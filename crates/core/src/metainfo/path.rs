@@ -35,12 +35,7 @@ pub(super) fn sanitise_component(raw: &str) -> Option<String> {
 }
 
 fn is_windows_device(name: &str) -> bool {
-    let stem = name
-        .split('.')
-        .next()
-        .unwrap_or(name)
-        .trim_end_matches(' ')
-        .to_ascii_lowercase();
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ').to_ascii_lowercase();
     WINDOWS_DEVICES.contains(&stem.as_str())
         || (stem.len() == 4
             && (stem.starts_with("com") || stem.starts_with("lpt"))
@@ -120,8 +115,7 @@ impl PathSet {
             }
             if name != *component {
                 if want_folder {
-                    self.renamed_folders
-                        .insert(original, (parent, name.clone()));
+                    self.renamed_folders.insert(original, (parent, name.clone()));
                 }
                 *component = name;
             }
@@ -146,10 +140,7 @@ mod tests {
         assert_eq!(s("..\\..\\windows"), ".._.._windows");
         assert_eq!(s("C:"), "C_");
         assert_eq!(s("a\0b\x1bc\u{7f}d\u{85}"), "a_b_c_d_");
-        assert_eq!(
-            s("what? <really> \"yes\" | * "),
-            "what_ _really_ _yes_ _ __"
-        );
+        assert_eq!(s("what? <really> \"yes\" | * "), "what_ _really_ _yes_ _ __");
         assert_eq!(s("name. ."), "name___");
         assert_eq!(s(".hidden"), ".hidden");
         assert_eq!(s("Movie (2020).mkv"), "Movie (2020).mkv");

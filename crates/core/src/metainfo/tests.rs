@@ -42,20 +42,11 @@ fn assert_safe(meta: &Metainfo) {
 #[test]
 fn single_file() {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    let bytes = TorrentBuilder::single_file("movie.mkv", 32768, data.clone())
-        .tracker("http://127.0.0.1:6969/announce")
-        .build();
+    let bytes =
+        TorrentBuilder::single_file("movie.mkv", 32768, data.clone()).tracker("http://127.0.0.1:6969/announce").build();
     let meta = Metainfo::from_bytes(&bytes).unwrap();
     assert_eq!(meta.name, "movie.mkv");
-    assert_eq!(
-        meta.files,
-        [FileEntry {
-            path: vec!["movie.mkv".into()],
-            length: 100_000,
-            offset: 0,
-            pad: false
-        }]
-    );
+    assert_eq!(meta.files, [FileEntry { path: vec!["movie.mkv".into()], length: 100_000, offset: 0, pad: false }]);
     assert_eq!(meta.lengths, Lengths::new(100_000, 32768, 4).unwrap());
     let expected: Vec<[u8; 20]> = data.chunks(32768).map(sha1).collect();
     assert_eq!(meta.piece_hashes, expected);
@@ -68,9 +59,7 @@ fn single_file() {
 fn multi_file_with_alignment() {
     let builder = TorrentBuilder::new("album", 16384)
         .file(&["cd1", "01.flac"], vec![1u8; 20_000])
-        .file_with(&["cover.jpg"], 5_000, |offset, buf| {
-            buf.iter_mut().zip(offset..).for_each(|(b, i)| *b = i as u8)
-        })
+        .file_with(&["cover.jpg"], 5_000, |offset, buf| buf.iter_mut().zip(offset..).for_each(|(b, i)| *b = i as u8))
         .file(&["empty.txt"], vec![])
         .file(&["notes.txt"], b"hello".to_vec())
         .align_files()
@@ -78,11 +67,8 @@ fn multi_file_with_alignment() {
         .tier(["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"])
         .tracker("udp://127.0.0.1:3");
     let meta = Metainfo::from_bytes(&builder.build()).unwrap();
-    let summary: Vec<(String, u64, u64, bool)> = meta
-        .files
-        .iter()
-        .map(|f| (f.path.join("/"), f.offset, f.length, f.pad))
-        .collect();
+    let summary: Vec<(String, u64, u64, bool)> =
+        meta.files.iter().map(|f| (f.path.join("/"), f.offset, f.length, f.pad)).collect();
     assert_eq!(
         summary,
         [
@@ -95,13 +81,7 @@ fn multi_file_with_alignment() {
         ]
     );
     assert!(meta.private);
-    assert_eq!(
-        meta.trackers,
-        vec![
-            vec!["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"],
-            vec!["udp://127.0.0.1:3"]
-        ]
-    );
+    assert_eq!(meta.trackers, vec![vec!["http://127.0.0.1:1/a", "http://127.0.0.1:2/a"], vec!["udp://127.0.0.1:3"]]);
     let content = builder.content();
     assert_eq!(content.len() as u64, meta.lengths.total_length());
     assert_eq!(content[32_768 + 300], 44);
@@ -137,21 +117,11 @@ fn hybrid_is_read_through_its_v1_part() {
         &bs(&pieces),
         b"e",
     ]);
-    let torrent = cat(&[
-        b"d4:info",
-        &info,
-        b"12:piece layersd",
-        &bs(&root_a),
-        &bs(&[0x22; 64]),
-        b"ee",
-    ]);
+    let torrent = cat(&[b"d4:info", &info, b"12:piece layersd", &bs(&root_a), &bs(&[0x22; 64]), b"ee"]);
     let meta = Metainfo::from_bytes(&torrent).unwrap();
     assert_eq!(meta.info_hash, InfoHash(sha1(&info)));
     assert_eq!(meta.info_bytes, info);
-    assert_eq!(
-        meta.lengths,
-        Lengths::new(16384 * 2 + 300, 16384, 3).unwrap()
-    );
+    assert_eq!(meta.lengths, Lengths::new(16384 * 2 + 300, 16384, 3).unwrap());
     let pads: Vec<bool> = meta.files.iter().map(|f| f.pad).collect();
     assert_eq!(pads, [false, true, false]);
     assert_eq!(meta.files[2].path, ["hybrid", "b.txt"]);
@@ -161,13 +131,9 @@ fn hybrid_is_read_through_its_v1_part() {
 
 #[test]
 fn v2_only_is_a_clear_error() {
-    let info =
-        b"d9:file treed5:a.bind0:d6:lengthi5eeee12:meta versioni2e4:name1:x12:piece lengthi16384ee";
+    let info = b"d9:file treed5:a.bind0:d6:lengthi5eeee12:meta versioni2e4:name1:x12:piece lengthi16384ee";
     let bytes = torrent_with_info(info);
-    assert_eq!(
-        Metainfo::from_bytes(&bytes).unwrap_err(),
-        MetainfoError::V2OnlyUnsupported
-    );
+    assert_eq!(Metainfo::from_bytes(&bytes).unwrap_err(), MetainfoError::V2OnlyUnsupported);
     assert!(err(&bytes).contains("v2-only"));
 }
 
@@ -175,17 +141,10 @@ fn v2_only_is_a_clear_error() {
 fn info_hash_is_over_the_raw_bytes() {
     // Unsorted keys and leading zeros: a canonical re-encoding would hash differently.
     let pieces = [7u8; 20];
-    let info = cat(&[
-        b"d4:name4:demo6:lengthi0100e6:pieces",
-        &bs(&pieces),
-        b"12:piece lengthi016384e7:privatei01ee",
-    ]);
+    let info = cat(&[b"d4:name4:demo6:lengthi0100e6:pieces", &bs(&pieces), b"12:piece lengthi016384e7:privatei01ee"]);
     let meta = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
     assert_eq!(meta.info_hash, InfoHash(sha1(&info)));
-    let canonical = sluice_bencode::decode(&info)
-        .unwrap()
-        .to_owned_value()
-        .encode();
+    let canonical = sluice_bencode::decode(&info).unwrap().to_owned_value().encode();
     assert_ne!(canonical, info);
     assert_ne!(meta.info_hash, InfoHash(sha1(&canonical)));
     assert_eq!(meta.lengths.total_length(), 100);
@@ -212,13 +171,7 @@ fn hostile_paths_are_sanitised() {
     }
     files.push(b'e');
     let pieces = [0u8; 20];
-    let info = cat(&[
-        b"d5:files",
-        &files,
-        b"4:name2:..12:piece lengthi16384e6:pieces",
-        &bs(&pieces),
-        b"e",
-    ]);
+    let info = cat(&[b"d5:files", &files, b"4:name2:..12:piece lengthi16384e6:pieces", &bs(&pieces), b"e"]);
     let meta = Metainfo::from_bytes(&torrent_with_info(&info)).unwrap();
     assert_safe(&meta);
     let joined: Vec<String> = meta.files.iter().map(|f| f.path.join("/")).collect();
@@ -260,21 +213,10 @@ fn utf8_twins_are_preferred() {
 
 #[test]
 fn errors_name_the_field() {
-    let pieces41 = cat(&[
-        b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces",
-        &bs(&[0; 41]),
-        b"e",
-    ]);
-    assert_eq!(
-        err(&torrent_with_info(&pieces41)),
-        "info.pieces length 41 is not a multiple of 20"
-    );
+    let pieces41 = cat(&[b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces", &bs(&[0; 41]), b"e"]);
+    assert_eq!(err(&torrent_with_info(&pieces41)), "info.pieces length 41 is not a multiple of 20");
 
-    let two_pieces = cat(&[
-        b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces",
-        &bs(&[0; 40]),
-        b"e",
-    ]);
+    let two_pieces = cat(&[b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces", &bs(&[0; 40]), b"e"]);
     assert_eq!(
         err(&torrent_with_info(&two_pieces)),
         "info: 2 piece hashes given, but 5 bytes at piece length 16384 need 1"
@@ -286,71 +228,31 @@ fn errors_name_the_field() {
         &bs(&[0; 20]),
         b"e",
     ]);
-    assert_eq!(
-        err(&torrent_with_info(&empty_path)),
-        "info.files[1].path is empty"
-    );
+    assert_eq!(err(&torrent_with_info(&empty_path)), "info.files[1].path is empty");
 
-    let bad_length = cat(&[
-        b"d5:filesld6:lengthi-1e4:pathl1:aeee4:name1:x12:piece lengthi16384e6:pieces",
-        &bs(&[0; 20]),
-        b"e",
-    ]);
-    assert_eq!(
-        err(&torrent_with_info(&bad_length)),
-        "info.files[0].length -1 is negative"
-    );
+    let bad_length =
+        cat(&[b"d5:filesld6:lengthi-1e4:pathl1:aeee4:name1:x12:piece lengthi16384e6:pieces", &bs(&[0; 20]), b"e"]);
+    assert_eq!(err(&torrent_with_info(&bad_length)), "info.files[0].length -1 is negative");
 
     let no_pieces = b"d6:lengthi5e4:name1:x12:piece lengthi16384ee";
     assert_eq!(err(&torrent_with_info(no_pieces)), "info.pieces is missing");
-    assert_eq!(
-        err(b"d4:infoi1ee"),
-        "info should be a dictionary, found an integer"
-    );
+    assert_eq!(err(b"d4:infoi1ee"), "info should be a dictionary, found an integer");
     assert_eq!(err(b"le"), "torrent should be a dictionary, found a list");
-    assert_eq!(
-        err(b"d4:info"),
-        "not bencode: unexpected end of input at byte 7"
-    );
-    let zero_piece = cat(&[
-        b"d6:lengthi5e4:name1:x12:piece lengthi0e6:pieces",
-        &bs(&[0; 20]),
-        b"e",
-    ]);
-    assert_eq!(
-        err(&torrent_with_info(&zero_piece)),
-        "info: piece length 0 is outside 1 byte ..= 128 MiB"
-    );
-    let both = cat(&[
-        b"d5:filesle6:lengthi5e4:name1:x12:piece lengthi1e6:pieces",
-        &bs(&[0; 20]),
-        b"e",
-    ]);
-    assert_eq!(
-        err(&torrent_with_info(&both)),
-        "info has both length and files"
-    );
+    assert_eq!(err(b"d4:info"), "not bencode: unexpected end of input at byte 7");
+    let zero_piece = cat(&[b"d6:lengthi5e4:name1:x12:piece lengthi0e6:pieces", &bs(&[0; 20]), b"e"]);
+    assert_eq!(err(&torrent_with_info(&zero_piece)), "info: piece length 0 is outside 1 byte ..= 128 MiB");
+    let both = cat(&[b"d5:filesle6:lengthi5e4:name1:x12:piece lengthi1e6:pieces", &bs(&[0; 20]), b"e"]);
+    assert_eq!(err(&torrent_with_info(&both)), "info has both length and files");
 }
 
 #[test]
 fn announce_list_tiers() {
-    let info = cat(&[
-        b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces",
-        &bs(&[0; 20]),
-        b"e",
-    ]);
-    let t = cat(&[
-        b"d8:announce5:udp:a13:announce-listll5:udp:b5:udp:ael5:udp:bel0:ei7el5:udp:cee4:info",
-        &info,
-        b"e",
-    ]);
+    let info = cat(&[b"d6:lengthi5e4:name1:x12:piece lengthi16384e6:pieces", &bs(&[0; 20]), b"e"]);
+    let t = cat(&[b"d8:announce5:udp:a13:announce-listll5:udp:b5:udp:ael5:udp:bel0:ei7el5:udp:cee4:info", &info, b"e"]);
     let meta = Metainfo::from_bytes(&t).unwrap();
     assert_eq!(meta.trackers, vec![vec!["udp:b", "udp:a"], vec!["udp:c"]]);
     let only_announce = cat(&[b"d8:announce5:udp:a13:announce-listle4:info", &info, b"e"]);
-    assert_eq!(
-        Metainfo::from_bytes(&only_announce).unwrap().trackers,
-        [["udp:a"]]
-    );
+    assert_eq!(Metainfo::from_bytes(&only_announce).unwrap().trackers, [["udp:a"]]);
 }
 
 fn small_torrent() -> Vec<u8> {
