@@ -46,6 +46,17 @@ pub struct Config {
     pub max_hash_failures: u32,
     /// Keep serving uploads once complete.
     pub seed_when_complete: bool,
+    /// Media time a streaming reader's readahead window covers (the same again is fetched
+    /// at `High` beyond it), converted to bytes with the reader's bitrate.
+    pub stream_window: Duration,
+    /// Bounds of a readahead window in bytes (the lower one is raised to two pieces).
+    pub stream_window_min: u64,
+    pub stream_window_max: u64,
+    /// Bitrate assumed for a reader whose bitrate is neither given nor measured yet.
+    pub stream_default_bitrate: u64,
+    /// A reader with no read for this long, while another reader of the torrent read
+    /// meanwhile, goes dormant: its window is released until its next read.
+    pub reader_idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -69,6 +80,11 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_hash_failures: 2,
             seed_when_complete: true,
+            stream_window: Duration::from_secs(30),
+            stream_window_min: 4 * 1024 * 1024,
+            stream_window_max: 128 * 1024 * 1024,
+            stream_default_bitrate: 1_000_000,
+            reader_idle_timeout: Duration::from_secs(60),
         }
     }
 }

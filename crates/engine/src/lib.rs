@@ -66,8 +66,10 @@
 
 mod config;
 pub mod picker;
+mod stream;
 mod torrent;
 
 pub use config::Config;
 pub use picker::Priority;
+pub use stream::{ReaderId, ReaderWindow};
 pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, Stats, Torrent};

@@ -24,8 +24,12 @@
 //! - [`Picker::pick`] only starts pieces whose availability already counts the asking peer.
 //!   Outside endgame a block is handed to one peer at a time. Endgame is: some piece is in
 //!   progress, no in-progress piece has a `Missing` block, and no wanted Free piece is
-//!   available from any peer. In endgame a block may be in flight at up to
-//!   [`MAX_REQUESTERS`] distinct peers; blocks with the fewest requesters go first.
+//!   available from any peer (and endgame is allowed: see [`Picker::set_endgame_allowed`]).
+//!   In endgame a block may be in flight at up to [`MAX_REQUESTERS`] distinct peers; blocks
+//!   with the fewest requesters go first. Outside endgame only [`Picker::race`] (a late block
+//!   under a playhead) puts a block in flight at a second or third peer.
+//! - [`Picker::pick_shared`] hands one peer at most a share of each `Now`/`Next` piece, so the
+//!   pieces under playheads come from several peers at once.
 //! - Setting a started piece to `Skip` lets it finish: its blocks keep being handed out (after
 //!   every other piece, new ones included: `Skip` is the lowest tier) and it is verified as usual. Only Free pieces leave the
 //!   index.
@@ -181,6 +185,7 @@ pub struct Picker {
     spare: Vec<Vec<Block>>,
     /// Reused candidate buffer of the sparse pick path.
     scratch: Vec<FreeKey>,
+    endgame_allowed: bool,
 }
 
 impl fmt::Debug for Picker {
@@ -242,6 +247,7 @@ impl Picker {
             wanted_left: n,
             spare: Vec::new(),
             scratch: Vec::new(),
+            endgame_allowed: true,
         };
         picker.unseen = lengths.pieces().map(|p| picker.free_key(p)).collect();
         picker
@@ -402,14 +408,31 @@ impl Picker {
         avoid: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
+        self.pick_shared(peer, peer_has, max, new_pieces, avoid, usize::MAX, out);
+    }
+
+    /// [`Self::pick_avoiding`], handing this peer at most `urgent_share` blocks of each `Now`
+    /// or `Next` piece, so that the pieces under playheads are spread over several peers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick_shared(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        max: usize,
+        new_pieces: &mut u32,
+        avoid: &dyn Fn(BlockRef) -> bool,
+        urgent_share: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
         let mut room = max;
         for tier in TIERS_DOWN {
             if room == 0 {
                 break;
             }
-            self.pick_in_progress(peer, peer_has, tier, &mut room, avoid, out);
+            let limit = if tier >= Priority::Next { urgent_share.max(1) } else { usize::MAX };
+            self.pick_in_progress(peer, peer_has, tier, &mut room, limit, avoid, out);
             if room > 0 && *new_pieces > 0 && tier != Priority::Skip {
-                self.pick_new(peer, peer_has, tier, &mut room, new_pieces, out);
+                self.pick_new(peer, peer_has, tier, &mut room, limit, new_pieces, out);
             }
         }
         if room > 0 && self.in_endgame() {
@@ -457,6 +480,38 @@ impl Picker {
             }
         }
         self.block_received(block, from)
+    }
+
+    /// Also asks `peer` for `block`, already in flight elsewhere (a late urgent block is raced):
+    /// never past [`MAX_REQUESTERS`], never twice at one peer, never for a piece on parole.
+    /// Returns whether `peer` was added.
+    pub fn race(&mut self, block: BlockRef, peer: PeerKey) -> bool {
+        let Some(i) = self.started_block(block) else {
+            return false;
+        };
+        let part = self.partials.get_mut(&block.piece).expect("picker: started piece without blocks");
+        if part.parole {
+            return false;
+        }
+        match &mut part.blocks[i] {
+            Block::Requested(rs) if rs.len() < MAX_REQUESTERS && !rs.contains(peer) => {
+                rs.push(peer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Of a piece in progress: its blocks received, and all its blocks.
+    pub fn progress(&self, piece: PieceIndex) -> Option<(u32, u32)> {
+        self.partials.get(&piece).map(|p| (p.received, p.blocks.len() as u32))
+    }
+
+    /// Endgame (duplicate requests for the last blocks) may start; on by default. The engine
+    /// turns it off while streaming readers are awake: a window being fully requested is not
+    /// the end of anything, and late urgent blocks are raced instead.
+    pub fn set_endgame_allowed(&mut self, allowed: bool) {
+        self.endgame_allowed = allowed;
     }
 
     /// The peers `block` is in flight at (empty if it is not requested).
@@ -612,7 +667,7 @@ impl Picker {
     }
 
     pub fn in_endgame(&self) -> bool {
-        self.missing_total == 0 && !self.active.is_empty() && !self.free_available()
+        self.endgame_allowed && self.missing_total == 0 && !self.active.is_empty() && !self.free_available()
     }
 
     /// Every piece not `Skip` is verified.
@@ -717,12 +772,14 @@ impl Picker {
     }
 
     /// Hands out the missing blocks of the pieces of `tier` in progress.
+    #[allow(clippy::too_many_arguments)]
     fn pick_in_progress(
         &mut self,
         peer: PeerKey,
         peer_has: &Bitfield,
         tier: Priority,
         room: &mut usize,
+        limit: usize,
         avoid: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
@@ -735,7 +792,10 @@ impl Picker {
                 continue;
             }
             let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
-            *missing_total -= request_missing(lengths, key.piece, part, peer, room, avoid, out);
+            let mut r = (*room).min(limit);
+            let handed = request_missing(lengths, key.piece, part, peer, &mut r, avoid, out);
+            *room -= handed as usize;
+            *missing_total -= handed;
         }
     }
 
@@ -743,12 +803,14 @@ impl Picker {
     /// the peer lacks, scanning the peer's bitfield one step per piece it has; the walk gives
     /// up after as many steps as the peer has pieces and the scan takes over, so a pick costs
     /// about twice the cheaper of the two (per tier with free pieces).
+    #[allow(clippy::too_many_arguments)]
     fn pick_new(
         &mut self,
         peer: PeerKey,
         peer_has: &Bitfield,
         tier: Priority,
         room: &mut usize,
+        limit: usize,
         new_pieces: &mut u32,
         out: &mut Vec<BlockRef>,
     ) {
@@ -758,7 +820,7 @@ impl Picker {
             match self.next_free(peer_has, tier, after, &mut steps) {
                 Walk::Found(key) => {
                     after = Some(key);
-                    self.start_piece(key.piece, peer, room, out);
+                    self.start_piece(key.piece, peer, room, limit, out);
                     *new_pieces -= 1;
                 }
                 Walk::End => return,
@@ -788,7 +850,7 @@ impl Picker {
             if *room == 0 {
                 break;
             }
-            self.start_piece(key.piece, peer, room, out);
+            self.start_piece(key.piece, peer, room, limit, out);
             *new_pieces -= 1;
         }
         self.scratch = candidates;
@@ -822,7 +884,14 @@ impl Picker {
         }
     }
 
-    fn start_piece(&mut self, piece: PieceIndex, peer: PeerKey, room: &mut usize, out: &mut Vec<BlockRef>) {
+    fn start_piece(
+        &mut self,
+        piece: PieceIndex,
+        peer: PeerKey,
+        room: &mut usize,
+        limit: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
         self.index_remove(piece);
         self.state[piece.as_usize()] = State::InProgress;
         self.active_insert(piece);
@@ -834,7 +903,10 @@ impl Picker {
         self.partials.insert(piece, Partial { blocks, missing: n, received: 0, parole, owner: None });
         self.missing_total += u64::from(n);
         let part = self.partials.get_mut(&piece).expect("picker: piece just started");
-        self.missing_total -= request_missing(&self.lengths, piece, part, peer, room, &|_| false, out);
+        let mut r = (*room).min(limit);
+        let handed = request_missing(&self.lengths, piece, part, peer, &mut r, &|_| false, out);
+        *room -= handed as usize;
+        self.missing_total -= handed;
     }
 
     fn pick_endgame(

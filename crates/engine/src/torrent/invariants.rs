@@ -74,6 +74,24 @@ impl Torrent {
         assert_eq!(pending, self.picker.requests_in_flight(), "picker requests disagree with the pipelines");
 
         let recount = self.lengths.num_pieces() <= RECOUNT_MAX_PIECES;
+        // Streaming: the picker holds each piece's base priority raised by the readers'
+        // demands, and its earliest deadline; endgame is off while a reader has a window.
+        self.streams.check_invariants();
+        if recount {
+            for piece in self.lengths.pieces() {
+                let (tier, deadline) = self.streams.effective(piece);
+                assert_eq!(self.picker.priority(piece), tier, "tier of {piece:?} is not max(base, readers)");
+                assert_eq!(self.picker.deadline(piece), deadline, "deadline of {piece:?} is not the earliest");
+            }
+        }
+        assert!(!self.streams.any_awake() || !self.picker.in_endgame(), "endgame while a reader has a window");
+        if self.next_stream_tick.is_none() {
+            let have = self.picker.have();
+            assert!(
+                self.streams.urgent().all(|r| r.clone().all(|i| have.get(sluice_core::PieceIndex::new_unchecked(i)))),
+                "an urgent piece is missing and no stream tick is armed"
+            );
+        }
         if recount {
             let wanted_total = self.lengths.pieces().filter(|&p| self.is_wanted(p)).count() as u32;
             assert_eq!(wanted_total, self.wanted_pieces, "wanted piece count");

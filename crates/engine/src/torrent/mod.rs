@@ -13,6 +13,7 @@ mod peer;
 mod protocol;
 mod rate;
 mod requests;
+mod streaming;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -29,6 +30,7 @@ use rand::rngs::SmallRng;
 use sluice_core::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
 
 use crate::picker::Picker;
+use crate::stream::Streams;
 use crate::{Config, Priority};
 use conn::AddrEntry;
 use peer::Peer;
@@ -231,6 +233,11 @@ pub struct Torrent {
     next_optimistic: Timestamp,
     optimistic: Option<PeerKey>,
 
+    /// Streaming readers and the user's base priorities; the picker holds their combination.
+    streams: Streams,
+    /// Next check for late blocks under a playhead.
+    next_stream_tick: Option<Timestamp>,
+
     /// Pipelines to refill before the current mutation returns.
     fill_queue: BTreeSet<PeerKey>,
     refill_all: bool,
@@ -294,6 +301,8 @@ impl Torrent {
             next_rechoke: now + RECHOKE_INTERVAL,
             next_optimistic: now,
             optimistic: None,
+            streams: Streams::new(lengths, &config),
+            next_stream_tick: None,
             fill_queue: BTreeSet::new(),
             refill_all: false,
             orphans_possible: false,
@@ -409,6 +418,7 @@ impl Torrent {
             }
         }
         self.try_connect(now);
+        self.stream_timers(now);
         self.settle(now);
     }
 
@@ -460,38 +470,32 @@ impl Torrent {
         {
             next = next.min(t);
         }
+        if let Some(t) = self.stream_deadline() {
+            next = next.min(t);
+        }
         Some(next)
     }
 
-    /// Sets the priority tier of a range of pieces. Cost is proportional to the range.
+    /// Sets the base priority tier of a range of pieces (streaming readers may raise it,
+    /// never lower it). Cost is proportional to the range (times the readers).
     pub fn set_priority(&mut self, pieces: Range<u32>, priority: Priority, now: Timestamp) {
         self.now = now;
-        let end = pieces.end.min(self.lengths.num_pieces());
-        let start = pieces.start.min(end);
-        let before: Vec<bool> = (start..end).map(|i| self.is_wanted(PieceIndex::new_unchecked(i))).collect();
-        self.picker.set_priority(start..end, priority);
-        for (i, was) in (start..end).zip(before) {
-            let piece = PieceIndex::new_unchecked(i);
-            let now_wanted = self.is_wanted(piece);
-            if was != now_wanted {
-                self.wanted_changed(piece, now_wanted);
-            }
-        }
-        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
-        for key in keys {
-            self.update_interest(key, now);
-        }
-        self.check_complete(now);
-        self.lost_source();
-        self.try_connect(now);
+        let range = self.streams.set_base(pieces, priority);
+        let mut refreshed = self.refresh_pieces(&[range]);
+        refreshed.tiers = true;
+        refreshed.wanted = true;
+        self.after_priorities(refreshed, now);
         self.settle(now);
     }
 
-    /// Sets (or clears) the time by which a piece should be verified.
+    /// Sets (or clears) the time by which a piece should be verified (readers' deadlines
+    /// may be earlier).
     pub fn set_deadline(&mut self, piece: PieceIndex, deadline: Option<Timestamp>, now: Timestamp) {
         self.now = now;
         if piece.get() < self.lengths.num_pieces() {
-            self.picker.set_deadline(piece, deadline);
+            self.streams.set_base_deadline(piece, deadline);
+            let one = piece.get()..piece.get() + 1;
+            self.refresh_pieces(std::slice::from_ref(&one));
         }
     }
 
@@ -594,10 +598,18 @@ impl Torrent {
         if std::mem::take(&mut self.refill_all) {
             self.fill_queue.clear();
             // Peers that just timed out or are snubbed go last, so their blocks go to others.
-            let mut keys: Vec<(bool, PeerKey)> =
-                self.peers.iter().map(|(k, p)| (p.probation_until.is_some() || p.snubbed, *k)).collect();
+            // While streaming, faster peers pick first: they get the blocks under the playheads.
+            let by_rate = self.streams.any_awake();
+            let mut keys: Vec<(bool, std::cmp::Reverse<u64>, PeerKey)> = self
+                .peers
+                .iter()
+                .map(|(k, p)| {
+                    let rate = if by_rate { p.down.rate(now) } else { 0 };
+                    (p.probation_until.is_some() || p.snubbed, std::cmp::Reverse(rate), *k)
+                })
+                .collect();
             keys.sort();
-            for (_, key) in keys {
+            for (_, _, key) in keys {
                 self.fill_requests(key, now);
             }
         } else {

@@ -87,11 +87,12 @@ impl Torrent {
         let mut new_pieces = allowance;
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
+        let share = self.peers.get(&key).map_or(usize::MAX, |p| self.urgent_share(p, now));
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
         let avoid = |b| peer.avoids(b);
-        self.picker.pick_avoiding(key, &peer.has, want, &mut new_pieces, &avoid, &mut picked);
+        self.picker.pick_shared(key, &peer.has, want, &mut new_pieces, &avoid, share, &mut picked);
         if allowance == 0 && picked.len() < want && self.orphans_possible && self.picker.can_start(&peer.has) {
             self.budget_stuck = true;
         }
@@ -130,7 +131,7 @@ impl Torrent {
     }
 
     /// Keeps only the departed peers whose blocks are still in flight.
-    fn forget_departed(&mut self) {
+    pub(super) fn forget_departed(&mut self) {
         if !self.departed.is_empty() {
             let keep = self.picker.contributors_in_flight();
             self.departed.retain(|k, _| keep.contains(k));
@@ -157,13 +158,7 @@ impl Torrent {
             if self.new_piece_allowance() > 0 {
                 break;
             }
-            if self.picker.abandon(piece)
-                && let Some(buf) = self.buffers.remove(&piece)
-            {
-                self.reserved -= buf.len() as u64;
-                if self.free_buffers.len() < FREE_BUFFERS_MAX {
-                    self.free_buffers.push(buf);
-                }
+            if self.picker.abandon(piece) && self.release_buffer(piece) {
                 released += 1;
             }
         }
@@ -173,6 +168,18 @@ impl Torrent {
             self.forget_departed();
         }
         released > 0
+    }
+
+    /// Frees the buffer of a piece given up; returns whether it had one.
+    pub(super) fn release_buffer(&mut self, piece: PieceIndex) -> bool {
+        let Some(buf) = self.buffers.remove(&piece) else {
+            return false;
+        };
+        self.reserved -= buf.len() as u64;
+        if self.free_buffers.len() < FREE_BUFFERS_MAX {
+            self.free_buffers.push(buf);
+        }
+        true
     }
 
     pub(super) fn on_piece(&mut self, key: PeerKey, index: u32, begin: u32, data: &[u8], now: Timestamp) {

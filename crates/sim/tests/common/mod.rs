@@ -10,6 +10,8 @@ use std::time::Duration;
 use sluice_engine::{DisconnectReason, Event, PeerKey};
 use sluice_sim::{Content, NodeId, Sim, SimConfig, SimError};
 
+pub mod stream;
+
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * 1024;
 
