@@ -9,15 +9,19 @@ use std::time::Duration;
 use sluice_core::{BlockRef, PieceIndex, Timestamp};
 use sluice_wire::Message;
 
-use super::Torrent;
 use super::peer::{Peer, Pending};
+use super::{PeerKey, Torrent};
 use crate::picker::MAX_REQUESTERS;
 use crate::stream::{Change, ReaderId, ReaderWindow};
 
 /// Period of the check for late urgent blocks while a window's `Now`/`Next` pieces are missing.
 pub(super) const STREAM_TICK: Duration = Duration::from_millis(100);
-/// Rate assumed for a peer, or a swarm, not measured yet.
+/// Lowest rate assumed for a peer that sent blocks.
 const RATE_FLOOR: u64 = 16 * 1024;
+/// Rate assumed for a peer that never sent a block when no peer did.
+const PRIOR_RATE: u64 = 1024 * 1024;
+/// A peer's average rate since its first block is taken over this much time at least.
+const MIN_SPAN: Duration = Duration::from_millis(100);
 /// Round trip assumed when no peer's is known.
 const DEFAULT_RTT: Duration = Duration::from_millis(300);
 /// A block is late once in flight this much longer than twice its expected time.
@@ -241,8 +245,10 @@ impl Torrent {
     }
 
     /// Blocks of `Now`/`Next` pieces in flight for more than twice the time their peer should
-    /// take (its round trip plus the queue ahead at its rate) are asked of the peer that
-    /// should deliver soonest as well: at most [`MAX_REQUESTERS`] peers per block.
+    /// take (its round trip plus the queue ahead at its rate: the better of its smoothed rate
+    /// and its average since its first block, which a meter idle for a while underestimates)
+    /// are asked of the peer that should deliver soonest as well: at most
+    /// [`MAX_REQUESTERS`] peers per block.
     /// O(requests in flight + late blocks × peers).
     fn race_late_blocks(&mut self, now: Timestamp) {
         let urgent: Vec<Range<u32>> = self.streams.urgent().collect();
@@ -250,15 +256,19 @@ impl Torrent {
             return;
         }
         let is_urgent = |p: PieceIndex| urgent.iter().any(|r| r.contains(&p.get()));
-        let active = self.peers.values().filter(|p| p.is_active() && !p.peer_choking).count().max(1) as u64;
-        let prior_rate = (self.down.rate(now) / active).max(RATE_FLOOR);
-        let prior_rtt = self.peers.values().filter_map(|p| p.rtt_min).max().unwrap_or(DEFAULT_RTT);
-        let estimate = |p: &Peer| {
-            let rate = if p.first_block_at.is_some() { p.down.rate(now).max(RATE_FLOOR) } else { prior_rate };
-            (rate, p.rtt_min.unwrap_or(prior_rtt))
+        // A peer that never sent a block is assumed as fast and as near as the best one: its
+        // silence then shows soon. Racing a block costs little; waiting for a dead peer costs a stall.
+        let measured = |p: &Peer| {
+            let since = now.saturating_since(p.first_block_at?).max(MIN_SPAN);
+            let average = (u128::from(p.down.total()) * 1_000_000 / since.as_micros()) as u64;
+            Some(p.down.rate(now).max(average).max(RATE_FLOOR))
         };
+        let prior_rate = self.peers.values().filter_map(measured).max().unwrap_or(PRIOR_RATE);
+        let prior_rtt = self.peers.values().filter_map(|p| p.rtt_min).min().unwrap_or(DEFAULT_RTT);
+        let estimate = |p: &Peer| (measured(p).unwrap_or(prior_rate), p.rtt_min.unwrap_or(prior_rtt));
         let mut late: Vec<BlockRef> = Vec::new();
-        for peer in self.peers.values().filter(|p| p.is_active()) {
+        let mut slow: BTreeSet<PeerKey> = BTreeSet::new();
+        for (&key, peer) in self.peers.iter().filter(|(_, p)| p.is_active()) {
             let (rate, rtt) = estimate(peer);
             let mut ahead = 0u64;
             for r in &peer.requests {
@@ -269,6 +279,7 @@ impl Torrent {
                 let expected = rtt + Duration::from_micros(ahead * 1_000_000 / rate);
                 if now.saturating_since(r.sent) > expected * 2 + LATE_SLACK {
                     late.push(r.block);
+                    slow.insert(key);
                 }
             }
         }
@@ -282,8 +293,11 @@ impl Torrent {
             let best = self
                 .peers
                 .iter()
+                // Only a peer known to deliver, and not late itself, gets a raced block.
                 .filter(|(k, p)| {
                     p.is_active()
+                        && p.first_block_at.is_some()
+                        && !slow.contains(k)
                         && !p.peer_choking
                         && p.am_interested
                         && !p.snubbed

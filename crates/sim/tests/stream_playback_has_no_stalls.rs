@@ -1,0 +1,39 @@
+//! A player at 2.5 MB/s (a high-bitrate film) with the default 30 s window plays 40 s
+//! without a single stall once started, on a stream-only torrent and on one downloading
+//! everything.
+
+mod common;
+
+use std::time::Duration;
+
+use common::stream::{Player, Swarm};
+use common::*;
+use sluice_engine::Priority;
+
+fn run(seed: u64, base: Priority) {
+    let mut swarm = Swarm::new(seed, 128 * MIB, 2 * MIB, base);
+    let bitrate = 2_500_000;
+    let mut player = Player::open(&mut swarm.sim, swarm.leecher, MIB..127 * MIB, 0, bitrate);
+    swarm.play(&mut [&mut player], Duration::from_secs(42));
+    let start = player.time_to_play().expect("never started");
+    let played = secs(swarm.sim.now().saturating_since(player.playing_since.unwrap()));
+    println!(
+        "  base {base:?}: playing after {:.3}s, {:.1} MB played in {played:.1}s, stalls {:?}",
+        secs(start),
+        player.played / 1e6,
+        player.stalls
+    );
+    assert!(start < Duration::from_secs(2), "slow start: {start:?}");
+    assert!(player.stalls.is_empty(), "stalls: {:?}", player.stalls);
+    assert!(player.played > 100e6, "played only {}", player.played);
+}
+
+#[test]
+fn stream_playback_has_no_stalls() {
+    for_seeds("stream_playback_has_no_stalls", &[361], |seed| run(seed, Priority::Skip));
+}
+
+#[test]
+fn stream_playback_has_no_stalls_while_downloading_everything() {
+    for_seeds("stream_playback_has_no_stalls_while_downloading_everything", &[363], |seed| run(seed, Priority::Normal));
+}
