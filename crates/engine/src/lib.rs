@@ -49,6 +49,33 @@
 //! are token buckets refilled from the input timestamps; a blocked bucket shows up in
 //! [`Torrent::poll_timeout`].
 //!
+//! # Streaming
+//!
+//! A driver serving a file while it downloads opens a reader per consumer (an HTTP
+//! response): [`Torrent::open_reader`] with the file's byte range in the content stream and
+//! the starting offset, then [`Torrent::reader_seek`] on every read position change (within
+//! a piece it is O(readers); a move by k pieces touches O(k) pieces), and
+//! [`Torrent::close_reader`] when the consumer goes away (a short read that ended must close
+//! too: nothing else releases its window). [`Torrent::set_bitrate`] gives the file's bitrate
+//! (size over duration, from the container) and [`Torrent::protect`] marks byte ranges the
+//! player needs early (container index, head, tags): they stay at least `High` while the
+//! reader is open. The driver wakes a waiting reader on [`Event::PieceVerified`]; the engine
+//! never asks to be polled for it.
+//!
+//! Each reader demands `Now` for the piece under its playhead, `Next` for the following one
+//! (the next few seconds of media just after an open or a seek), `Readahead` up to
+//! [`Config::stream_window`] of media ahead and `High` as far again, with deadlines from its
+//! playhead's pace; a piece gets the highest of the readers' demands and its base priority
+//! ([`Torrent::set_priority`]: `Normal` unless set), so a plain download goes on behind the
+//! windows and a torrent set to `Skip` fetches only what readers need. While a reader has a
+//! window: the pieces under playheads are spread over several peers, fastest first; their
+//! blocks late at a peer are asked of another one too (two extra at most; endgame is off
+//! meanwhile); a jump (open, seek out of the window, wake-up) cancels requests for pieces
+//! no reader needs unless they are three quarters done. A reader that did not read for
+//! [`Config::reader_idle_timeout`] while another did goes dormant until its next read. A
+//! reader at or past its file's end demands nothing. With a `Skip` base, [`Event::Complete`]
+//! may be reported whenever the windows are caught up. Details: `src/stream.rs`.
+//!
 //! # Events
 //!
 //! [`Event::PeerConnected`] follows an accepted handshake; [`Event::PeerDisconnected`]
