@@ -17,8 +17,10 @@
 mod clock;
 mod net;
 mod peer_conn;
+mod probe;
 mod reader;
 mod session;
+mod streams;
 mod torrent_task;
 mod verified;
 

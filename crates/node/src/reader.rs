@@ -6,6 +6,10 @@
 //! recycled buffers, and hands them over a channel. So a read never allocates in steady
 //! state, never holds a lock while waiting, and only ever returns verified bytes. Dropping
 //! the reader stops the task.
+//!
+//! The task also owns the reader's engine reader: it opens it first and moves its playhead to
+//! each position it waits at, so the engine fetches the pieces under it before anything else;
+//! when the range is delivered or the reader dropped, the engine reader closes at once.
 
 use std::io;
 use std::ops::Range;
@@ -13,13 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use sluice_core::{BlockRef, Lengths};
-use sluice_storage::PieceStore;
+use sluice_core::{BlockRef, ByteOffset};
+use sluice_engine::ReaderId;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::verified::Verified;
+use crate::streams::Streams;
 
 /// Bytes read from storage at once (less at piece and range ends).
 const CHUNK: usize = 256 * 1024;
@@ -47,23 +51,32 @@ impl std::fmt::Debug for Chunk {
 }
 
 impl FileReader {
-    /// Reads the content-stream range `range` (a file's bytes, already offset into the torrent).
-    pub(crate) fn spawn(
-        store: Arc<dyn PieceStore>,
-        verified: Arc<Verified>,
-        lengths: Lengths,
-        range: Range<u64>,
-    ) -> Self {
+    /// Reads bytes `range` (relative to the file) of file `index`, whose bytes are `file` in
+    /// the content stream.
+    pub(crate) fn spawn(streams: Arc<Streams>, index: usize, file: Range<u64>, range: Range<u64>) -> Self {
         let (tx, chunks) = mpsc::channel(BUFFERS);
         let (recycle, mut pool) = mpsc::channel::<Vec<u8>>(BUFFERS);
         let producer = tokio::spawn(async move {
+            let Some(id) = streams.open_engine_reader(index, range.start).await else {
+                let _ = tx.send(Err(io::Error::other("the torrent stopped"))).await;
+                return;
+            };
+            let _open = EngineReader { streams: streams.clone(), index, id };
+            let (store, verified, lengths) = (streams.store.clone(), streams.verified.clone(), streams.meta.lengths);
+            let range = file.start + range.start..file.start + range.end;
             let mut pos = range.start;
             let mut fresh = BUFFERS;
+            let mut last_piece = None;
             while pos < range.end {
-                let Some(piece) = lengths.piece_at(sluice_core::ByteOffset(pos)) else {
+                let Some(piece) = lengths.piece_at(ByteOffset(pos)) else {
                     let _ = tx.send(Err(io::Error::other("read past the torrent's end"))).await;
                     return;
                 };
+                if last_piece != Some(piece) {
+                    last_piece = Some(piece);
+                    let at = crate::torrent_task::Command::ReaderAt { id, offset: pos - file.start };
+                    let _ = streams.commands.send(at).await;
+                }
                 verified.wait_for(piece).await;
                 let piece_start = lengths.piece_start(piece).0;
                 let piece_end = piece_start + u64::from(lengths.piece_len(piece));
@@ -124,6 +137,20 @@ impl AsyncRead for FileReader {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// Closes the engine reader when the producer ends, however it ends (range delivered, error,
+/// or aborted because the `FileReader` was dropped).
+struct EngineReader {
+    streams: Arc<Streams>,
+    index: usize,
+    id: ReaderId,
+}
+
+impl Drop for EngineReader {
+    fn drop(&mut self) {
+        self.streams.close_engine_reader(self.index, self.id);
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::FileReader;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
+use crate::streams::Streams;
 use crate::verified::Verified;
 use crate::{Clock, NetPolicy};
 
@@ -155,7 +156,8 @@ impl Session {
             task.run().await;
             routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
         });
-        Ok(TorrentHandle { info_hash, meta, store, verified, commands: cmd_tx, progress: progress_rx })
+        let streams = Arc::new(Streams::new(cmd_tx.clone(), store, verified, meta.clone()));
+        Ok(TorrentHandle { info_hash, meta, streams, commands: cmd_tx, progress: progress_rx })
     }
 }
 
@@ -257,8 +259,7 @@ async fn route_inbound(mut stream: TcpStream, addr: SocketAddr, routes: Routes) 
 pub struct TorrentHandle {
     info_hash: InfoHash,
     meta: Arc<Metainfo>,
-    store: Arc<dyn PieceStore>,
-    verified: Arc<Verified>,
+    streams: Arc<Streams>,
     commands: mpsc::Sender<Command>,
     progress: watch::Receiver<Progress>,
 }
@@ -275,13 +276,12 @@ impl TorrentHandle {
     /// Streams bytes `range` (relative to the file) of file `index` (metainfo order, pad files
     /// included): the reader waits for each piece to be verified and returns only verified
     /// bytes. `None` if the file or range does not exist.
+    ///
+    /// The reader drives the engine's streaming scheduler: the pieces under its position come
+    /// first, a window of media ahead of it next, and the file's container index (found by
+    /// probing when the file's first reader opens) is protected while any reader is open.
     pub fn open_reader(&self, index: usize, range: std::ops::Range<u64>) -> Option<FileReader> {
-        let file = self.meta.files.get(index)?;
-        if range.start > range.end || range.end > file.length {
-            return None;
-        }
-        let content = file.offset + range.start..file.offset + range.end;
-        Some(FileReader::spawn(self.store.clone(), self.verified.clone(), self.meta.lengths, content))
+        self.streams.open(index, range)
     }
 
     pub async fn add_peers(&self, peers: Vec<SocketAddr>) -> Result<(), NodeError> {

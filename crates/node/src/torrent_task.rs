@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{BlockRef, PieceIndex};
-use sluice_engine::{Event, Input, Output, PeerKey, Stats, Torrent};
+use sluice_engine::{Event, Input, Output, PeerKey, ReaderId, Stats, Torrent};
 use sluice_storage::{PieceStore, Resume};
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -45,6 +45,13 @@ pub(crate) enum Command {
         head: Vec<u8>,
     },
     Shutdown(oneshot::Sender<()>),
+    /// Streaming readers (see `sluice_engine::Torrent::open_reader`): `file` is the file's
+    /// range in the content stream, offsets are relative to the file.
+    OpenReader { file: std::ops::Range<u64>, offset: u64, reply: oneshot::Sender<ReaderId> },
+    ReaderAt { id: ReaderId, offset: u64 },
+    ReaderBitrate { id: ReaderId, bytes_per_sec: u64 },
+    ReaderProtect { id: ReaderId, ranges: Vec<std::ops::Range<u64>> },
+    CloseReader { id: ReaderId },
 }
 
 /// Results of blocking work.
@@ -144,6 +151,16 @@ impl TorrentTask {
                         }
                     }
                     Some(Command::Incoming { stream, addr, head }) => self.on_incoming(&mut r, stream, addr, head),
+                    Some(Command::OpenReader { file, offset, reply }) => {
+                        let id = self.engine.open_reader(file, offset, self.clock.now());
+                        let _ = reply.send(id);
+                    }
+                    Some(Command::ReaderAt { id, offset }) => self.engine.reader_seek(id, offset, self.clock.now()),
+                    Some(Command::ReaderBitrate { id, bytes_per_sec }) => {
+                        self.engine.set_bitrate(id, bytes_per_sec, self.clock.now());
+                    }
+                    Some(Command::ReaderProtect { id, ranges }) => self.engine.protect(id, &ranges, self.clock.now()),
+                    Some(Command::CloseReader { id }) => self.engine.close_reader(id, self.clock.now()),
                     Some(Command::Shutdown(reply)) => {
                         shutdown_reply = Some(reply);
                         break;

@@ -115,8 +115,10 @@ fn ffmpeg_gets_frames_at_start_and_after_seeks() {
             let at = format!("{:.1}", f64::from(SECONDS * percent) / 100.0);
             let mut cmd = Command::new("ffmpeg");
             cmd.args(["-v", "error", "-nostdin", "-ss", &at, "-i", &url, "-frames:v", "1", "-f", "null", "-"]);
+            let started = std::time::Instant::now();
             let mut p = Proc::spawn(&format!("ffmpeg-{index}-{percent}"), cmd, tmp.path(), false);
             let status = p.wait_exit(Duration::from_secs(120));
+            eprintln!("{name} at {percent:2} %: first frame after {:.2} s", started.elapsed().as_secs_f64());
             assert!(status.success(), "ffmpeg failed on {name} at {percent} %:\n{}", tail(&p.stderr(), 20));
         }
     }

@@ -1,0 +1,170 @@
+//! The streaming state a torrent's readers share, per file: which engine readers are open,
+//! and the container probe.
+//!
+//! When the first reader of a file opens, a probe task opens one more engine reader and moves
+//! its playhead to each range the media prober asks for, so the engine fetches exactly those
+//! bytes first; once the probe is done that reader holds the container's critical ranges as
+//! protected (never deprioritised while the file is being read) with its own window parked at
+//! the end of the file, and every reader of the file learns the media bitrate. The probe
+//! result is kept, so later readers do not probe again. When the last reader closes, the
+//! probe reader closes too.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use sluice_core::metainfo::Metainfo;
+use sluice_engine::ReaderId;
+use sluice_media::Probe;
+use sluice_storage::PieceStore;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::FileReader;
+use crate::torrent_task::Command;
+use crate::verified::Verified;
+
+#[derive(Debug, Default)]
+struct FileState {
+    /// Engine readers of open `FileReader`s.
+    readers: Vec<ReaderId>,
+    probe_task: Option<JoinHandle<()>>,
+    probe_reader: Option<ReaderId>,
+    probed: Option<Probe>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Streams {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) store: Arc<dyn PieceStore>,
+    pub(crate) verified: Arc<Verified>,
+    pub(crate) meta: Arc<Metainfo>,
+    files: Mutex<HashMap<usize, FileState>>,
+}
+
+impl Streams {
+    pub(crate) fn new(
+        commands: mpsc::Sender<Command>,
+        store: Arc<dyn PieceStore>,
+        verified: Arc<Verified>,
+        meta: Arc<Metainfo>,
+    ) -> Self {
+        Self { commands, store, verified, meta, files: Mutex::default() }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<usize, FileState>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reader of bytes `range` of file `index`; `None` if there is no such file or range.
+    pub(crate) fn open(self: &Arc<Self>, index: usize, range: Range<u64>) -> Option<FileReader> {
+        let file = self.meta.files.get(index).filter(|f| !f.pad)?;
+        if range.start > range.end || range.end > file.length {
+            return None;
+        }
+        Some(FileReader::spawn(self.clone(), index, file.offset..file.offset + file.length, range))
+    }
+
+    /// Opens an engine reader of file `index` at `offset`; the first one starts the probe.
+    pub(crate) async fn open_engine_reader(self: &Arc<Self>, index: usize, offset: u64) -> Option<ReaderId> {
+        let file = self.meta.files.get(index)?;
+        let id = self.engine_reader(file.offset..file.offset + file.length, offset).await?;
+        let (start_probe, bitrate) = {
+            let mut files = self.files();
+            let st = files.entry(index).or_default();
+            st.readers.push(id);
+            (st.readers.len() == 1, st.probed.as_ref().and_then(|p| p.bitrate))
+        };
+        if let Some(b) = bitrate {
+            let _ = self.commands.send(Command::ReaderBitrate { id, bytes_per_sec: b }).await;
+        }
+        if start_probe {
+            let me = self.clone();
+            let task = tokio::spawn(async move { me.probe(index).await });
+            let mut files = self.files();
+            let st = files.entry(index).or_default();
+            // The reader may have closed meanwhile; then the probe is not wanted.
+            if st.readers.is_empty() {
+                task.abort();
+            } else {
+                st.probe_task = Some(task);
+            }
+        }
+        Some(id)
+    }
+
+    /// The engine reader `id` of file `index` closed (its `FileReader` ended or was dropped).
+    pub(crate) fn close_engine_reader(&self, index: usize, id: ReaderId) {
+        let mut closes = vec![id];
+        {
+            let mut files = self.files();
+            if let Some(st) = files.get_mut(&index) {
+                st.readers.retain(|r| *r != id);
+                if st.readers.is_empty() {
+                    if let Some(t) = st.probe_task.take() {
+                        t.abort();
+                    }
+                    closes.extend(st.probe_reader.take());
+                }
+            }
+        }
+        for id in closes {
+            if let Err(mpsc::error::TrySendError::Full(cmd)) = self.commands.try_send(Command::CloseReader { id }) {
+                let tx = self.commands.clone();
+                tokio::spawn(async move { tx.send(cmd).await });
+            }
+        }
+    }
+
+    async fn engine_reader(&self, file: Range<u64>, offset: u64) -> Option<ReaderId> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::OpenReader { file, offset, reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn probe(self: Arc<Self>, index: usize) {
+        let Some(file) = self.meta.files.get(index) else { return };
+        let Some(id) = self.engine_reader(file.offset..file.offset + file.length, 0).await else { return };
+        let cached = {
+            let mut files = self.files();
+            let st = files.entry(index).or_default();
+            st.probe_reader = Some(id);
+            st.probed.clone()
+        };
+        let probe = match cached {
+            Some(p) => p,
+            None => {
+                let ext = file.path.last().and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_owned());
+                let commands = self.commands.clone();
+                let p = crate::probe::probe_file(
+                    self.store.clone(),
+                    self.verified.clone(),
+                    self.meta.lengths,
+                    file.offset,
+                    file.length,
+                    ext.as_deref(),
+                    |need| {
+                        let _ = commands.try_send(Command::ReaderAt { id, offset: need.start });
+                    },
+                )
+                .await;
+                tracing::info!(file = index, format = ?p.format, critical = ?p.critical, bitrate = ?p.bitrate, "probed");
+                p
+            }
+        };
+        let readers = {
+            let mut files = self.files();
+            let st = files.entry(index).or_default();
+            st.probed = Some(probe.clone());
+            st.readers.clone()
+        };
+        let c = &self.commands;
+        let _ = c.send(Command::ReaderProtect { id, ranges: probe.critical.clone() }).await;
+        let _ = c.send(Command::ReaderAt { id, offset: file.length }).await;
+        if let Some(b) = probe.bitrate {
+            for r in readers {
+                let _ = c.send(Command::ReaderBitrate { id: r, bytes_per_sec: b }).await;
+            }
+        }
+    }
+}
