@@ -78,6 +78,10 @@ pub(crate) struct Peer {
     /// No block for `snub_timeout` while requests were pending: one request in flight at most
     /// (outside endgame) until it sends a block.
     pub snubbed: bool,
+    /// Blocks it sent that were neither requested nor recently dropped, and blocks it sent
+    /// that were (see `UNREQUESTED_MAX`).
+    pub unrequested: u32,
+    pub delivered: u32,
     /// A request to it timed out and it has sent no block since: no new requests until then
     /// (except in endgame), so its blocks go to others instead of back to it.
     pub probation_until: Option<Timestamp>,
@@ -139,6 +143,8 @@ impl Peer {
             rtt_min: None,
             waiting_since: None,
             snubbed: false,
+            unrequested: 0,
+            delivered: 0,
             probation_until: None,
             first_block_at: None,
             upload_queue: VecDeque::new(),

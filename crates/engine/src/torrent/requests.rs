@@ -27,6 +27,13 @@ fn block_bytes<'b>(lengths: &Lengths, piece: PieceIndex, i: u32, buffer: &'b [u8
     buffer.get(b.offset as usize..(b.offset + b.len) as usize)
 }
 
+/// Unrequested blocks a peer may send before it is disconnected, beyond one per
+/// `UNREQUESTED_RATIO` blocks it delivered as asked: real clients keep answering requests we
+/// cancelled (seeks cancel hundreds at once), a peer pushing data nobody asked for does not
+/// deliver anything else.
+pub(super) const UNREQUESTED_MAX: u32 = 16;
+const UNREQUESTED_RATIO: u32 = 8;
+
 impl Torrent {
     /// Requests we want in flight to `peer`: its bandwidth-delay product, bounded by the
     /// configured floor and ceiling, its `reqq` and the AIMD cap that timeouts lower.
@@ -194,8 +201,16 @@ impl Torrent {
         let sent = peer.take_request(block);
         let late = sent.is_none();
         if late && !peer.take_stale(block) {
-            return self.protocol_error(key, format!("unrequested block {block:?}"), now);
+            // Real clients answer requests we already cancelled (and duplicate requests) now and
+            // then; a few such blocks are dropped, a peer that keeps sending them is cut off.
+            peer.unrequested += 1;
+            if peer.unrequested > UNREQUESTED_MAX + peer.delivered / UNREQUESTED_RATIO {
+                let (n, of) = (peer.unrequested, peer.delivered);
+                return self.protocol_error(key, format!("unrequested block {block:?} ({n}, {of} delivered)"), now);
+            }
+            return;
         }
+        peer.delivered = peer.delivered.saturating_add(1);
         let len = u64::from(block.len);
         peer.down.add(len, now);
         self.down.add(len, now);
@@ -262,10 +277,10 @@ impl Torrent {
                     self.fill_queue.insert(other);
                 }
             }
-        } else {
-            // Late rejects of requests we dropped already are fine.
-            peer.take_stale(block);
         }
+        // A reject of a request we dropped already is fine. Its stale mark stays (it ages out
+        // of the bounded set): a client may reject a cancelled request and still send the block
+        // whose read was already under way.
     }
 
     /// The peer choked us: every request to it is void, and it owns no piece on parole.

@@ -453,16 +453,24 @@ fn disconnect_reason(t: &mut Torrent, key: PeerKey) -> Option<DisconnectReason> 
     reason
 }
 
+/// A few unrequested blocks are tolerated (real clients answer cancelled requests); a peer
+/// that keeps sending them is disconnected, and none of their data is kept.
 #[test]
-fn unrequested_piece_disconnects() {
+fn unrequested_pieces_disconnect_past_a_small_allowance() {
     let (mut t, peer, _) = scripted_peer();
     let mut bytes = Vec::new();
     Message::Bitfield(&[0xff, 0xff]).encode(&mut bytes);
-    Message::Piece { index: 0, begin: 0, data: &[0; 16384] }.encode(&mut bytes);
     t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO);
-    t.check_invariants();
+    for i in 0..=super::requests::UNREQUESTED_MAX {
+        assert_eq!(disconnect_reason(&mut t, peer), None, "cut off after {i} unrequested blocks");
+        let mut bytes = Vec::new();
+        Message::Piece { index: 0, begin: 0, data: &[0; 16384] }.encode(&mut bytes);
+        t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO);
+        t.check_invariants();
+    }
     assert!(matches!(disconnect_reason(&mut t, peer), Some(DisconnectReason::Protocol(_))));
     assert_eq!(t.stats().peers_connected, 0);
+    assert_eq!(t.stats().downloaded, 0);
 }
 
 #[test]

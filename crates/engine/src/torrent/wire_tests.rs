@@ -390,3 +390,24 @@ fn each_peer_with_bytes_to_send_gets_one_transmit_per_drain() {
     }
     w.t.check_invariants();
 }
+
+/// libtorrent answers a request we dropped with a Reject and still sends the block whose read
+/// was under way: the block is kept and the peer is not taken for one sending unrequested data.
+#[test]
+fn a_block_arriving_after_the_reject_of_a_dropped_request_is_kept() {
+    let mut w = Wire::new(1 << 15, 1 << 15, Config::default());
+    let r = w.connect(1, true);
+    w.send(r, Message::Bitfield(&[0x80]));
+    w.send(r, Message::Unchoke);
+    assert_eq!(w.remotes[r].requests, vec![(0, 0, 16384), (0, 16384, 16384)]);
+    w.advance_to(secs(21));
+    let mut bytes = Vec::new();
+    for begin in [0, 16384] {
+        Message::Reject { index: 0, begin, length: 16384 }.encode(&mut bytes);
+        Message::Piece { index: 0, begin, data: &[0; 16384] }.encode(&mut bytes);
+    }
+    w.data(r, &bytes);
+    assert_eq!(w.verified, vec![PieceIndex::new_unchecked(0)]);
+    // Complete now, and the peer is a seed: closed as not useful, not for a protocol error.
+    assert!(!w.disconnects.iter().any(|(_, why)| matches!(why, DisconnectReason::Protocol(_))), "{:?}", w.disconnects);
+}
