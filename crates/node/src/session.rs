@@ -17,9 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileReader;
+use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
-use crate::streams::Streams;
 use crate::verified::Verified;
 use crate::{Clock, NetPolicy};
 

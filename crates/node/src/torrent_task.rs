@@ -47,11 +47,26 @@ pub(crate) enum Command {
     Shutdown(oneshot::Sender<()>),
     /// Streaming readers (see `sluice_engine::Torrent::open_reader`): `file` is the file's
     /// range in the content stream, offsets are relative to the file.
-    OpenReader { file: std::ops::Range<u64>, offset: u64, reply: oneshot::Sender<ReaderId> },
-    ReaderAt { id: ReaderId, offset: u64 },
-    ReaderBitrate { id: ReaderId, bytes_per_sec: u64 },
-    ReaderProtect { id: ReaderId, ranges: Vec<std::ops::Range<u64>> },
-    CloseReader { id: ReaderId },
+    OpenReader {
+        file: std::ops::Range<u64>,
+        offset: u64,
+        reply: oneshot::Sender<ReaderId>,
+    },
+    ReaderAt {
+        id: ReaderId,
+        offset: u64,
+    },
+    ReaderBitrate {
+        id: ReaderId,
+        bytes_per_sec: u64,
+    },
+    ReaderProtect {
+        id: ReaderId,
+        ranges: Vec<std::ops::Range<u64>>,
+    },
+    CloseReader {
+        id: ReaderId,
+    },
 }
 
 /// Results of blocking work.
