@@ -350,7 +350,7 @@ class Server:
     def __init__(self, binary, work, logs, tag):
         self.binary, self.work, self.tag = binary, work, tag
         self.log_path = os.path.join(logs, f"{self.name}-{tag}.log")
-        self.proc = None
+        self.proc = self.log_file = None
 
     def start(self):
         shutil.rmtree(self.work, ignore_errors=True)
@@ -381,7 +381,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log_file.close()
+        if self.log_file:
+            self.log_file.close()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -397,7 +398,7 @@ class Sluice(Server):
         return f"http://{self.http}/api/v1/torrents/0/files/0/stream/x"
 
     def add(self, torrent, peers, file_name):
-        status, body = http_call("POST", f"http://{self.http}/api/v1/torrents", torrent)
+        _, body = http_call("POST", f"http://{self.http}/api/v1/torrents", torrent)
         added = json.loads(body)
         info_hash = added["info_hash"]
         http_call("POST", f"http://{self.http}/api/v1/torrents/{info_hash}/peers", json.dumps(peers).encode())
@@ -468,8 +469,8 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
     result = {"steps": {}, "rss": None}
     peers = list(SEEDERS)
     server = cls(binary, work, logs, f"{container}-steps")
-    server.start()
     try:
+        server.start()
         t0 = time.monotonic()
         url = server.add(torrent, peers, file_name)
         for pct, at in steps:
@@ -482,8 +483,8 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
     finally:
         server.stop()
     server = cls(binary, work, logs, f"{container}-playback")
-    server.start()
     try:
+        server.start()
         url = server.add(torrent, peers, file_name)
         rebuffers, stall, ok = playback(url, duration)
         result.update(rebuffers=rebuffers, stall=stall, playback_ok=ok)
@@ -618,6 +619,8 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
           f"{PIECE // MIB} MiB pieces, {args.clip_seconds} s clip at {args.bitrate / 1e6:.1f} Mbit/s; "
           f"loopback RTT {rtt * 1e3:.2f} ms; rqbit: {rqbit_version or 'unavailable (' + rqbit_reason + ')'}")
     print("floor = whole pieces ffmpeg reads / aggregate seeder rate + 2 RTT + ffmpeg's time on a local server")
+    if not all(f["exact"] for e in results.values() for f in e["floor"].values()):
+        print("WARNING: no strace: floors count what the file server sent, which overstates what ffmpeg read")
     print("first frame counts from adding the torrent; seeks are fresh ffmpeg runs while the torrent downloads\n")
     head = f"{'file':<5}{'step':<13}{'pieces':>7}{'floor s':>9}{'sluice s':>10}"
     if has_rqbit:
