@@ -35,6 +35,8 @@
 //! Each peer gets as many requests in flight as its measured rate covers in a second (or two
 //! round trips, if longer), between [`Config::min_pipeline`] and [`Config::max_pipeline`] and
 //! never past its advertised `reqq`; until the rate is known, [`Config::initial_pipeline`].
+//! While a reader streams, the queue targets a quarter second (16 requests until measured),
+//! because an urgent request waits behind everything already queued at the peer.
 //! A request timeout hands the peer's blocks to others, drops its pipeline to the floor and
 //! gives it no new requests for one more timeout unless it delivers a block meanwhile. A peer
 //! that keeps requests pending for [`Config::snub_timeout`] without delivering a block is

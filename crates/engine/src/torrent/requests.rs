@@ -14,6 +14,11 @@ use crate::picker::BlockOutcome;
 
 /// Queue time targeted per peer: a second of its rate, or two RTTs if that is longer.
 const QUEUE_TIME: Duration = Duration::from_secs(1);
+/// The same while a reader streams: an urgent request joins the back of each peer's queue, so
+/// the queue is kept short (still at least two RTTs).
+const STREAMING_QUEUE_TIME: Duration = Duration::from_millis(250);
+/// Initial pipeline depth at most while a reader streams, until the rate is measured.
+const STREAMING_INITIAL_PIPELINE: usize = 16;
 /// Rate measured over this much time replaces the initial pipeline depth.
 const MEASURE_TIME: Duration = Duration::from_secs(2);
 /// Request queue assumed for peers that do not advertise `reqq`.
@@ -40,12 +45,15 @@ impl Torrent {
     fn pipeline_target(&self, peer: &Peer, now: Timestamp) -> usize {
         let min = self.config.min_pipeline.max(1);
         let max = self.config.max_pipeline.max(min);
-        let queue = peer.rtt_min.map_or(QUEUE_TIME, |rtt| (rtt * 2).max(QUEUE_TIME));
+        let streaming = self.streams.any_awake();
+        let floor = if streaming { STREAMING_QUEUE_TIME } else { QUEUE_TIME };
+        let queue = peer.rtt_min.map_or(floor, |rtt| (rtt * 2).max(floor));
         let rate = peer.down.rate(now) as f64;
         let mut target = (rate * queue.as_secs_f64() / f64::from(BLOCK_SIZE)).ceil() as usize;
         let measured = peer.first_block_at.is_some_and(|t| now.saturating_since(t) >= MEASURE_TIME);
         if !measured {
-            target = target.max(self.initial_pipeline());
+            let initial = self.initial_pipeline();
+            target = target.max(if streaming { initial.min(STREAMING_INITIAL_PIPELINE) } else { initial });
         }
         let reqq = peer.reqq.unwrap_or(DEFAULT_REQQ).max(1) as usize;
         target.min(peer.pipeline_cap).clamp(min, max).min(reqq)
