@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -37,19 +35,6 @@ fn make_clip(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(out).expect("read clip")
 }
 
-fn post(addr: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: sluice\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
-    (String::from_utf8_lossy(&raw[9..12]).parse().expect("status"), raw[split + 4..].to_vec())
-}
-
 #[test]
 fn ffmpeg_gets_frames_at_start_and_after_seeks() {
     let Some(tmp) = interop_tempdir("interop_ffmpeg_plays_through_sluice") else {
@@ -78,36 +63,10 @@ fn ffmpeg_gets_frames_at_start_and_after_seeks() {
         tmp.path(),
     );
 
-    let http = addr(BLOCK, 1, PORT);
-    let data_dir = tmp.path().join("served");
-    let args = [
-        "serve",
-        "--listen",
-        &http,
-        "--peer-listen",
-        &addr(BLOCK, 1, PORT + 1),
-        "--data-dir",
-        data_dir.to_str().expect("utf-8"),
-        "--loopback-only",
-    ];
-    let serve = spawn_sluice("sluice-serve", &args, tmp.path());
-    assert!(
-        wait_until(Duration::from_secs(30), || serve.stderr().contains("http on")),
-        "serve did not start:\n{}",
-        tail(&serve.stderr(), 20)
-    );
-    let (status, body) = post(&http, "/api/v1/torrents", "application/x-bittorrent", &torrent);
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let added: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let serve = Serve::start(BLOCK, PORT, tmp.path());
+    let http = serve.http.clone();
+    let added = serve.add(&torrent, &seeders);
     let hash = added["info_hash"].as_str().expect("hash").to_owned();
-    let peers: Vec<&str> = seeders.iter().map(|s| s.endpoint.as_str()).collect();
-    let (status, _) = post(
-        &http,
-        &format!("/api/v1/torrents/{hash}/peers"),
-        "application/json",
-        &serde_json::to_vec(&peers).expect("json"),
-    );
-    assert_eq!(status, 204);
 
     for (index, name) in [(0, "clip.mp4"), (1, "clip.mkv")] {
         let url = format!("http://{http}/api/v1/torrents/{hash}/files/{index}/stream/{name}");
@@ -122,5 +81,5 @@ fn ffmpeg_gets_frames_at_start_and_after_seeks() {
             assert!(status.success(), "ffmpeg failed on {name} at {percent} %:\n{}", tail(&p.stderr(), 20));
         }
     }
-    assert!(!serve.stderr().contains("panicked"));
+    assert!(!serve.proc.stderr().contains("panicked"));
 }

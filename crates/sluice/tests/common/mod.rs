@@ -420,3 +420,70 @@ pub fn number_in_line(text: &str, prefix: &str, suffix: &str) -> Option<u64> {
         n.trim().parse().ok()
     })
 }
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close` expected in `head`):
+/// (status, response head, body).
+pub fn http_exchange(addr: &str, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to sluice");
+    s.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+    s.write_all(head.as_bytes()).and_then(|()| s.write_all(body)).expect("write request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head[9..12].parse().expect("status code");
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// A running `sluice serve`: HTTP on 127.0.BLOCK.1:PORT, peers on PORT+1, data under `dir`.
+pub struct Serve {
+    pub proc: Proc,
+    pub http: String,
+}
+
+impl Serve {
+    pub fn start(block: u8, port: u16, dir: &Path) -> Serve {
+        let http = addr(block, 1, port);
+        let data_dir = dir.join("served-data");
+        let args = [
+            "serve",
+            "--listen",
+            &http,
+            "--peer-listen",
+            &addr(block, 1, port + 1),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "--loopback-only",
+        ];
+        let proc = spawn_sluice("sluice-serve", &args, dir);
+        assert!(
+            wait_until(Duration::from_secs(30), || proc.stderr().contains("http on")),
+            "serve did not start:\n{}",
+            tail(&proc.stderr(), 20)
+        );
+        Serve { proc, http }
+    }
+
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: sluice\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let (status, _, body) = http_exchange(&self.http, &head, body);
+        (status, body)
+    }
+
+    /// Adds `torrent` (expecting 201) and gives it `peers` (expecting 204); returns the add's JSON.
+    pub fn add(&self, torrent: &[u8], peers: &[LtSeeder]) -> serde_json::Value {
+        let (status, body) = self.post("/api/v1/torrents", "application/x-bittorrent", torrent);
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let added: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let hash = added["info_hash"].as_str().expect("info_hash");
+        let peers: Vec<&str> = peers.iter().map(|s| s.endpoint.as_str()).collect();
+        let peers = serde_json::to_vec(&peers).expect("json");
+        let (status, _) = self.post(&format!("/api/v1/torrents/{hash}/peers"), "application/json", &peers);
+        assert_eq!(status, 204);
+        added
+    }
+}
