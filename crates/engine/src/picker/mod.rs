@@ -21,7 +21,7 @@
 //!   promoted with [`Picker::peer_became_seed`]; removing it with a full bitfield (or
 //!   [`Picker::peer_lost_all`]) undoes exactly that. A peer whose bitfield fills up through
 //!   HAVE messages must therefore be promoted before it is removed with its full bitfield.
-//! - [`Picker::pick`] only starts pieces whose availability already counts the asking peer.
+//! - [`Picker::pick_shared`] only starts pieces whose availability already counts the asking peer.
 //!   Outside endgame a block is handed to one peer at a time. Endgame is: some piece is in
 //!   progress, no in-progress piece has a `Missing` block, and no wanted Free piece is
 //!   available from any peer (and endgame is allowed: see [`Picker::set_endgame_allowed`]).
@@ -382,10 +382,13 @@ impl Picker {
 
     // ---- requests ----
 
+    /// Test shorthand for [`Self::pick_shared`] with nothing avoided and no urgent share.
+    ///
     /// Appends up to `max` blocks for `peer` (which has `peer_has`) to `out`. Starting a
     /// piece that is not yet in progress consumes one unit of `new_pieces`; none are started
     /// when it is zero. Outside endgame, no block is handed out while it is in flight
     /// elsewhere; in endgame a block may be in flight at up to a few peers, never twice at one.
+    #[cfg(test)]
     pub fn pick(
         &mut self,
         peer: PeerKey,
@@ -397,8 +400,9 @@ impl Picker {
         self.pick_avoiding(peer, peer_has, max, new_pieces, &|_| false, out);
     }
 
-    /// [`Self::pick`], except that blocks of pieces already started for which `avoid` is true
+    /// Test shorthand: `pick`, except that blocks of pieces already started for which `avoid` is true
     /// are not handed to this peer (e.g. it rejected them lately).
+    #[cfg(test)]
     pub fn pick_avoiding(
         &mut self,
         peer: PeerKey,
@@ -411,8 +415,11 @@ impl Picker {
         self.pick_shared(peer, peer_has, max, new_pieces, avoid, usize::MAX, out);
     }
 
-    /// [`Self::pick_avoiding`], handing this peer at most `urgent_share` blocks of each `Now`
-    /// or `Next` piece, so that the pieces under playheads are spread over several peers.
+    /// Appends up to `max` blocks for `peer` (which has `peer_has`) to `out`, highest tier
+    /// first (see the module docs). Starting a piece consumes one unit of `new_pieces`; blocks
+    /// of started pieces for which `avoid` is true (e.g. the peer rejected them lately) are not
+    /// handed to this peer; at most `urgent_share` blocks of each `Now` or `Next` piece go to it,
+    /// so that the pieces under playheads are spread over several peers.
     #[allow(clippy::too_many_arguments)]
     pub fn pick_shared(
         &mut self,
