@@ -25,6 +25,8 @@ pub enum StorageError {
     WrongPieceLength { piece: PieceIndex, expected: u32, got: usize },
     #[error("read of {block:?} into a {buf}-byte buffer is outside the piece")]
     BadRange { block: BlockRef, buf: usize },
+    #[error("piece {piece} has {len} bytes, more than the whole RAM budget of {budget}")]
+    OverBudget { piece: PieceIndex, len: u64, budget: u64 },
     #[error("{}: resume file of torrent {found}, expected {expected}", path.display())]
     ForeignResume { path: PathBuf, expected: InfoHash, found: InfoHash },
     #[error("{}: invalid resume file: {reason}", path.display())]

@@ -3,7 +3,8 @@
 //! This crate owns:
 //! - [`Layout`]: the pure mapping between pieces and the files that hold them;
 //! - [`PieceStore`]: persisting verified pieces and reading blocks back, with [`FsStore`]
-//!   (the torrent's files under a folder) and [`MemStore`] (tests and the simulator);
+//!   (the torrent's files under a folder), [`RamStore`] (RAM-only mode: one [`RamCache`] with one
+//!   budget for every torrent) and [`MemStore`] (tests and the simulator);
 //! - hashing: [`piece_matches`] and [`recheck`], which rebuilds the have-bitfield of an
 //!   existing data folder;
 //! - [`Resume`]: a crash-safe journal of verified pieces, so a restart neither re-downloads
@@ -18,6 +19,7 @@ mod error;
 mod fs;
 mod hash;
 pub mod layout;
+mod ram;
 mod resume;
 mod store;
 
@@ -25,5 +27,6 @@ pub use error::{Result, StorageError};
 pub use fs::{DEFAULT_MAX_OPEN_FILES, FsStore};
 pub use hash::{piece_matches, recheck};
 pub use layout::{FileSpan, Layout, LayoutError};
+pub use ram::{CacheEvents, CacheStats, RamCache, RamStore};
 pub use resume::Resume;
 pub use store::{MemStore, PieceStore};

@@ -33,6 +33,12 @@ pub trait PieceStore: Send + Sync + fmt::Debug {
     /// Clears from `have` the pieces whose data is certainly absent (missing or short files).
     /// Cheap: no data is read or hashed, so a set bit remains a claim, not a proof.
     fn retain_present(&self, have: &mut Bitfield);
+
+    /// Whether `piece`, once written, is still stored. Only stores that drop pieces (the RAM
+    /// cache evicts) ever say no.
+    fn holds(&self, _piece: PieceIndex) -> bool {
+        true
+    }
 }
 
 pub(crate) fn check_piece(lengths: &Lengths, piece: PieceIndex, got: usize) -> Result<()> {
