@@ -322,6 +322,18 @@ impl Streams {
         self.readers.values().map(|r| r.window.urgent()).filter(|r| !r.is_empty())
     }
 
+    /// Every range some reader demands, with its tier (windows by tier, protected ranges as
+    /// `High`); ranges may overlap. O(readers).
+    pub(crate) fn retention(&self) -> Vec<(Range<u32>, Priority)> {
+        let mut out = Vec::new();
+        for r in self.readers.values() {
+            let b = r.window.b;
+            out.extend((0..4).filter(|&i| b[i] < b[i + 1]).map(|i| (b[i]..b[i + 1], WINDOW_TIERS[i])));
+            out.extend(r.protected.iter().map(|p| (p.clone(), Priority::High)));
+        }
+        out
+    }
+
     pub(crate) fn idle_at(&self) -> Option<Timestamp> {
         self.idle_at
     }

@@ -280,6 +280,20 @@ impl Picker {
         }
     }
 
+    /// A verified piece is gone from storage (a RAM cache evicted it): it is `Free` again,
+    /// to be fetched when wanted. Nothing for a piece we do not have.
+    pub fn mark_missing(&mut self, piece: PieceIndex) {
+        if self.state.get(piece.as_usize()) != Some(&State::Have) {
+            return;
+        }
+        self.state[piece.as_usize()] = State::Free;
+        self.have.clear(piece);
+        if self.priority[piece.as_usize()] != Priority::Skip {
+            self.wanted_left += 1;
+        }
+        self.index_insert(piece);
+    }
+
     // ---- availability ----
 
     pub fn peer_has_piece(&mut self, piece: PieceIndex) {

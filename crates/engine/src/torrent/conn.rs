@@ -52,6 +52,14 @@ impl Torrent {
             && (self.config.seed_when_complete || !self.picker.is_complete())
     }
 
+    /// Queues again the seeds we hung up on while we were complete.
+    pub(super) fn requeue_seeds(&mut self, now: Timestamp) {
+        for (addr, e) in self.addrs.iter_mut().filter(|(_, e)| e.seed && e.peer.is_none() && e.queued.is_none()) {
+            e.queued = Some(now);
+            self.connect_queue.insert((now, *addr));
+        }
+    }
+
     pub(super) fn try_connect(&mut self, now: Timestamp) {
         while self.can_dial() {
             let Some(&(at, addr)) = self.connect_queue.first() else {

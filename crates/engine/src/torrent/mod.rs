@@ -499,6 +499,33 @@ impl Torrent {
         }
     }
 
+    /// A verified piece is no longer in storage (a RAM cache evicted it): it is fetched again
+    /// if anyone wants it. Peers were told we have it and cannot be told otherwise; their
+    /// requests for it are refused from now on.
+    pub fn forget_piece(&mut self, piece: PieceIndex, now: Timestamp) {
+        self.now = now;
+        if !self.picker.have().get(piece) {
+            return;
+        }
+        self.picker.mark_missing(piece);
+        self.have_bytes -= u64::from(self.lengths.piece_len(piece));
+        let wanted = self.is_wanted(piece);
+        if wanted {
+            self.wanted_changed(piece, true);
+        }
+        self.streams.refresh_idle_at(self.picker.have());
+        self.after_priorities(streaming::Refreshed { wanted, tiers: false }, now);
+        self.refill_all = true;
+        self.settle(now);
+    }
+
+    /// What streaming readers need kept, as piece ranges with the tier they demand (windows
+    /// by tier, protected container regions as `High`); ranges may overlap. A store that
+    /// evicts keeps these longest. O(readers).
+    pub fn retained(&self) -> Vec<(Range<u32>, Priority)> {
+        self.streams.retention()
+    }
+
     /// Closes every connection; outputs the disconnects.
     pub fn shutdown(&mut self, now: Timestamp) {
         self.now = now;
@@ -627,7 +654,10 @@ impl Torrent {
     fn check_complete(&mut self, now: Timestamp) {
         let complete = self.picker.is_complete();
         if !complete {
-            self.complete_announced = false;
+            // Wanted again (a priority raised, a piece evicted): seeds we hung up on are useful.
+            if std::mem::take(&mut self.complete_announced) {
+                self.requeue_seeds(now);
+            }
             return;
         }
         if self.complete_announced {

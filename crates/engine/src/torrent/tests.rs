@@ -645,3 +645,23 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_forgotten_piece_is_fetched_again_even_from_a_seed_we_left() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(config(2), None);
+    net.nodes[leech].t.add_peer(addr_of(seed), net.now);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    net.run_until(100, |n| n.links.is_empty());
+    let piece = PieceIndex::new_unchecked(3);
+    let now = net.now;
+    net.nodes[leech].data[3 << 16..4 << 16].fill(0);
+    net.nodes[leech].t.forget_piece(piece, now);
+    assert!(!net.nodes[leech].t.is_complete() && !net.nodes[leech].t.have().get(piece));
+    assert_eq!(net.nodes[leech].t.stats().bytes_wanted_left, 1 << 16);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+    let verified = net.nodes[leech].events.iter().filter(|e| **e == Event::PieceVerified(piece)).count();
+    assert_eq!(verified, 2);
+}
