@@ -31,6 +31,7 @@ pub use session::Progress;
 pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
 pub use sluice_engine::Config as EngineConfig;
 pub use sluice_engine::Stats;
+pub use sluice_storage::{CacheStats, RamCache};
 
 /// A fresh peer id: Sluice's client prefix and twelve random bytes.
 pub fn random_peer_id() -> sluice_core::PeerId {

@@ -12,7 +12,7 @@ use sluice_core::{BlockRef, ByteOffset, Lengths};
 use sluice_media::{Need, Probe, Prober};
 use sluice_storage::PieceStore;
 
-use crate::verified::Verified;
+use crate::verified::{Verified, read_verified};
 
 /// Probes the file at content offset `file_offset` of `file_len` bytes. `demand` receives
 /// file-relative ranges before they are awaited.
@@ -36,21 +36,14 @@ pub(crate) async fn probe_file(
         let mut pos = content.start;
         while pos < content.end {
             let Some(piece) = lengths.piece_at(ByteOffset(pos)) else { break };
-            verified.wait_for(piece).await;
             let piece_start = lengths.piece_start(piece).0;
             let end = content.end.min(piece_start + u64::from(lengths.piece_len(piece)));
             let block = BlockRef { piece, offset: (pos - piece_start) as u32, len: (end - pos) as u32 };
-            let store = store.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; block.len as usize];
-                store.read(block, &mut buf).map(|()| buf)
-            })
-            .await;
-            match read {
-                Ok(Ok(bytes)) => prober.feed(pos - file_offset, &bytes),
+            match read_verified(&verified, &store, block, vec![0u8; block.len as usize]).await {
+                (bytes, Ok(())) => prober.feed(pos - file_offset, &bytes),
                 // Storage failing under a verified piece: give up on probing; readers will
                 // report the failure themselves.
-                _ => return sluice_media::probe_slice(&[]),
+                (_, Err(_)) => return sluice_media::probe_slice(&[]),
             }
             pos = end;
         }

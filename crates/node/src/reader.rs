@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::streams::Streams;
+use crate::verified::read_verified;
 
 /// Bytes read from storage at once (less at piece and range ends).
 const CHUNK: usize = 256 * 1024;
@@ -77,7 +78,6 @@ impl FileReader {
                     let at = crate::torrent_task::Command::ReaderAt { id, offset: pos - file.start };
                     let _ = streams.commands.send(at).await;
                 }
-                verified.wait_for(piece).await;
                 let piece_start = lengths.piece_start(piece).0;
                 let piece_end = piece_start + u64::from(lengths.piece_len(piece));
                 let len = (range.end.min(piece_end) - pos).min(CHUNK as u64) as usize;
@@ -90,18 +90,10 @@ impl FileReader {
                         None => return,
                     }
                 };
-                let store = store.clone();
                 let block = BlockRef { piece, offset: (pos - piece_start) as u32, len: len as u32 };
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = buf;
-                    let r = store.read(block, &mut buf[..len]);
-                    (buf, r)
-                })
-                .await;
-                let chunk = match read {
-                    Ok((buf, Ok(()))) => Ok(Chunk { buf, len }),
-                    Ok((_, Err(e))) => Err(io::Error::other(e)),
-                    Err(e) => Err(io::Error::other(e)),
+                let chunk = match read_verified(&verified, &store, block, buf).await {
+                    (buf, Ok(())) => Ok(Chunk { buf, len }),
+                    (_, Err(e)) => Err(e),
                 };
                 let failed = chunk.is_err();
                 if tx.send(chunk).await.is_err() || failed {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{Bitfield, InfoHash, PeerId};
 use sluice_engine::{Config, Torrent};
-use sluice_storage::{FsStore, PieceStore, Resume};
+use sluice_storage::{CacheEvents, FsStore, PieceStore, RamCache, RamStore, Resume};
 use sluice_wire::Handshake;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +47,9 @@ pub struct SessionConfig {
     pub peer_id: PeerId,
     /// Template for each torrent's engine (peer id, port and seed are filled in per torrent).
     pub engine: Config,
+    /// RAM-only storage: every torrent keeps its verified pieces in this one cache (and
+    /// `AddTorrent`'s folders and start mode are unused); `None`: files on disk.
+    pub ram: Option<Arc<RamCache>>,
 }
 
 /// How a torrent learns which pieces it already has.
@@ -113,12 +116,18 @@ impl Session {
             routes.insert(info_hash, None);
         }
         let meta = Arc::new(add.meta);
-        let m = meta.clone();
-        let opened = tokio::task::spawn_blocking(move || open_storage(&m, &add.data_dir, &add.state_dir, add.mode))
-            .await
-            .map_err(|_| NodeError::Stopped)
-            .flatten();
-        let (store, resume, have) = match opened {
+        let (evicted_tx, evicted_rx) = mpsc::unbounded_channel();
+        let opened = match &self.config.ram {
+            Some(cache) => Ok(open_ram(cache, &meta, evicted_tx)),
+            None => {
+                let m = meta.clone();
+                tokio::task::spawn_blocking(move || open_storage(&m, &add.data_dir, &add.state_dir, add.mode))
+                    .await
+                    .map_err(|_| NodeError::Stopped)
+                    .flatten()
+            }
+        };
+        let (storage, have) = match opened {
             Ok(o) => o,
             Err(e) => {
                 self.routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
@@ -130,10 +139,25 @@ impl Session {
         engine_cfg.peer_id = self.config.peer_id;
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
         engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
-        let verified_now = have.clone();
-        let engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, self.clock.now());
+        if let Some(cache) = &self.config.ram {
+            // Windows shared by several readers and torrents must fit the one budget together.
+            let share = cache.stats().budget / 8;
+            engine_cfg.stream_window_max = engine_cfg.stream_window_max.min(share);
+            engine_cfg.stream_window_min = engine_cfg.stream_window_min.min(share);
+        }
+        let (verified, store, resume, ram) = match storage {
+            Storage::Disk { store, resume } => {
+                (Arc::new(Verified::new(&have)), store, Some(Arc::new(Mutex::new(resume))), None)
+            }
+            Storage::Ram { store, verified } => (verified, store.clone() as Arc<dyn PieceStore>, None, Some(store)),
+        };
+        let now = self.clock.now();
+        let mut engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, now);
+        if ram.is_some() {
+            // Only what readers ask for: the rest of the torrent would only churn the cache.
+            engine.set_priority(0..meta.lengths.num_pieces(), sluice_engine::Priority::Skip, now);
+        }
 
-        let verified = Arc::new(Verified::new(&verified_now));
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         // Seed the snapshot with what storage already holds, so callers reading progress right
         // after add_torrent (e.g. the CLI's `resume:` line) never see an empty default.
@@ -145,7 +169,9 @@ impl Session {
             policy: self.config.policy,
             meta: meta.clone(),
             store: store.clone(),
-            resume: Arc::new(Mutex::new(resume)),
+            resume,
+            ram,
+            evicted: evicted_rx,
             commands: cmd_rx,
             progress: progress_tx,
             verified: verified.clone(),
@@ -169,7 +195,37 @@ impl Drop for Session {
     }
 }
 
-type Opened = (Arc<dyn PieceStore>, Resume, Bitfield);
+enum Storage {
+    Disk { store: Arc<dyn PieceStore>, resume: Resume },
+    Ram { store: Arc<RamStore>, verified: Arc<Verified> },
+}
+
+type Opened = (Storage, Bitfield);
+
+/// Mirrors a torrent's RAM cache slot into its readers' bitfield (under the cache's lock) and
+/// tells its task which pieces went.
+struct RamEvents {
+    verified: Arc<Verified>,
+    evicted: mpsc::UnboundedSender<sluice_core::PieceIndex>,
+}
+
+impl CacheEvents for RamEvents {
+    fn stored(&self, piece: sluice_core::PieceIndex) {
+        self.verified.set(piece);
+    }
+
+    fn evicted(&self, piece: sluice_core::PieceIndex) {
+        self.verified.clear(piece);
+        let _ = self.evicted.send(piece);
+    }
+}
+
+fn open_ram(cache: &Arc<RamCache>, meta: &Metainfo, evicted: mpsc::UnboundedSender<sluice_core::PieceIndex>) -> Opened {
+    let have = Bitfield::new(meta.lengths.num_pieces());
+    let verified = Arc::new(Verified::new(&have));
+    let store = Arc::new(cache.store(meta.lengths, Arc::new(RamEvents { verified: verified.clone(), evicted })));
+    (Storage::Ram { store, verified }, have)
+}
 
 fn open_storage(
     meta: &Metainfo,
@@ -197,7 +253,7 @@ fn open_storage(
             have
         }
     };
-    Ok((Arc::new(store), resume, have))
+    Ok((Storage::Disk { store: Arc::new(store), resume }, have))
 }
 
 fn recheck_threads() -> usize {

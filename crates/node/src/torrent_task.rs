@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{BlockRef, PieceIndex};
-use sluice_engine::{Event, Input, Output, PeerKey, ReaderId, Stats, Torrent};
-use sluice_storage::{PieceStore, Resume};
+use sluice_engine::{Event, Input, Output, PeerKey, Priority, ReaderId, Stats, Torrent};
+use sluice_storage::{PieceStore, RamStore, Resume};
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -82,7 +82,12 @@ pub(crate) struct TorrentTask {
     pub(crate) policy: NetPolicy,
     pub(crate) meta: Arc<Metainfo>,
     pub(crate) store: Arc<dyn PieceStore>,
-    pub(crate) resume: Arc<Mutex<Resume>>,
+    /// The crash-safe journal of verified pieces; `None` in RAM mode (nothing survives).
+    pub(crate) resume: Option<Arc<Mutex<Resume>>>,
+    /// RAM mode: the cache slot `store` is, told what readers need kept.
+    pub(crate) ram: Option<Arc<RamStore>>,
+    /// RAM mode: pieces the cache evicted (or dropped instead of storing).
+    pub(crate) evicted: mpsc::UnboundedReceiver<PieceIndex>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) verified: Arc<crate::verified::Verified>,
@@ -98,6 +103,8 @@ struct Running {
     jobs: JoinSet<()>,
     error: Option<String>,
     complete: bool,
+    /// What the RAM cache was last told to keep.
+    retained: Vec<(std::ops::Range<u32>, Priority)>,
 }
 
 impl TorrentTask {
@@ -112,6 +119,7 @@ impl TorrentTask {
             jobs: JoinSet::new(),
             error: None,
             complete: self.engine.is_complete(),
+            retained: Vec::new(),
         };
         let mut next_progress = Instant::now();
         let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
@@ -119,6 +127,7 @@ impl TorrentTask {
 
         loop {
             self.drain(&mut r);
+            self.publish_retained(&mut r);
             while r.jobs.try_join_next().is_some() {}
             let now = Instant::now();
             if now >= next_progress {
@@ -154,6 +163,7 @@ impl TorrentTask {
                     }
                 }
                 Some(done) = done_rx.recv() => self.on_done(&mut r, done),
+                Some(piece) = self.evicted.recv() => self.on_evicted(piece),
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::AddPeers(addrs)) => {
                         let now = self.clock.now();
@@ -216,8 +226,10 @@ impl TorrentTask {
     /// so the snapshot never vouches for a piece recorded after the flush began. Skipped when
     /// nothing was recorded since the last one.
     fn checkpoint(&self, r: &mut Running) {
+        let Some(resume) = self.resume.clone() else {
+            return;
+        };
         let store = self.store.clone();
-        let resume = self.resume.clone();
         let done = r.done_tx.clone();
         r.jobs.spawn_blocking(move || {
             let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
@@ -279,6 +291,10 @@ impl TorrentTask {
                     tracing::info!(%piece, "piece failed its hash check; fetching it again");
                 }
                 self.engine.handle_input(Input::PieceChecked { piece, ok, buffer }, now);
+                // The RAM cache may have evicted it already (or had no room for it).
+                if ok && !self.store.holds(piece) {
+                    self.engine.forget_piece(piece, now);
+                }
             }
             Done::Read { peer, block, data } => {
                 if r.peers.contains_key(&peer) {
@@ -336,8 +352,10 @@ impl TorrentTask {
             Event::HashFailed { piece, peers } => tracing::info!(%piece, ?peers, "hash failure"),
             Event::PeerConnected { peer, addr } => tracing::debug!(?peer, %addr, "peer connected"),
             Event::PeerDisconnected { peer, reason } => tracing::debug!(?peer, ?reason, "peer disconnected"),
-            // The engine reports a piece only after the driver wrote and journaled it.
-            Event::PieceVerified(piece) => self.verified.set(piece),
+            // The engine reports a piece only after the driver wrote and journaled it. A RAM
+            // cache sets readers' bits itself, as it stores and evicts.
+            Event::PieceVerified(piece) if self.ram.is_none() => self.verified.set(piece),
+            Event::PieceVerified(_) => {}
         }
     }
 
@@ -355,14 +373,36 @@ impl TorrentTask {
                 }
                 // Journal only after the write returned: the journal never vouches for bytes
                 // that are not in the files.
-                let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = j.record(piece) {
-                    let _ = done.send(Done::Failed(format!("recording piece {piece}: {e}")));
-                    return;
+                if let Some(resume) = resume {
+                    let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = j.record(piece) {
+                        let _ = done.send(Done::Failed(format!("recording piece {piece}: {e}")));
+                        return;
+                    }
                 }
             }
             let _ = done.send(Done::Checked { piece, ok, buffer: data });
         });
+    }
+
+    /// The RAM cache let `piece` go: unless it came back meanwhile, the engine fetches it
+    /// again when a reader wants it.
+    fn on_evicted(&mut self, piece: PieceIndex) {
+        if !self.store.holds(piece) {
+            self.engine.forget_piece(piece, self.clock.now());
+        }
+    }
+
+    /// Tells the RAM cache what readers need, when that changed: O(readers).
+    fn publish_retained(&mut self, r: &mut Running) {
+        let Some(ram) = &self.ram else {
+            return;
+        };
+        let now = self.engine.retained();
+        if now != r.retained {
+            ram.set_retained(now.iter().map(|(p, tier)| (p.clone(), *tier as u8)).collect());
+            r.retained = now;
+        }
     }
 
     fn read(&self, r: &mut Running, peer: PeerKey, block: BlockRef) {

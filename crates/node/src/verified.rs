@@ -1,10 +1,17 @@
 //! Which pieces are verified and written, readable from any thread without a lock. Readers
 //! wait on it; the torrent task sets a piece only after its bytes were hashed, written and
 //! journaled, so a reader that sees the bit can read the piece from storage.
+//!
+//! In RAM mode the cache sets and clears the bits itself, under its lock, as pieces come and
+//! are evicted; a reader that sees a bit may still find the piece evicted by the time it
+//! copies, and then simply waits again ([`read_verified`]).
 
+use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sluice_core::{Bitfield, PieceIndex};
+use sluice_core::{Bitfield, BlockRef, PieceIndex};
+use sluice_storage::PieceStore;
 use tokio::sync::Notify;
 
 #[derive(Debug)]
@@ -36,6 +43,14 @@ impl Verified {
         self.notify.notify_waiters();
     }
 
+    /// The piece is no longer readable (evicted from a RAM cache).
+    pub(crate) fn clear(&self, piece: PieceIndex) {
+        let i = piece.as_usize();
+        if let Some(w) = self.words.get(i / 64) {
+            w.fetch_and(!(1 << (i % 64)), Ordering::Release);
+        }
+    }
+
     pub(crate) fn has(&self, piece: PieceIndex) -> bool {
         let i = piece.as_usize();
         self.words.get(i / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
@@ -52,6 +67,31 @@ impl Verified {
                 return;
             }
             notified.await;
+        }
+    }
+}
+
+/// Waits until `block`'s piece is verified, then reads the block into `buf[..block.len]` on
+/// the blocking pool; the buffer comes back either way. A piece evicted between the wait and
+/// the read (its bit is cleared first) is waited for again.
+pub(crate) async fn read_verified(
+    verified: &Verified,
+    store: &Arc<dyn PieceStore>,
+    block: BlockRef,
+    mut buf: Vec<u8>,
+) -> (Vec<u8>, io::Result<()>) {
+    loop {
+        verified.wait_for(block.piece).await;
+        let store = store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let r = store.read(block, &mut buf[..block.len as usize]);
+            (buf, r)
+        })
+        .await;
+        match read {
+            Ok((b, Err(e))) if e.is_missing() && !verified.has(block.piece) => buf = b,
+            Ok((b, r)) => return (b, r.map_err(io::Error::other)),
+            Err(e) => return (Vec::new(), Err(io::Error::other(e))),
         }
     }
 }

@@ -13,6 +13,7 @@ fn session_config() -> SessionConfig {
         policy: NetPolicy { loopback_only: true },
         peer_id: random_peer_id(),
         engine: EngineConfig::default(),
+        ram: None,
     }
 }
 

@@ -99,6 +99,7 @@ impl NetArgs {
             policy: NetPolicy { loopback_only: self.loopback_only },
             peer_id: sluice_node::random_peer_id(),
             engine,
+            ram: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use sluice_core::metainfo::Metainfo;
 use sluice_http::api::BoxFuture;
 use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, api_router};
-use sluice_node::{AddTorrent, NodeError, Session, StartMode, TorrentHandle};
+use sluice_node::{AddTorrent, NodeError, RamCache, Session, StartMode, TorrentHandle};
 
 use crate::NetArgs;
 
@@ -36,12 +36,49 @@ pub struct ServeArgs {
     /// Files larger than this many bytes are refused with 403.
     #[arg(long)]
     max_file_size: Option<u64>,
+    /// Where verified pieces live: files under DATA_DIR, or only memory (nothing is written
+    /// to disk; one budget for all torrents, see --ram-budget).
+    #[arg(long, value_enum, default_value_t = StorageKind::Disk)]
+    storage: StorageKind,
+    /// Memory all torrents' pieces may use together with `--storage ram` (e.g. 256MiB, 1GiB,
+    /// or bytes).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    ram_budget: u64,
     #[command(flatten)]
     net: NetArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    Disk,
+    Ram,
+}
+
+/// A byte count with an optional binary (KiB, MiB, GiB) or decimal (K, M, G) suffix.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size (e.g. 256MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit in {s:?} (use KiB, MiB, GiB, K, M or G)")),
+    };
+    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let session = Session::start(args.net.session_config(args.peer_listen, 6881)).await?;
+    let mut config = args.net.session_config(args.peer_listen, 6881);
+    if args.storage == StorageKind::Ram {
+        config.ram = Some(RamCache::new(args.ram_budget));
+    }
+    let session = Session::start(config).await?;
     let http = args.net.listen_or(args.listen, 8090);
     if args.net.loopback_only && !http.ip().is_loopback() {
         anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
@@ -128,5 +165,20 @@ impl Library for NodeLibrary {
             let handle = self.handle(torrent).ok_or(LibraryError::UnknownTorrent)?;
             handle.add_peers(peers).await.map_err(|e| LibraryError::Unavailable(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("300M"), Ok(300_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err() && parse_size("12XB").is_err() && parse_size("MiB").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
     }
 }
