@@ -140,10 +140,7 @@ impl Session {
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
         engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
         if let Some(cache) = &self.config.ram {
-            // Windows shared by several readers and torrents must fit the one budget together.
-            let share = cache.stats().budget / 8;
-            engine_cfg.stream_window_max = engine_cfg.stream_window_max.min(share);
-            engine_cfg.stream_window_min = engine_cfg.stream_window_min.min(share);
+            engine_cfg.fit_ram_budget(cache.stats().budget);
         }
         let (verified, store, resume, ram) = match storage {
             Storage::Disk { store, resume } => {

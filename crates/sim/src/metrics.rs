@@ -75,6 +75,10 @@ pub struct NodeMetrics {
     pub max_verify_outstanding_bytes: u64,
     /// Whether `Stats::endgame` was ever seen set.
     pub endgame_seen: bool,
+    /// RAM mode: most bytes the node's cache held after any mutation (the whole cache's use,
+    /// if shared), and pieces evicted from its slot.
+    pub max_cache_bytes: u64,
+    pub evicted: u64,
     /// Pieces in the order the engine reported them verified, with the time.
     pub verified: Vec<(PieceIndex, Timestamp)>,
     /// When the engine reported `Event::Complete`.

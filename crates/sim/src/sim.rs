@@ -5,13 +5,16 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sluice_core::{Bitfield, BlockRef, PeerId, PieceIndex, Timestamp};
-use sluice_engine::{Config, Event, Input, Output, PeerKey, Torrent};
+use sluice_engine::{Config, Event, Input, Output, PeerKey, Priority, Torrent};
+use sluice_storage::{CacheEvents, PieceStore, RamCache, RamStore};
 use sluice_wire::Decoder;
 
 use crate::script::{ConnId, Script, ScriptAction, ScriptIo};
@@ -60,17 +63,31 @@ pub struct EngineSpec {
     pub verify_delay: Duration,
     /// Time each `ReadBlock` takes.
     pub read_delay: Duration,
+    /// Keep verified pieces in a slot of this RAM cache (which evicts) instead of keeping
+    /// every piece; several nodes may share one cache, as torrents of one server do.
+    pub ram: Option<Arc<RamCache>>,
 }
 
 impl EngineSpec {
     pub fn leecher(net: NetProfile) -> Self {
-        Self { net, config: Config::default(), seeder: false, verify_delay: Duration::ZERO, read_delay: Duration::ZERO }
+        Self {
+            net,
+            config: Config::default(),
+            seeder: false,
+            verify_delay: Duration::ZERO,
+            read_delay: Duration::ZERO,
+            ram: None,
+        }
     }
     pub fn seeder(net: NetProfile) -> Self {
         Self { seeder: true, ..Self::leecher(net) }
     }
     pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
         f(&mut self.config);
+        self
+    }
+    pub fn ram(mut self, cache: Arc<RamCache>) -> Self {
+        self.ram = Some(cache);
         self
     }
 }
@@ -141,12 +158,46 @@ struct Store {
     have: Bitfield,
     /// `None` for a seeder: it reads straight from the content.
     bytes: Option<Vec<u8>>,
+    ram: Option<RamSlot>,
+}
+
+#[derive(Debug)]
+struct RamSlot {
+    store: RamStore,
+    /// Pieces the cache let go and the engine was not told of yet.
+    evicted: Arc<EvictionLog>,
+    /// What the cache was last told to keep.
+    retained: Vec<(Range<u32>, Priority)>,
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct EvictionLog(Mutex<Vec<PieceIndex>>);
+
+impl CacheEvents for EvictionLog {
+    fn stored(&self, _piece: PieceIndex) {}
+    fn evicted(&self, piece: PieceIndex) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(piece);
+    }
+}
+
+impl EvictionLog {
+    fn take(&self) -> Vec<PieceIndex> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+    fn contains(&self, piece: PieceIndex) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(&piece)
+    }
 }
 
 impl Store {
-    fn read(&self, block: BlockRef) -> Option<&[u8]> {
+    fn read(&mut self, block: BlockRef) -> Option<&[u8]> {
         if !self.have.get(block.piece) {
             return None;
+        }
+        if let Some(ram) = &mut self.ram {
+            ram.scratch.resize(block.len as usize, 0);
+            return ram.store.read(block, &mut ram.scratch).is_ok().then_some(&ram.scratch[..]);
         }
         let Some(bytes) = &self.bytes else {
             return Some(self.content.block(block));
@@ -155,12 +206,33 @@ impl Store {
         Some(&bytes[start..start + block.len as usize])
     }
 
-    fn write(&mut self, piece: PieceIndex, data: &[u8]) {
-        if let Some(bytes) = &mut self.bytes {
+    /// Stores a verified piece; false if a RAM cache had no room for it.
+    fn write(&mut self, piece: PieceIndex, data: &[u8]) -> bool {
+        if let Some(ram) = &self.ram {
+            if ram.store.write_piece(piece, data).is_err() || !ram.store.holds(piece) {
+                return false;
+            }
+        } else if let Some(bytes) = &mut self.bytes {
             let start = self.content.lengths.piece_start(piece).0 as usize;
             bytes[start..start + data.len()].copy_from_slice(data);
         }
         self.have.set(piece);
+        true
+    }
+
+    /// The stored piece's bytes equal the content's (one a RAM slot evicted is not stored).
+    fn matches(&self, piece: PieceIndex) -> bool {
+        let want = self.content.piece(piece);
+        if let Some(ram) = &self.ram {
+            let mut got = vec![0; want.len()];
+            let block = BlockRef { piece, offset: 0, len: want.len() as u32 };
+            return ram.store.read(block, &mut got).is_err_and(|e| e.is_missing()) || got[..] == *want;
+        }
+        let Some(bytes) = &self.bytes else {
+            return true;
+        };
+        let start = self.content.lengths.piece_start(piece).0 as usize;
+        bytes[start..start + want.len()] == *want
     }
 }
 
@@ -368,10 +440,15 @@ impl Sim {
         config.rng_seed = self.rng.random();
         config.listen_port = Some(LISTEN_PORT);
         let torrent = Torrent::new(content.info_hash, content.lengths, have.clone(), config, self.now);
-        let bytes = (!spec.seeder).then(|| vec![0u8; content.data.len()]);
+        let ram = spec.ram.filter(|_| !spec.seeder).map(|cache| {
+            let evicted = Arc::new(EvictionLog::default());
+            let store = cache.store(content.lengths, evicted.clone());
+            RamSlot { store, evicted, retained: Vec::new(), scratch: Vec::new() }
+        });
+        let bytes = (!spec.seeder && ram.is_none()).then(|| vec![0u8; content.data.len()]);
         let engine = EngineNode {
             torrent,
-            store: Store { content: Rc::clone(content), have, bytes },
+            store: Store { content: Rc::clone(content), have, bytes, ram },
             keys: HashMap::new(),
             failing: HashSet::new(),
             timeout: None,
@@ -445,16 +522,9 @@ impl Sim {
     /// Whether every stored piece of `node` equals the source content, byte for byte.
     pub fn content_matches(&self, node: NodeId) -> bool {
         let store = &self.engine(node).store;
-        let Some(bytes) = &store.bytes else {
-            return true;
-        };
-        store.have.iter_ones().all(|p| {
-            let start = store.content.lengths.piece_start(p).0 as usize;
-            let len = store.content.lengths.piece_len(p) as usize;
-            bytes[start..start + len] == *store.content.piece(p)
-        })
+        store.have.iter_ones().all(|p| store.matches(p))
     }
-    /// Every engine event, in order.
+
     pub fn events(&self) -> &[(Timestamp, NodeId, Event)] {
         &self.events
     }
@@ -600,6 +670,27 @@ impl Sim {
         self.after_mutation(node);
     }
 
+    /// Tells every engine whose RAM slot lost pieces (the driver's job in RAM mode).
+    fn apply_evictions(&mut self) {
+        for i in 0..self.nodes.len() {
+            let NodeKind::Engine(e) = &mut self.nodes[i].kind else { continue };
+            let Some(ram) = &e.store.ram else { continue };
+            let gone: Vec<PieceIndex> = ram.evicted.take().into_iter().filter(|&p| !ram.store.holds(p)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            for &p in &gone {
+                e.store.have.clear(p);
+                e.metrics.evicted += 1;
+            }
+            let now = self.now;
+            for p in gone {
+                self.engine_mut(NodeId(i)).torrent.forget_piece(p, now);
+                self.after_mutation(NodeId(i));
+            }
+        }
+    }
+
     /// Checks invariants, samples stats, drains and routes outputs, re-arms the timer.
     fn after_mutation(&mut self, node: NodeId) {
         let interval = self.cfg.invariant_interval.max(1);
@@ -609,6 +700,15 @@ impl Sim {
         e.inputs += 1;
         if e.inputs % interval == 0 {
             e.torrent.check_invariants();
+        }
+        if let Some(ram) = &mut e.store.ram {
+            let retained = e.torrent.retained();
+            if retained != ram.retained {
+                ram.store.set_retained(retained.iter().map(|(r, tier)| (r.clone(), *tier as u8)).collect());
+                ram.retained = retained;
+            }
+            let used = ram.store.cache().stats().used;
+            e.metrics.max_cache_bytes = e.metrics.max_cache_bytes.max(used);
         }
         if sample {
             let stats = e.torrent.stats();
@@ -689,7 +789,8 @@ impl Sim {
         let e = self.engine_mut(node);
         let tag = match &event {
             Event::PieceVerified(p) => {
-                if !e.store.have.get(*p) {
+                let dropped = e.store.ram.as_ref().is_some_and(|r| r.evicted.contains(*p));
+                if !e.store.have.get(*p) && !dropped {
                     self.violation(format_args!("{node:?} reports {p:?} verified; the driver never stored it"));
                 }
                 e.metrics.verified.push((*p, now));
@@ -928,6 +1029,7 @@ impl Sim {
                     e.metrics.pieces_failed += 1;
                 }
                 self.input(node, Input::PieceChecked { piece, ok, buffer: data });
+                self.apply_evictions();
             }
             Ev::BlockRead { node, key, block } => {
                 let now = self.now;

@@ -38,9 +38,14 @@ impl Swarm {
     /// Six seeders of 1.5 MB/s at 20-80 ms; the leecher's base priority for every piece is
     /// `base`. Runs two seconds so that the connections are up before anyone plays.
     pub fn new(seed: u64, total: u64, piece_length: u64, base: Priority) -> Self {
+        Self::with_leecher(seed, total, piece_length, base, EngineSpec::leecher(NetProfile::new(LEECHER_LATENCY, None)))
+    }
+
+    /// The same swarm around a leecher built from `spec`.
+    pub fn with_leecher(seed: u64, total: u64, piece_length: u64, base: Priority, spec: EngineSpec) -> Self {
         let content = content(total, piece_length, seed);
         let mut sim = sim(seed);
-        let leecher = sim.add_engine(&content, EngineSpec::leecher(NetProfile::new(LEECHER_LATENCY, None)));
+        let leecher = sim.add_engine(&content, spec);
         let pieces = content.lengths.num_pieces();
         sim.command(leecher, |t, now| t.set_priority(0..pieces, base, now));
         let mut seeders = Vec::new();
