@@ -90,12 +90,15 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Readahead windows for a store that holds at most `budget` bytes for every torrent and
-    /// reader together (RAM mode): each reader's window is capped at an eighth of it (its
-    /// `High` tier doubles that), so a few readers and their protected regions fit at once.
+    /// Limits for a store that holds at most `budget` bytes for every torrent and reader
+    /// together (RAM mode), where the process as a whole must stay near that figure: each
+    /// reader's window is capped at an eighth of it (its `High` tier doubles that), so a few
+    /// readers and their protected regions fit at once, and piece buffers at a sixteenth
+    /// (always at least one piece).
     pub fn fit_ram_budget(&mut self, budget: u64) {
         let share = budget / 8;
         self.stream_window_max = self.stream_window_max.min(share);
         self.stream_window_min = self.stream_window_min.min(share);
+        self.buffer_budget = self.buffer_budget.min(budget / 16);
     }
 }

@@ -140,7 +140,15 @@ impl Session {
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
         engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
         if let Some(cache) = &self.config.ram {
-            engine_cfg.fit_ram_budget(cache.stats().budget);
+            let budget = cache.stats().budget;
+            engine_cfg.fit_ram_budget(budget);
+            let piece = u64::from(meta.lengths.piece_length());
+            if budget < 8 * piece {
+                tracing::warn!(
+                    %info_hash, budget, piece,
+                    "RAM budget holds fewer than 8 pieces of this torrent: readers' windows will not fit and pieces will be fetched again and again"
+                );
+            }
         }
         let (verified, store, resume, ram) = match storage {
             Storage::Disk { store, resume } => {

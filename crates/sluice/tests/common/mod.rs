@@ -444,18 +444,25 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(block: u8, port: u16, dir: &Path) -> Serve {
+        Self::start_with(block, port, dir, &[])
+    }
+
+    /// [`Serve::start`] with more command-line arguments.
+    pub fn start_with(block: u8, port: u16, dir: &Path, extra: &[&str]) -> Serve {
         let http = addr(block, 1, port);
         let data_dir = dir.join("served-data");
-        let args = [
+        let peer = addr(block, 1, port + 1);
+        let mut args = vec![
             "serve",
             "--listen",
             &http,
             "--peer-listen",
-            &addr(block, 1, port + 1),
+            &peer,
             "--data-dir",
             data_dir.to_str().expect("utf-8 path"),
             "--loopback-only",
         ];
+        args.extend_from_slice(extra);
         let proc = spawn_sluice("sluice-serve", &args, dir);
         assert!(
             wait_until(Duration::from_secs(30), || proc.stderr().contains("http on")),
