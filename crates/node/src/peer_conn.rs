@@ -6,6 +6,9 @@
 //! engine bounds the piece data it queues by the [`PeerEvent::Sent`] reports, and everything
 //! else (rejects, haves) is small, so a queue past [`MAX_QUEUED`] means a peer that asks and
 //! never reads, and it is dropped. Dropping [`PeerIo`] aborts both tasks and closes the socket.
+//!
+//! Read buffers go round: the torrent task hands each one back ([`PeerIo::recycle`]) once the
+//! engine has consumed it, so a busy connection reads without allocating.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use tokio::task::JoinHandle;
 
 /// How much one socket read may take at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Read buffers a connection keeps for reuse at most (more are in the event queue at times).
+const SPARE_BUFFERS: usize = 4;
 /// Bytes queued for a peer's socket at most before the peer is dropped.
 pub(crate) const MAX_QUEUED: usize = 8 * 1024 * 1024;
 
@@ -34,6 +39,7 @@ pub(crate) enum PeerEvent {
 #[derive(Debug)]
 pub(crate) struct PeerIo {
     tx: mpsc::UnboundedSender<Vec<u8>>,
+    spare: mpsc::Sender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -48,13 +54,14 @@ impl PeerIo {
         let queued = Arc::new(AtomicUsize::new(0));
         let written = queued.clone();
         let ev = events.clone();
+        let (spare, mut spares) = mpsc::channel::<Vec<u8>>(SPARE_BUFFERS);
         let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; READ_CHUNK];
             loop {
-                match rd.read(&mut buf).await {
+                let mut bytes = spares.try_recv().unwrap_or_else(|_| Vec::with_capacity(READ_CHUNK));
+                bytes.clear();
+                match rd.read_buf(&mut bytes).await {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        let bytes = buf[..n].to_vec();
+                    Ok(_) => {
                         if ev.send(PeerEvent::Data { peer, bytes }).await.is_err() {
                             return;
                         }
@@ -75,7 +82,12 @@ impl PeerIo {
                 }
             }
         });
-        Self { tx, queued, reader, writer }
+        Self { tx, spare, queued, reader, writer }
+    }
+
+    /// Hands a read buffer back for the next read (dropped if enough are spare).
+    pub(crate) fn recycle(&self, bytes: Vec<u8>) {
+        let _ = self.spare.try_send(bytes);
     }
 
     /// Queues bytes for the socket; `false` if the peer has more than [`MAX_QUEUED`] waiting

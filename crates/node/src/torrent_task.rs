@@ -268,6 +268,10 @@ impl TorrentTask {
                 if r.peers.contains_key(&peer) {
                     self.engine.handle_input(Input::Data { peer, bytes: &bytes }, now);
                 }
+                // The engine may have dropped the peer meanwhile; then the buffer just goes.
+                if let Some(io) = r.peers.get(&peer) {
+                    io.recycle(bytes);
+                }
             }
             PeerEvent::Sent { peer, bytes } => {
                 if r.peers.contains_key(&peer) {
@@ -408,16 +412,23 @@ impl TorrentTask {
     fn read(&self, r: &mut Running, peer: PeerKey, block: BlockRef) {
         let store = self.store.clone();
         let done = r.done_tx.clone();
-        r.jobs.spawn_blocking(move || {
+        let job = move || {
             let mut buf = vec![0u8; block.len as usize];
             let data = match store.read(block, &mut buf) {
                 Ok(()) => Some(buf),
+                // An evicted piece (RAM mode) is refused to the peer; that is no failure.
+                Err(e) if e.is_missing() && !store.reads_block() => None,
                 Err(e) => {
                     tracing::warn!(?block, error = %e, "read for upload failed");
                     None
                 }
             };
             let _ = done.send(Done::Read { peer, block, data });
-        });
+        };
+        if self.store.reads_block() {
+            r.jobs.spawn_blocking(job);
+        } else {
+            job();
+        }
     }
 }

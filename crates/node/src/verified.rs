@@ -71,8 +71,8 @@ impl Verified {
     }
 }
 
-/// Waits until `block`'s piece is verified, then reads the block into `buf[..block.len]` on
-/// the blocking pool; the buffer comes back either way. A piece evicted between the wait and
+/// Waits until `block`'s piece is verified, then reads the block into `buf[..block.len]` (on
+/// the blocking pool if the store's reads may block); the buffer comes back either way. A piece evicted between the wait and
 /// the read (its bit is cleared first) is waited for again.
 pub(crate) async fn read_verified(
     verified: &Verified,
@@ -82,12 +82,17 @@ pub(crate) async fn read_verified(
 ) -> (Vec<u8>, io::Result<()>) {
     loop {
         verified.wait_for(block.piece).await;
-        let store = store.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let read = if store.reads_block() {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = store.read(block, &mut buf[..block.len as usize]);
+                (buf, r)
+            })
+            .await
+        } else {
             let r = store.read(block, &mut buf[..block.len as usize]);
-            (buf, r)
-        })
-        .await;
+            Ok((buf, r))
+        };
         match read {
             Ok((b, Err(e))) if e.is_missing() && !verified.has(block.piece) => buf = b,
             Ok((b, r)) => return (b, r.map_err(io::Error::other)),

@@ -268,6 +268,10 @@ impl PieceStore for RamStore {
     fn holds(&self, piece: PieceIndex) -> bool {
         RamStore::holds(self, piece)
     }
+
+    fn reads_block(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,12 @@ pub trait PieceStore: Send + Sync + fmt::Debug {
     /// Cheap: no data is read or hashed, so a set bit remains a claim, not a proof.
     fn retain_present(&self, have: &mut Bitfield);
 
+    /// Whether a read may wait on a disk: then callers on an async runtime read on a blocking
+    /// thread. Memory stores copy and say no.
+    fn reads_block(&self) -> bool {
+        true
+    }
+
     /// Whether `piece`, once written, is still stored. Only stores that drop pieces (the RAM
     /// cache evicts) ever say no.
     fn holds(&self, _piece: PieceIndex) -> bool {
@@ -109,6 +115,10 @@ impl PieceStore for MemStore {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn reads_block(&self) -> bool {
+        false
     }
 
     fn retain_present(&self, have: &mut Bitfield) {

@@ -154,6 +154,9 @@ pub struct Stats {
     pub buffered_bytes: u64,
     pub buffered_bytes_peak: u64,
     pub endgame: bool,
+    /// Pieces whose tier and deadline were recomputed since the start (readers moving,
+    /// opening, closing; base priority changes): what streaming costs the picker.
+    pub pieces_reprioritised: u64,
 }
 
 /// Interval between regular rechokes.
@@ -214,6 +217,8 @@ pub struct Torrent {
     free_buffers: Vec<Vec<u8>>,
     reserved: u64,
     reserved_peak: u64,
+    /// See [`Stats::pieces_reprioritised`].
+    reprioritised: u64,
 
     /// Pieces (and their bytes) not verified and not `Skip`.
     wanted_pieces: u32,
@@ -288,6 +293,7 @@ impl Torrent {
             free_buffers: Vec::new(),
             reserved: 0,
             reserved_peak: 0,
+            reprioritised: 0,
             wanted_pieces: lengths.num_pieces() - have_count,
             wanted_bytes: lengths.total_length() - have_bytes,
             have_bytes,
@@ -343,6 +349,7 @@ impl Torrent {
             buffered_bytes: self.reserved,
             buffered_bytes_peak: self.reserved_peak,
             endgame: self.picker.in_endgame(),
+            pieces_reprioritised: self.reprioritised,
         }
     }
 

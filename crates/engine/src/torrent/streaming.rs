@@ -101,7 +101,9 @@ impl Torrent {
         let mut out = Refreshed::default();
         let n = self.lengths.num_pieces();
         for range in ranges {
-            for i in range.start.min(n)..range.end.min(n) {
+            let span = range.start.min(n)..range.end.min(n);
+            self.reprioritised += u64::from(span.end - span.start);
+            for i in span {
                 let piece = PieceIndex::new_unchecked(i);
                 let (tier, deadline) = self.streams.effective(piece);
                 if self.picker.priority(piece) != tier {
