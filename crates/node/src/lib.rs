@@ -29,6 +29,7 @@ pub use net::NetPolicy;
 pub use reader::FileReader;
 pub use session::Progress;
 pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
+pub use sluice_dht::{Dht, DhtConfig, DhtError, MainlineDht};
 pub use sluice_engine::Config as EngineConfig;
 pub use sluice_engine::Stats;
 pub use sluice_storage::{CacheStats, RamCache};

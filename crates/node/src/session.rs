@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{Bitfield, InfoHash, PeerId};
+use sluice_dht::Dht;
 use sluice_engine::{Config, Torrent};
 use sluice_storage::{CacheEvents, FsStore, PieceStore, RamCache, RamStore, Resume};
 use sluice_wire::Handshake;
@@ -50,6 +51,8 @@ pub struct SessionConfig {
     /// RAM-only storage: every torrent keeps its verified pieces in this one cache (and
     /// `AddTorrent`'s folders and start mode are unused); `None`: files on disk.
     pub ram: Option<Arc<RamCache>>,
+    /// Where torrents look for peers besides the ones given (private torrents never do).
+    pub dht: Option<Arc<dyn Dht>>,
 }
 
 /// How a torrent learns which pieces it already has.
@@ -102,6 +105,13 @@ impl Session {
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen_addr
+    }
+
+    /// Writes the DHT's routing table for the next start (if there is a DHT).
+    pub async fn save_dht(&self) {
+        if let Some(dht) = &self.config.dht {
+            dht.save().await;
+        }
     }
 
     /// Opens storage, learns what is already verified and starts the torrent's task.
@@ -187,6 +197,9 @@ impl Session {
             task.run().await;
             routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
         });
+        if let (Some(dht), Some(port), false) = (&self.config.dht, self.listen_addr.map(|a| a.port()), meta.private) {
+            tokio::spawn(dht_lookups(dht.clone(), info_hash, port, cmd_tx.clone()));
+        }
         let streams = Arc::new(Streams::new(cmd_tx.clone(), store, verified, meta.clone()));
         Ok(TorrentHandle { info_hash, meta, streams, commands: cmd_tx, progress: progress_rx })
     }
@@ -263,6 +276,40 @@ fn open_storage(
 
 fn recheck_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// A torrent's DHT lookups are repeated this often once they found peers (BEP 5 clients
+/// re-announce every 15 to 30 minutes)...
+const DHT_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// ...and while they find none, after this wait, doubled each time up to `DHT_RETRY_MAX`.
+const DHT_RETRY: Duration = Duration::from_secs(5);
+const DHT_RETRY_MAX: Duration = Duration::from_secs(120);
+
+/// Looks the torrent up in the DHT, hands what it finds to the torrent and announces our
+/// listen port, until the torrent stops.
+async fn dht_lookups(dht: Arc<dyn Dht>, info_hash: InfoHash, port: u16, torrent: mpsc::Sender<Command>) {
+    let mut retry = DHT_RETRY;
+    loop {
+        let peers = tokio::select! {
+            p = dht.get_peers(info_hash) => p,
+            () = torrent.closed() => return,
+        };
+        tracing::debug!(%info_hash, found = peers.len(), "DHT lookup");
+        let found = !peers.is_empty();
+        if found && torrent.send(Command::AddPeers(peers)).await.is_err() {
+            return;
+        }
+        if let Err(e) = dht.announce(info_hash, port).await {
+            tracing::debug!(%info_hash, error = %e, "DHT announce");
+        }
+        dht.save().await;
+        let wait = if found { DHT_INTERVAL } else { retry };
+        retry = (retry * 2).min(DHT_RETRY_MAX);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = torrent.closed() => return,
+        }
+    }
 }
 
 /// Inbound connections waiting for their handshake at most; more wait in the listen backlog.

@@ -16,6 +16,7 @@ fn session_config(ram: Option<std::sync::Arc<RamCache>>) -> SessionConfig {
         peer_id: random_peer_id(),
         engine: EngineConfig::default(),
         ram,
+        dht: None,
     }
 }
 

@@ -14,6 +14,7 @@ fn session_config() -> SessionConfig {
         peer_id: random_peer_id(),
         engine: EngineConfig::default(),
         ram: None,
+        dht: None,
     }
 }
 

@@ -7,11 +7,14 @@ mod serve;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sluice_core::metainfo::Metainfo;
-use sluice_node::{AddTorrent, NetPolicy, Session, SessionConfig, StartMode, TorrentHandle};
+use sluice_node::{
+    AddTorrent, Dht, DhtConfig, DhtError, MainlineDht, NetPolicy, Session, SessionConfig, StartMode, TorrentHandle,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about = "BitTorrent streaming media server")]
@@ -78,6 +81,14 @@ struct NetArgs {
     /// Upload limit in bytes per second.
     #[arg(long, value_name = "BYTES")]
     upload_limit: Option<u64>,
+    /// DHT nodes to start from, as HOST:PORT (repeat or separate with commas) [default: the
+    /// public routers; with --loopback-only none, and then the DHT is off unless given
+    /// loopback addresses].
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    dht_bootstrap: Vec<String>,
+    /// Do not use the DHT.
+    #[arg(long)]
+    no_dht: bool,
 }
 
 impl NetArgs {
@@ -87,19 +98,53 @@ impl NetArgs {
         listen.unwrap_or_else(|| SocketAddr::from((default_ip, default_port)))
     }
 
-    fn session_config(&self, listen: Option<SocketAddr>, default_port: u16) -> SessionConfig {
+    /// The session's settings; starts the DHT (on UDP, at the peer listen address) unless it
+    /// is switched off, keeping its routing table in `state_dir`.
+    fn session_config(
+        &self,
+        listen: Option<SocketAddr>,
+        default_port: u16,
+        state_dir: &Path,
+    ) -> anyhow::Result<SessionConfig> {
         let engine = sluice_node::EngineConfig {
             rng_seed: sluice_node::random_seed(),
             download_rate_limit: self.download_limit,
             upload_rate_limit: self.upload_limit,
             ..Default::default()
         };
-        SessionConfig {
-            listen: Some(self.listen_or(listen, default_port)),
+        let listen = self.listen_or(listen, default_port);
+        Ok(SessionConfig {
+            listen: Some(listen),
             policy: NetPolicy { loopback_only: self.loopback_only },
             peer_id: sluice_node::random_peer_id(),
             engine,
             ram: None,
+            dht: self.start_dht(listen, state_dir)?,
+        })
+    }
+
+    fn start_dht(&self, listen: SocketAddr, state_dir: &Path) -> anyhow::Result<Option<Arc<dyn Dht>>> {
+        if self.no_dht {
+            return Ok(None);
+        }
+        let bind = match listen {
+            SocketAddr::V4(_) => listen,
+            SocketAddr::V6(_) => SocketAddr::from(([0, 0, 0, 0], listen.port())),
+        };
+        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        let config = DhtConfig {
+            bind,
+            bootstrap: (!self.dht_bootstrap.is_empty()).then(|| self.dht_bootstrap.clone()),
+            state_file: Some(state_dir.join("dht.nodes")),
+            loopback_only: self.loopback_only,
+        };
+        match MainlineDht::start(&config) {
+            Ok(dht) => Ok(Some(Arc::new(dht))),
+            Err(DhtError::Disabled(why)) => {
+                tracing::info!("DHT off: {why}");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -165,7 +210,7 @@ async fn open(
     let meta = load_torrent(torrent)?;
     let (name, pieces) = (meta.name.clone(), meta.lengths.num_pieces());
     let state_dir = state_dir.unwrap_or_else(|| dir.join(".sluice"));
-    let session = Session::start(net.session_config(listen, default_port)).await?;
+    let session = Session::start(net.session_config(listen, default_port, &state_dir)?).await?;
     let handle = session.add_torrent(AddTorrent { meta, data_dir: dir, state_dir, mode }).await?;
     Ok(Opened { session, handle, name, pieces })
 }
@@ -181,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             o.handle.add_peers(peers).await?;
             let result = progress::watch_download(&o.handle, &o.name, o.pieces).await;
             o.handle.shutdown().await;
+            o.session.save_dht().await;
             eprintln!("downloaded: {} bytes", o.handle.progress().stats.downloaded);
             result
         }
@@ -197,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             o.handle.add_peers(peers).await?;
             progress::watch_seed(&o.handle).await;
             o.handle.shutdown().await;
+            o.session.save_dht().await;
             Ok(())
         }
         Command::Serve(args) => serve::run(args).await,

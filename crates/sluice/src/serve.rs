@@ -74,7 +74,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.net.session_config(args.peer_listen, 6881);
+    let mut config = args.net.session_config(args.peer_listen, 6881, &args.data_dir.join(".sluice"))?;
     if args.storage == StorageKind::Ram {
         config.ram = Some(RamCache::new(args.ram_budget));
     }
@@ -101,6 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for h in handles {
         h.shutdown().await;
     }
+    library.session.save_dht().await;
     Ok(())
 }
 
