@@ -482,6 +482,9 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
         result["rss"] = server.peak_rss()
     finally:
         server.stop()
+    if duration <= 0:
+        result.update(rebuffers=None, stall=None, playback_ok=None)
+        return result
     server = cls(binary, work, logs, f"{container}-playback")
     try:
         server.start()
@@ -537,7 +540,9 @@ def main():
     ap.add_argument("--bench-dir", default=os.path.join(ROOT, ".bench"))
     ap.add_argument("--clip-seconds", type=int, default=300, help="clip length (default 300 s, ~300 MB)")
     ap.add_argument("--bitrate", type=int, default=8_000_000, help="clip bit rate in bit/s")
-    ap.add_argument("--duration", type=int, default=120, help="seconds of paced playback (default 120)")
+    ap.add_argument("--duration", type=int, default=120, help="seconds of paced playback (default 120; 0 skips it)")
+    ap.add_argument("--containers", default=",".join(CONTAINERS), help="which clips to run (default mp4,mkv)")
+    ap.add_argument("--clients", default="sluice,rqbit", help="which clients to run (default sluice,rqbit)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -560,10 +565,11 @@ def main():
                                            check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError) as e:
             rqbit_reason = f"{args.rqbit} --version failed: {e}"
-    clients = [(Sluice, args.sluice)]
-    if rqbit_reason is None:
+    wanted = set(args.clients.split(","))
+    clients = [(Sluice, args.sluice)] if "sluice" in wanted else []
+    if rqbit_reason is None and "rqbit" in wanted:
         clients.append((Rqbit, args.rqbit))
-    else:
+    elif "rqbit" in wanted:
         print(f"rqbit unavailable: {rqbit_reason}", flush=True)
 
     fixture = make_fixture(args.bench_dir, args.clip_seconds, args.bitrate)
@@ -578,7 +584,7 @@ def main():
 
     results = {}
     try:
-        for order, container in enumerate(CONTAINERS):
+        for order, container in enumerate(c for c in CONTAINERS if c in args.containers.split(",")):
             torrent_path, data, file_name = fixture[container]
             local = os.path.join(data, file_name)
             size = os.path.getsize(local)
@@ -633,7 +639,7 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
     for container, entry in results.items():
         for pct in percents:
             fl = entry["floor"][pct]
-            s = entry["clients"]["sluice"]["steps"].get(pct)
+            s = entry["clients"]["sluice"]["steps"].get(pct) if "sluice" in names else None
             r = entry["clients"]["rqbit"]["steps"].get(pct) if has_rqbit else None
             row = f"{container:<5}{'first frame' if pct == 0 else f'seek {pct} %':<13}{fl['pieces']:>7}"
             row += f"{fl['floor_s']:>9.2f}{fmt(s, '.2f', 'fail'):>10}"
@@ -646,6 +652,9 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
             ok = ratio is not None and ratio <= 1.3 and (not has_rqbit or r is None or s < r)
             misses += not ok
             print(row + ("  ok" if ok else "  MISS"))
+    if args.duration <= 0:
+        print(f"\nplayback skipped (--duration 0)\nSluice targets missed: {misses}")
+        return
     print(f"\nplayback: {args.duration} s at the clip's rate from a fresh server; rebuffer = > {STALL} s behind")
     print(f"{'file':<5}{'client':<8}{'rebuffers':>10}{'stall s':>9}{'peak RSS MiB':>14}  target")
     for container, entry in results.items():
