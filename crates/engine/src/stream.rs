@@ -254,8 +254,8 @@ impl Reader {
 pub(crate) struct Change {
     /// Pieces whose effective tier or deadline may have changed (ranges may overlap).
     pub touched: Vec<Range<u32>>,
-    /// A reader jumped (open, seek out of its window, wake-up): requests for pieces no reader
-    /// needs any more should be cancelled.
+    /// A reader jumped (open, seek out of its window, wake-up) or closed: requests for pieces
+    /// no reader needs any more should be cancelled.
     pub jumped: bool,
 }
 
@@ -464,7 +464,7 @@ impl Streams {
         };
         let mut touched = r.protected;
         touched.push(r.window.span());
-        Change { touched, jumped: false }
+        Change { touched, jumped: true }
     }
 
     /// Puts to sleep the readers that did not read for `reader_idle_timeout` (and are not

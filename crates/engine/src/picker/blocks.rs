@@ -102,6 +102,11 @@ impl Partial {
         self.received as usize == self.blocks.len()
     }
 
+    /// Blocks of this piece in flight at `peer`.
+    pub(super) fn in_flight_at(&self, peer: PeerKey) -> usize {
+        self.blocks.iter().filter(|b| matches!(b, Block::Requested(rs) if rs.contains(peer))).count()
+    }
+
     /// Whether `peer` has any block of this piece in flight.
     pub(super) fn requested_from(&self, peer: PeerKey) -> bool {
         self.blocks.iter().any(|b| matches!(b, Block::Requested(rs) if rs.contains(peer)))

@@ -28,8 +28,8 @@
 //!   In endgame a block may be in flight at up to [`MAX_REQUESTERS`] distinct peers; blocks
 //!   with the fewest requesters go first. Outside endgame only [`Picker::race`] (a late block
 //!   under a playhead) puts a block in flight at a second or third peer.
-//! - [`Picker::pick_shared`] hands one peer at most a share of each `Now`/`Next` piece, so the
-//!   pieces under playheads come from several peers at once.
+//! - [`Picker::pick_shared`] lets one peer have at most a share of each `Now`/`Next` piece in
+//!   flight, so the pieces under playheads come from several peers at once.
 //! - Setting a started piece to `Skip` lets it finish: its blocks keep being handed out (after
 //!   every other piece, new ones included: `Skip` is the lowest tier) and it is verified as usual. Only Free pieces leave the
 //!   index.
@@ -432,8 +432,8 @@ impl Picker {
     /// Appends up to `max` blocks for `peer` (which has `peer_has`) to `out`, highest tier
     /// first (see the module docs). Starting a piece consumes one unit of `new_pieces`; blocks
     /// of started pieces for which `avoid` is true (e.g. the peer rejected them lately) are not
-    /// handed to this peer; at most `urgent_share` blocks of each `Now` or `Next` piece go to it,
-    /// so that the pieces under playheads are spread over several peers.
+    /// handed to this peer; at most `urgent_share` blocks of each `Now` or `Next` piece are in
+    /// flight at it, so that the pieces under playheads are spread over several peers.
     #[allow(clippy::too_many_arguments)]
     pub fn pick_shared(
         &mut self,
@@ -604,6 +604,32 @@ impl Picker {
             released = true;
         }
         released
+    }
+
+    /// Blocks of `Now` pieces `peer` (which has `peer_has`) could take beyond those it has in
+    /// flight, at most `share` of each piece at a time: missing blocks of pieces in progress,
+    /// and whole pieces not started. O(`Now` pieces × blocks per piece).
+    pub fn urgent_room(&self, peer: PeerKey, peer_has: &Bitfield, share: usize) -> usize {
+        let started: usize = self
+            .active
+            .range(active_floor(Priority::Now)..)
+            .take_while(|k| k.tier == Reverse(Priority::Now))
+            .filter(|k| peer_has.get(k.piece))
+            .map(|k| {
+                let part = &self.partials[&k.piece];
+                if part.parole && part.owner.is_some_and(|o| o != peer) {
+                    return 0;
+                }
+                (part.missing as usize).min(share.saturating_sub(part.in_flight_at(peer)))
+            })
+            .sum();
+        let fresh: usize = [&self.free, &self.unseen]
+            .into_iter()
+            .flat_map(|set| set.range(free_floor(Priority::Now)..).take_while(|k| k.tier == Reverse(Priority::Now)))
+            .filter(|k| peer_has.get(k.piece))
+            .map(|k| (self.lengths.blocks_in_piece(k.piece) as usize).min(share))
+            .sum();
+        started + fresh
     }
 
     /// Whether `peer_has` includes a wanted piece that is not started: with room in the
@@ -813,7 +839,8 @@ impl Picker {
                 continue;
             }
             let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
-            let mut r = (*room).min(limit);
+            let mut r =
+                if limit == usize::MAX { *room } else { (*room).min(limit.saturating_sub(part.in_flight_at(peer))) };
             let handed = request_missing(lengths, key.piece, part, peer, &mut r, avoid, out);
             *room -= handed as usize;
             *missing_total -= handed;

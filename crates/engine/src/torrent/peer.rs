@@ -50,6 +50,8 @@ pub(crate) struct Peer {
 
     pub am_choking: bool,
     pub am_interested: bool,
+    /// When we last became interested in it.
+    pub interested_since: Timestamp,
     pub peer_choking: bool,
     pub peer_interested: bool,
 
@@ -128,6 +130,7 @@ impl Peer {
             reqq: None,
             am_choking: true,
             am_interested: false,
+            interested_since: Timestamp::ZERO,
             peer_choking: true,
             peer_interested: false,
             has: Bitfield::new(num_pieces),

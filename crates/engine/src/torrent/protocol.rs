@@ -119,6 +119,9 @@ impl Torrent {
             peer.send(&Message::Extended { id: 0, payload: &payload }, now, &mut self.flush);
         }
         let addr = peer.addr;
+        // Interested before its pieces are known: a rate-capped seeder sends its bitfield and
+        // unchoke in one burst, and an unchoke decided on our interest saves a round of them.
+        self.update_interest(key, now);
         self.emit(Event::PeerConnected { peer: key, addr });
     }
 
@@ -164,7 +167,7 @@ impl Torrent {
                 let Some(piece) = self.lengths.piece(index) else {
                     return self.protocol_error(key, format!("have {index} out of range"), now);
                 };
-                peer.has_known = true;
+                let first = !std::mem::replace(&mut peer.has_known, true);
                 if peer.has.set(piece) {
                     self.picker.peer_has_piece(piece);
                     if peer.has.is_full() {
@@ -180,6 +183,10 @@ impl Torrent {
                     }
                     self.check_both_seeds(key, now);
                 }
+                if first {
+                    // Its pieces are known now: interest is no longer presumed.
+                    self.update_interest(key, now);
+                }
             }
             Message::Bitfield(bytes) => match Bitfield::from_wire(bytes, self.lengths.num_pieces()) {
                 Ok(bf) => self.set_bitfield(key, bf, now),
@@ -192,6 +199,8 @@ impl Torrent {
             Message::HaveNone => {
                 if std::mem::replace(&mut peer.has_known, true) {
                     self.protocol_error(key, "have-none after the peer's pieces were known", now);
+                } else {
+                    self.update_interest(key, now);
                 }
             }
             Message::Request { index, begin, length } => self.on_request(key, index, begin, length, now),
@@ -236,20 +245,23 @@ impl Torrent {
         }
     }
 
-    /// Sends Interested / NotInterested when the peer's usefulness to us changed.
+    /// Sends Interested / NotInterested when the peer's usefulness to us changed. A peer whose
+    /// pieces are not known yet is presumed useful while we want anything.
     pub(super) fn update_interest(&mut self, key: PeerKey, now: Timestamp) {
+        let wanting = self.wanted_pieces > 0;
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
         if !peer.is_active() {
             return;
         }
-        let want = peer.wanted > 0;
+        let want = peer.wanted > 0 || (!peer.has_known && wanting);
         if want == peer.am_interested {
             return;
         }
         peer.am_interested = want;
         if want {
+            peer.interested_since = now;
             peer.send(&Message::Interested, now, &mut self.flush);
             self.queue_fill(key);
         } else {

@@ -20,7 +20,7 @@ const STREAMING_QUEUE_TIME: Duration = Duration::from_millis(250);
 /// Initial pipeline depth at most while a reader streams, until the rate is measured.
 const STREAMING_INITIAL_PIPELINE: usize = 16;
 /// Rate measured over this much time replaces the initial pipeline depth.
-const MEASURE_TIME: Duration = Duration::from_secs(2);
+pub(super) const MEASURE_TIME: Duration = Duration::from_secs(2);
 /// Request queue assumed for peers that do not advertise `reqq`.
 const DEFAULT_REQQ: u32 = 250;
 /// Requests a snubbed peer keeps in flight outside endgame: enough to notice it recovering.
@@ -82,6 +82,14 @@ impl Torrent {
             target = target.min(SNUBBED_PIPELINE);
         }
         let in_flight = peer.requests.len();
+        let share = self.urgent_share(peer, now);
+        if share != usize::MAX && !peer.snubbed {
+            // Every missing block of a piece under a playhead goes out at once, spread over
+            // the peers by their shares, however short their queues are kept otherwise.
+            let reqq = peer.reqq.unwrap_or(DEFAULT_REQQ).max(1) as usize;
+            let urgent = self.picker.urgent_room(key, &peer.has, share);
+            target = target.max((in_flight + urgent).min(reqq).min(self.config.max_pipeline));
+        }
         if in_flight >= target {
             return;
         }
@@ -102,7 +110,6 @@ impl Torrent {
         let mut new_pieces = allowance;
         let mut picked = std::mem::take(&mut self.scratch);
         picked.clear();
-        let share = self.peers.get(&key).map_or(usize::MAX, |p| self.urgent_share(p, now));
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };

@@ -10,6 +10,7 @@ use sluice_core::{BlockRef, PieceIndex, Timestamp};
 use sluice_wire::Message;
 
 use super::peer::{Peer, Pending};
+use super::requests::MEASURE_TIME;
 use super::{PeerKey, Torrent};
 use crate::picker::MAX_REQUESTERS;
 use crate::stream::{Change, ReaderId, ReaderWindow};
@@ -24,6 +25,9 @@ const PRIOR_RATE: u64 = 1024 * 1024;
 const MIN_SPAN: Duration = Duration::from_millis(100);
 /// Round trip assumed when no peer's is known.
 const DEFAULT_RTT: Duration = Duration::from_millis(300);
+/// A peer that has not unchoked us this long after we became interested is not counted on for
+/// a share of the pieces under playheads.
+const UNCHOKE_GRACE: Duration = Duration::from_secs(2);
 /// A block is late once in flight this much longer than twice its expected time.
 const LATE_SLACK: Duration = Duration::from_millis(50);
 
@@ -89,7 +93,8 @@ impl Torrent {
     /// Applies a change of readers or base priorities (the caller settles).
     pub(super) fn apply_stream_change(&mut self, change: Change, now: Timestamp) {
         let refreshed = self.refresh_pieces(&change.touched);
-        if change.jumped {
+        // With nobody streaming, requests are not in anyone's way.
+        if change.jumped && self.streams.any_awake() {
             self.cancel_unneeded(now);
         }
         self.streams.refresh_idle_at(self.picker.have());
@@ -335,21 +340,29 @@ impl Torrent {
         }
     }
 
-    /// Blocks each peer may take of one `Now`/`Next` piece per pick while a reader is awake:
-    /// its share of the download rate (an equal share of the peers we are interested in
-    /// until rates are known).
+    /// Blocks of one `Now`/`Next` piece each peer may have in flight while a reader is awake:
+    /// its share of the download rate once that is measured, an equal share of the peers
+    /// serving us until then (unchoking us, or asked too recently to have). A rate over
+    /// its first moments says little: capped seeders send in bursts, and the first to burst
+    /// (or to unchoke) would take the whole piece, whose last blocks then wait for its next
+    /// burst.
     pub(super) fn urgent_share(&self, peer: &Peer, now: Timestamp) -> usize {
         if !self.streams.any_awake() {
             return usize::MAX;
         }
         let blocks = u64::from(self.lengths.max_blocks_per_piece());
         let total = self.down.rate(now);
-        let share = if peer.first_block_at.is_some() && total > 0 {
+        let measured = peer.first_block_at.is_some_and(|t| now.saturating_since(t) >= MEASURE_TIME);
+        let share = if measured && total > 0 {
             (blocks * peer.down.rate(now)).div_ceil(total)
         } else {
-            // Peers still to unchoke us count: the first to do so must not take it all.
-            let serving = self.peers.values().filter(|p| p.is_active() && p.am_interested).count().max(1);
-            blocks.div_ceil(serving as u64)
+            let serving = self
+                .peers
+                .values()
+                .filter(|p| p.is_active() && p.am_interested)
+                .filter(|p| !p.peer_choking || now.saturating_since(p.interested_since) < UNCHOKE_GRACE)
+                .count();
+            blocks.div_ceil(serving.max(1) as u64)
         };
         share.clamp(1, blocks) as usize
     }
