@@ -8,6 +8,10 @@
 //! the end of the file, and every reader of the file learns the media bitrate. The probe
 //! result is kept, so later readers do not probe again. When the last reader closes, the
 //! probe reader closes too.
+//!
+//! While the probe runs, one more engine reader sits on the file's tail: an MP4's `moov` and
+//! a Matroska file's Cues are usually there, and a player reads them right after the head, so
+//! the tail is fetched together with the head instead of one round of pieces later.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,12 +28,17 @@ use crate::FileReader;
 use crate::torrent_task::Command;
 use crate::verified::Verified;
 
+/// Bytes at the end of a file fetched alongside its head while it is probed.
+const TAIL_GUESS: u64 = 512 * 1024;
+
 #[derive(Debug, Default)]
 struct FileState {
     /// Engine readers of open `FileReader`s.
     readers: Vec<ReaderId>,
     probe_task: Option<JoinHandle<()>>,
     probe_reader: Option<ReaderId>,
+    /// The tail reader while the probe runs.
+    tail_reader: Option<ReaderId>,
     probed: Option<Probe>,
 }
 
@@ -105,6 +114,7 @@ impl Streams {
                         t.abort();
                     }
                     closes.extend(st.probe_reader.take());
+                    closes.extend(st.tail_reader.take());
                 }
             }
         }
@@ -124,13 +134,19 @@ impl Streams {
 
     async fn probe(self: Arc<Self>, index: usize) {
         let Some(file) = self.meta.files.get(index) else { return };
-        let Some(id) = self.engine_reader(file.offset..file.offset + file.length, 0).await else { return };
+        let range = file.offset..file.offset + file.length;
+        let Some(id) = self.engine_reader(range.clone(), 0).await else { return };
         let cached = {
             let mut files = self.files();
             let st = files.entry(index).or_default();
             st.probe_reader = Some(id);
             st.probed.clone()
         };
+        if cached.is_none()
+            && let Some(tail) = self.engine_reader(range, file.length.saturating_sub(TAIL_GUESS)).await
+        {
+            self.files().entry(index).or_default().tail_reader = Some(tail);
+        }
         let probe = match cached {
             Some(p) => p,
             None => {
@@ -152,13 +168,16 @@ impl Streams {
                 p
             }
         };
-        let readers = {
+        let (readers, tail) = {
             let mut files = self.files();
             let st = files.entry(index).or_default();
             st.probed = Some(probe.clone());
-            st.readers.clone()
+            (st.readers.clone(), st.tail_reader.take())
         };
         let c = &self.commands;
+        if let Some(tail) = tail {
+            let _ = c.send(Command::CloseReader { id: tail }).await;
+        }
         let _ = c.send(Command::ReaderProtect { id, ranges: probe.critical.clone() }).await;
         let _ = c.send(Command::ReaderAt { id, offset: file.length }).await;
         if let Some(b) = probe.bitrate {
