@@ -389,10 +389,11 @@ class Server:
 class Sluice(Server):
     name = "sluice"
     http = f"{SLUICE_IP}:8090"
+    storage = "disk"
 
     def command(self):
         return [self.binary, "serve", "--listen", self.http, "--peer-listen", f"{SLUICE_IP}:6881",
-                "--data-dir", self.work, "--loopback-only"]
+                "--data-dir", self.work, "--loopback-only", "--storage", self.storage]
 
     def probe_url(self):
         return f"http://{self.http}/api/v1/torrents/0/files/0/stream/x"
@@ -543,6 +544,8 @@ def main():
     ap.add_argument("--duration", type=int, default=120, help="seconds of paced playback (default 120; 0 skips it)")
     ap.add_argument("--containers", default=",".join(CONTAINERS), help="which clips to run (default mp4,mkv)")
     ap.add_argument("--clients", default="sluice,rqbit", help="which clients to run (default sluice,rqbit)")
+    ap.add_argument("--sluice-storage", choices=("disk", "ram"), default="disk",
+                    help="Sluice's storage mode (ram: the default 256 MiB budget)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -565,6 +568,8 @@ def main():
                                            check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError) as e:
             rqbit_reason = f"{args.rqbit} --version failed: {e}"
+    Sluice.storage = args.sluice_storage
+    log(f"Sluice storage: {args.sluice_storage}")
     wanted = set(args.clients.split(","))
     clients = [(Sluice, args.sluice)] if "sluice" in wanted else []
     if rqbit_reason is None and "rqbit" in wanted:
