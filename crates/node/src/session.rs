@@ -2,7 +2,7 @@
 //! connections to them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use sluice_core::metainfo::Metainfo;
 use sluice_core::{Bitfield, InfoHash, PeerId};
 use sluice_dht::Dht;
 use sluice_engine::{Config, Torrent};
+use sluice_lsd::{Lsd, LsdConfig};
 use sluice_storage::{CacheEvents, FsStore, PieceStore, RamCache, RamStore, Resume};
 use sluice_wire::Handshake;
 use tokio::io::AsyncReadExt;
@@ -53,6 +54,10 @@ pub struct SessionConfig {
     pub ram: Option<Arc<RamCache>>,
     /// Where torrents look for peers besides the ones given (private torrents never do).
     pub dht: Option<Arc<dyn Dht>>,
+    /// Local Service Discovery (BEP 14) through the interface with this address; `None`: off.
+    /// Needs `listen`. Multicast leaves loopback: keep it off under loopback-only except in
+    /// a network namespace of its own.
+    pub lsd: Option<Ipv4Addr>,
 }
 
 /// How a torrent learns which pieces it already has.
@@ -84,6 +89,7 @@ pub struct Session {
     routes: Routes,
     clock: Clock,
     accept_task: Option<tokio::task::JoinHandle<()>>,
+    lsd: Option<Arc<Lsd>>,
 }
 
 impl Session {
@@ -100,7 +106,23 @@ impl Session {
             listen_addr = Some(local);
             accept_task = Some(tokio::spawn(accept_loop(listener, routes.clone(), config.policy)));
         }
-        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task })
+        let lsd = match (config.lsd, listen_addr) {
+            (Some(interface), Some(listen)) => {
+                let lsd_config =
+                    LsdConfig { interface, port: listen.port(), loopback_only: config.policy.loopback_only };
+                let cookie = format!("sluice-{:016x}", crate::random_seed());
+                let on_peer = lsd_router(routes.clone(), config.policy);
+                match Lsd::start(lsd_config, cookie, on_peer) {
+                    Ok(lsd) => Some(lsd),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "local service discovery could not start");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task, lsd })
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -193,9 +215,16 @@ impl Session {
         };
         let routes = self.routes.clone();
         routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, Some(cmd_tx.clone()));
+        let lsd = self.lsd.clone().filter(|_| !meta.private);
+        if let Some(lsd) = &lsd {
+            lsd.add(info_hash).await;
+        }
         tokio::spawn(async move {
             task.run().await;
             routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
+            if let Some(lsd) = lsd {
+                lsd.remove(info_hash);
+            }
         });
         if let (Some(dht), Some(port), false) = (&self.config.dht, self.listen_addr.map(|a| a.port()), meta.private) {
             tokio::spawn(dht_lookups(dht.clone(), info_hash, port, cmd_tx.clone()));
@@ -276,6 +305,20 @@ fn open_storage(
 
 fn recheck_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+/// Hands peers that local service discovery found to their torrent's task.
+fn lsd_router(routes: Routes, policy: NetPolicy) -> sluice_lsd::OnPeer {
+    Box::new(move |info_hash, peer| {
+        if !policy.allows(&peer) {
+            return;
+        }
+        let tx = routes.lock().unwrap_or_else(|p| p.into_inner()).get(&info_hash).cloned().flatten();
+        if let Some(tx) = tx {
+            tracing::debug!(%info_hash, %peer, "peer found by local service discovery");
+            let _ = tx.try_send(Command::AddPeers(vec![peer]));
+        }
+    })
 }
 
 /// A torrent's DHT lookups are repeated this often once they found peers (BEP 5 clients

@@ -17,6 +17,7 @@ fn session_config(ram: Option<std::sync::Arc<RamCache>>) -> SessionConfig {
         engine: EngineConfig::default(),
         ram,
         dht: None,
+        lsd: None,
     }
 }
 

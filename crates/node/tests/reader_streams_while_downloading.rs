@@ -15,6 +15,7 @@ fn session_config() -> SessionConfig {
         engine: EngineConfig::default(),
         ram: None,
         dht: None,
+        lsd: None,
     }
 }
 

@@ -4,7 +4,7 @@
 mod progress;
 mod serve;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -89,6 +89,14 @@ struct NetArgs {
     /// Do not use the DHT.
     #[arg(long)]
     no_dht: bool,
+    /// Announce torrents on the local network (BEP 14 multicast) even with --loopback-only
+    /// (then through the loopback listen address; for tests in a network namespace of their
+    /// own) [default: on, off with --loopback-only].
+    #[arg(long, conflicts_with = "no_lsd")]
+    lsd: bool,
+    /// Do not use local service discovery.
+    #[arg(long)]
+    no_lsd: bool,
 }
 
 impl NetArgs {
@@ -120,7 +128,18 @@ impl NetArgs {
             engine,
             ram: None,
             dht: self.start_dht(listen, state_dir)?,
+            lsd: self.lsd_interface(listen),
         })
+    }
+
+    /// The interface address local service discovery announces through, if it is on.
+    fn lsd_interface(&self, listen: SocketAddr) -> Option<Ipv4Addr> {
+        let on = self.lsd || (!self.no_lsd && !self.loopback_only);
+        match listen.ip() {
+            _ if !on => None,
+            IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+            _ => Some(Ipv4Addr::UNSPECIFIED).filter(|_| !self.loopback_only),
+        }
     }
 
     fn start_dht(&self, listen: SocketAddr, state_dir: &Path) -> anyhow::Result<Option<Arc<dyn Dht>>> {
