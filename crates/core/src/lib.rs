@@ -5,6 +5,7 @@
 //! value that reached the engine from a peer has already been validated once, at the edge.
 
 mod bitfield;
+pub mod blocklist;
 mod geometry;
 mod ids;
 pub mod metainfo;
