@@ -1,0 +1,331 @@
+//! The I/O edge: one announce or scrape over HTTP or UDP, with tokio.
+//!
+//! HTTP goes through hyper's HTTP/1.1 client connection (hyper is already built for the HTTP
+//! server, so this costs no new heavy dependency); `https://` trackers need the `https`
+//! feature. The loopback-only policy is checked on the URL's host before anything is resolved:
+//! a name other than `localhost` is never looked up, and resolved addresses are checked again.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sluice_core::{InfoHash, Timestamp};
+use tokio::net::{TcpSocket, UdpSocket};
+
+use crate::http::{self, ReplyError};
+use crate::udp::{self, ConnectionId, PacketError};
+use crate::url::{Host, Scheme, TrackerUrl};
+use crate::{AnnounceReply, AnnounceRequest, ScrapeStats};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Contact only loopback trackers (no DNS for any other name).
+    pub loopback_only: bool,
+    /// Send from this address (the one peers are accepted on), so a tracker that records the
+    /// sender's address records one peers can reach.
+    pub bind_ip: Option<IpAddr>,
+    /// An HTTP exchange (connect, request, reply) taking longer fails.
+    pub http_timeout: Duration,
+    /// How long each UDP attempt waits for its reply; one attempt per entry.
+    pub udp_timeouts: Vec<Duration>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            loopback_only: false,
+            bind_ip: None,
+            http_timeout: Duration::from_secs(20),
+            // BEP 15 allows nine attempts (over an hour); a streaming client would rather move
+            // on to the next tracker after 15 + 30 + 60 s.
+            udp_timeouts: (0..3).map(udp::retransmit_timeout).collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0} is not a loopback address, and loopback-only is on")]
+    NotLoopback(String),
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("https trackers need the `https` feature")]
+    HttpsUnsupported,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error("bad UDP packet: {0}")]
+    Packet(#[from] PacketError),
+    #[error("tracker refused: {0}")]
+    Refused(String),
+    #[error("the tracker answered a request with a {0} packet")]
+    Unexpected(&'static str),
+    #[error("the tracker has no scrape URL")]
+    NoScrape,
+    #[error("the tracker's scrape reply does not list the torrent")]
+    NotListed,
+}
+
+/// A tracker client shared by a session's torrents (it caches UDP connection ids).
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    origin: Instant,
+    connections: Mutex<HashMap<SocketAddr, ConnectionId>>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Self {
+        Self { config, origin: Instant::now(), connections: Mutex::default() }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    pub async fn announce(
+        &self,
+        tracker: &TrackerUrl,
+        req: &AnnounceRequest,
+        tracker_id: Option<&[u8]>,
+    ) -> Result<AnnounceReply, ClientError> {
+        let addr = self.resolve(tracker).await?;
+        match tracker.scheme {
+            Scheme::Udp => {
+                let r = self
+                    .udp(addr, |connection, transaction| udp::Request::Announce {
+                        connection,
+                        transaction,
+                        announce: req.clone(),
+                    })
+                    .await?;
+                match r {
+                    udp::Response::Announce { reply, .. } => Ok(reply),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            Scheme::Http | Scheme::Https => {
+                let url = http::announce_url(tracker, req, tracker_id);
+                let body = self.http_get(tracker, addr, &url).await?;
+                Ok(http::parse_announce_reply(&body)?)
+            }
+        }
+    }
+
+    pub async fn scrape(&self, tracker: &TrackerUrl, hash: InfoHash) -> Result<ScrapeStats, ClientError> {
+        if matches!(tracker.scheme, Scheme::Http | Scheme::Https) && tracker.scrape_path().is_none() {
+            return Err(ClientError::NoScrape);
+        }
+        let addr = self.resolve(tracker).await?;
+        match tracker.scheme {
+            Scheme::Udp => {
+                let r = self
+                    .udp(addr, |connection, transaction| udp::Request::Scrape {
+                        connection,
+                        transaction,
+                        hashes: vec![hash],
+                    })
+                    .await?;
+                match r {
+                    udp::Response::Scrape { stats, .. } => stats.first().copied().ok_or(ClientError::NotListed),
+                    other => Err(unexpected(&other)),
+                }
+            }
+            Scheme::Http | Scheme::Https => {
+                let url = http::scrape_url(tracker, &[hash]).ok_or(ClientError::NoScrape)?;
+                let body = self.http_get(tracker, addr, &url).await?;
+                let files = http::parse_scrape_reply(&body)?;
+                files.into_iter().find(|(h, _)| *h == hash).map(|(_, s)| s).ok_or(ClientError::NotListed)
+            }
+        }
+    }
+
+    /// The tracker's address, checked against the policy before and after any lookup.
+    async fn resolve(&self, tracker: &TrackerUrl) -> Result<SocketAddr, ClientError> {
+        let loopback_only = self.config.loopback_only;
+        if loopback_only && !tracker.host.is_loopback() {
+            return Err(ClientError::NotLoopback(tracker.host.to_string()));
+        }
+        let addrs: Vec<SocketAddr> = match &tracker.host {
+            Host::Ip(ip) => vec![SocketAddr::new(*ip, tracker.port)],
+            // Never asks DNS: localhost is loopback by definition (RFC 6761).
+            Host::Name(n) if n == "localhost" => vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), tracker.port),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), tracker.port),
+            ],
+            Host::Name(n) => tokio::net::lookup_host((n.as_str(), tracker.port))
+                .await
+                .map_err(|_| ClientError::Resolve(n.clone()))?
+                .collect(),
+        };
+        let bind_v6 = self.config.bind_ip.map(|ip| ip.is_ipv6());
+        addrs
+            .into_iter()
+            .filter(|a| !loopback_only || Host::Ip(a.ip()).is_loopback())
+            .find(|a| bind_v6.is_none_or(|v6| v6 == a.is_ipv6()))
+            .ok_or_else(|| ClientError::Resolve(tracker.host.to_string()))
+    }
+
+    fn local(&self, remote: SocketAddr) -> SocketAddr {
+        let ip = self.config.bind_ip.unwrap_or(match remote {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        });
+        SocketAddr::new(ip, 0)
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_micros(u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Connect (unless a connection id is still fresh), then one request built by `make`,
+    /// retransmitting per `udp_timeouts`.
+    async fn udp(
+        &self,
+        addr: SocketAddr,
+        make: impl Fn(u64, u32) -> udp::Request,
+    ) -> Result<udp::Response, ClientError> {
+        let socket = UdpSocket::bind(self.local(addr)).await?;
+        socket.connect(addr).await?;
+        let cached = self.connections.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).copied();
+        let connection = match cached.and_then(|c| c.valid_at(self.now())) {
+            Some(id) => id,
+            None => {
+                let r = self.udp_exchange(&socket, addr, |t| udp::Request::Connect { transaction: t }).await?;
+                let udp::Response::Connect { connection, .. } = r else {
+                    return Err(unexpected(&r));
+                };
+                let id = ConnectionId { id: connection, received: self.now() };
+                self.connections.lock().unwrap_or_else(|p| p.into_inner()).insert(addr, id);
+                connection
+            }
+        };
+        let r = self.udp_exchange(&socket, addr, |t| make(connection, t)).await;
+        if r.is_err() {
+            // The id may be what the tracker rejected: connect afresh next time.
+            self.connections.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+        }
+        r
+    }
+
+    async fn udp_exchange(
+        &self,
+        socket: &UdpSocket,
+        addr: SocketAddr,
+        make: impl Fn(u32) -> udp::Request,
+    ) -> Result<udp::Response, ClientError> {
+        let transaction: u32 = rand::random();
+        let packet = make(transaction).encode();
+        let mut buf = vec![0u8; udp::MAX_PACKET];
+        for &wait in &self.config.udp_timeouts {
+            socket.send(&packet).await?;
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+                    Err(_) => break,
+                    Ok(r) => r?,
+                };
+                match udp::Response::decode(&buf[..n], addr.is_ipv6()) {
+                    Ok(r) if r.transaction() != transaction => continue,
+                    Ok(udp::Response::Error { message, .. }) => return Err(ClientError::Refused(message)),
+                    Ok(r) => return Ok(r),
+                    // A stray or garbled datagram: keep waiting for ours.
+                    Err(e) => tracing::debug!(%addr, error = %e, "ignoring a bad UDP tracker packet"),
+                }
+            }
+        }
+        Err(ClientError::Timeout(self.config.udp_timeouts.iter().sum()))
+    }
+
+    async fn http_get(&self, tracker: &TrackerUrl, addr: SocketAddr, url: &str) -> Result<Vec<u8>, ClientError> {
+        let timeout = self.config.http_timeout;
+        tokio::time::timeout(timeout, self.http_get_inner(tracker, addr, url))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn http_get_inner(&self, tracker: &TrackerUrl, addr: SocketAddr, url: &str) -> Result<Vec<u8>, ClientError> {
+        if tracker.scheme == Scheme::Https {
+            return Err(ClientError::HttpsUnsupported);
+        }
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if self.config.bind_ip.is_some() {
+            socket.bind(self.local(addr))?;
+        }
+        let stream = socket.connect(addr).await?;
+        let default_port = if tracker.scheme == Scheme::Https { 443 } else { 80 };
+        let host = if tracker.port == default_port {
+            tracker.host.to_string()
+        } else {
+            format!("{}:{}", tracker.host, tracker.port)
+        };
+        // The request target: everything after the authority.
+        let target = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or("/");
+        let req = hyper::Request::get(target)
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::USER_AGENT, concat!("Sluice/", env!("CARGO_PKG_VERSION")))
+            .header(hyper::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let (status, body) = exchange(stream, req).await?;
+        if !status.is_success() {
+            // Some trackers explain a refusal in a bencoded body under an error status.
+            if let Err(ReplyError::Failure(reason)) = http::parse_announce_reply(&body) {
+                return Err(ClientError::Refused(reason));
+            }
+            return Err(ClientError::Status(status.as_u16()));
+        }
+        Ok(body.to_vec())
+    }
+}
+
+/// Sends `req` on `stream` and reads the reply (at most [`http::MAX_REPLY`] bytes of body).
+async fn exchange<S>(
+    stream: S,
+    req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<(hyper::StatusCode, bytes::Bytes), ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::BodyExt;
+
+    let http_err = |e: hyper::Error| ClientError::Http(e.to_string());
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(http_err)?;
+    // The connection's driver goes with this exchange, also when a timeout drops it.
+    let driver = AbortOnDrop(tokio::spawn(conn));
+    let response = sender.send_request(req).await.map_err(http_err)?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), http::MAX_REPLY)
+        .collect()
+        .await
+        .map_err(|e| ClientError::Http(e.to_string()))?
+        .to_bytes();
+    drop(driver);
+    Ok((status, body))
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn unexpected(r: &udp::Response) -> ClientError {
+    ClientError::Unexpected(match r {
+        udp::Response::Connect { .. } => "connect",
+        udp::Response::Announce { .. } => "announce",
+        udp::Response::Scrape { .. } => "scrape",
+        udp::Response::Error { .. } => "error",
+    })
+}
