@@ -2,8 +2,9 @@
 """A libtorrent peer for Sluice's interop tests and benchmark.
 
 Run with Debian's interpreter (/usr/bin/python3), which is the one python3-libtorrent installs into.
-Every session is confined to the loopback address it is given: no DHT, LSD, UPnP, NAT-PMP, trackers
-or uTP, so a test only ever talks to the peers it names.
+Every session is confined to the loopback address it is given: no DHT, LSD, UPnP, NAT-PMP or uTP,
+and no trackers unless a test names one (--tracker), so a test only ever talks to the peers and
+trackers it names.
 
 Subcommands:
   make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
@@ -133,6 +134,8 @@ def cmd_make_torrent(args):
     flags = 0 if args.hybrid else lt.create_torrent.v1_only
     ct = lt.create_torrent(fs, parse_size(args.piece_size), flags=flags)
     ct.set_creator("sluice lt_peer.py")
+    for tier, url in enumerate(args.tracker):
+        ct.add_tracker(url, tier)
     lt.set_piece_hashes(ct, os.path.dirname(root))
     torrent_path = os.path.join(args.dir, args.name + ".torrent")
     with open(torrent_path, "wb") as out:
@@ -147,6 +150,7 @@ def cmd_make_torrent(args):
         "total_size": ti.total_size(),
         "piece_length": ti.piece_length(),
         "num_pieces": ti.num_pieces(),
+        "info_hash": str(ti.info_hash()),
         "files": [
             {
                 "path": files.file_path(i),
@@ -206,6 +210,7 @@ def cmd_seed(args):
     params.save_path = data
     params.flags = (params.flags | lt.torrent_flags.seed_mode) & ~lt.torrent_flags.auto_managed
     params.flags &= ~lt.torrent_flags.paused
+    params.trackers = args.tracker
     handle = ses.add_torrent(params)
     while time.monotonic() < deadline:
         st = handle.status()
@@ -317,6 +322,7 @@ def main():
     mk.add_argument("--files", type=int, default=4)
     mk.add_argument("--piece-size", default="256KiB")
     mk.add_argument("--hybrid", action="store_true", help="v1+v2 hybrid torrent (with pad files)")
+    mk.add_argument("--tracker", action="append", default=[], help="announce URL (repeatable: one tier each)")
     mk.set_defaults(func=cmd_make_torrent)
 
     sd = sub.add_parser("seed", help="seed a torrent on IP:PORT until killed")
@@ -329,6 +335,7 @@ def main():
     sd.add_argument("--max-seconds", type=float, default=3600)
     sd.add_argument("--verbose", action="store_true")
     sd.add_argument("--report", action="store_true", help="print 'uploaded <payload bytes>' lines")
+    sd.add_argument("--tracker", action="append", default=[], help="also announce to this tracker (repeatable)")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")

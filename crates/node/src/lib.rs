@@ -11,8 +11,12 @@
 //! - a [`Session`] listener that reads an inbound handshake's info-hash and hands the connection
 //!   to the right torrent task.
 //!
+//! - a tracker task per torrent that has trackers, announcing with `sluice_tracker` and handing
+//!   the peers it learns to the torrent task.
+//!
 //! The network policy ([`NetPolicy`]) is enforced here, at the edge: with loopback-only on,
-//! no address outside 127.0.0.0/8 (or ::1) is dialled, accepted or listened on.
+//! no address outside 127.0.0.0/8 (or ::1) is dialled, accepted or listened on, and trackers
+//! not on loopback are never contacted (nor their names resolved).
 
 mod clock;
 mod net;
@@ -22,6 +26,7 @@ mod reader;
 mod session;
 mod streams;
 mod torrent_task;
+mod trackers;
 mod verified;
 
 pub use clock::Clock;
@@ -33,6 +38,8 @@ pub use sluice_dht::{Dht, DhtConfig, DhtError, MainlineDht};
 pub use sluice_engine::Config as EngineConfig;
 pub use sluice_engine::Stats;
 pub use sluice_storage::{CacheStats, RamCache};
+pub use sluice_tracker::TrackerMode;
+pub use trackers::TrackerSettings;
 
 /// A fresh peer id: Sluice's client prefix and twelve random bytes.
 pub fn random_peer_id() -> sluice_core::PeerId {

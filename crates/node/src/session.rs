@@ -22,6 +22,7 @@ use crate::FileReader;
 use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
+use crate::trackers::{self, TrackerSettings, TrackerTask};
 use crate::verified::Verified;
 use crate::{Clock, NetPolicy};
 
@@ -58,6 +59,8 @@ pub struct SessionConfig {
     /// Needs `listen`. Multicast leaves loopback: keep it off under loopback-only except in
     /// a network namespace of its own.
     pub lsd: Option<Ipv4Addr>,
+    /// Trackers announced to beside (or instead of) each torrent's own.
+    pub trackers: TrackerSettings,
 }
 
 /// How a torrent learns which pieces it already has.
@@ -90,6 +93,9 @@ pub struct Session {
     clock: Clock,
     accept_task: Option<tokio::task::JoinHandle<()>>,
     lsd: Option<Arc<Lsd>>,
+    tracker_client: Arc<sluice_tracker::client::Client>,
+    /// BEP 7's `key`: the same for every announce of this session.
+    tracker_key: u32,
 }
 
 impl Session {
@@ -122,7 +128,14 @@ impl Session {
             }
             _ => None,
         };
-        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task, lsd })
+        let tracker_client = Arc::new(sluice_tracker::client::Client::new(sluice_tracker::client::ClientConfig {
+            loopback_only: config.policy.loopback_only,
+            // Announce from the address peers are accepted on, so trackers record that one.
+            bind_ip: listen_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
+            ..Default::default()
+        }));
+        let tracker_key = crate::random_seed() as u32;
+        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task, lsd, tracker_client, tracker_key })
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -200,6 +213,19 @@ impl Session {
         // after add_torrent (e.g. the CLI's `resume:` line) never see an empty default.
         let initial = Progress { stats: engine.stats(), ..Progress::default() };
         let (progress_tx, progress_rx) = watch::channel(initial);
+        let tiers = trackers::tiers(&meta.trackers, &self.config.trackers, self.config.policy);
+        let tracker_task = (!tiers.is_empty()).then(|| TrackerTask {
+            announcer: trackers::schedule(&tiers, crate::random_seed(), &self.clock),
+            client: self.tracker_client.clone(),
+            clock: self.clock,
+            info_hash,
+            peer_id: self.config.peer_id,
+            listen: self.listen_addr,
+            key: self.tracker_key,
+            total_length: meta.lengths.total_length(),
+            progress: progress_rx.clone(),
+            commands: cmd_tx.downgrade(),
+        });
         let task = TorrentTask {
             engine,
             clock: self.clock,
@@ -229,8 +255,9 @@ impl Session {
         if let (Some(dht), Some(port), false) = (&self.config.dht, self.listen_addr.map(|a| a.port()), meta.private) {
             tokio::spawn(dht_lookups(dht.clone(), info_hash, port, cmd_tx.clone()));
         }
+        let announcing = Arc::new(Mutex::new(tracker_task.map(|t| tokio::spawn(t.run()))));
         let streams = Arc::new(Streams::new(cmd_tx.clone(), store, verified, meta.clone()));
-        Ok(TorrentHandle { info_hash, meta, streams, commands: cmd_tx, progress: progress_rx })
+        Ok(TorrentHandle { info_hash, meta, streams, commands: cmd_tx, progress: progress_rx, announcing })
     }
 }
 
@@ -413,6 +440,8 @@ pub struct TorrentHandle {
     streams: Arc<Streams>,
     commands: mpsc::Sender<Command>,
     progress: watch::Receiver<Progress>,
+    /// The torrent's tracker task; it announces `stopped` once the torrent task ends.
+    announcing: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl TorrentHandle {
@@ -449,11 +478,16 @@ impl TorrentHandle {
         self.progress.clone()
     }
 
-    /// Stops the torrent: closes connections, flushes data and the resume journal.
+    /// Stops the torrent: closes connections, flushes data and the resume journal, then tells
+    /// its trackers (`stopped`, for a few seconds at most).
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
+        }
+        let announcing = self.announcing.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = announcing {
+            let _ = task.await;
         }
     }
 }

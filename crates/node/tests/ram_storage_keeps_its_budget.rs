@@ -18,6 +18,7 @@ fn session_config(ram: Option<std::sync::Arc<RamCache>>) -> SessionConfig {
         ram,
         dht: None,
         lsd: None,
+        trackers: Default::default(),
     }
 }
 

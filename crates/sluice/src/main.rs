@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use sluice_core::metainfo::Metainfo;
 use sluice_node::{
     AddTorrent, Dht, DhtConfig, DhtError, MainlineDht, NetPolicy, Session, SessionConfig, StartMode, TorrentHandle,
+    TrackerMode, TrackerSettings,
 };
 
 #[derive(Parser, Debug)]
@@ -97,6 +98,34 @@ struct NetArgs {
     /// Do not use local service discovery.
     #[arg(long)]
     no_lsd: bool,
+    /// A tracker to announce every torrent to (repeatable; see --tracker-mode). With
+    /// loopback-only, trackers not on loopback are skipped.
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// How the --tracker list combines with each torrent's own trackers: keep (the torrent's
+    /// only), add (the torrent's, then the list as a last tier), remove (no trackers at all),
+    /// replace (the list only).
+    #[arg(long, value_enum, default_value_t = TrackerModeArg::Add)]
+    tracker_mode: TrackerModeArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TrackerModeArg {
+    Keep,
+    Add,
+    Remove,
+    Replace,
+}
+
+impl From<TrackerModeArg> for TrackerMode {
+    fn from(m: TrackerModeArg) -> Self {
+        match m {
+            TrackerModeArg::Keep => TrackerMode::Keep,
+            TrackerModeArg::Add => TrackerMode::Add,
+            TrackerModeArg::Remove => TrackerMode::Remove,
+            TrackerModeArg::Replace => TrackerMode::Replace,
+        }
+    }
 }
 
 impl NetArgs {
@@ -129,6 +158,7 @@ impl NetArgs {
             ram: None,
             dht: self.start_dht(listen, state_dir)?,
             lsd: self.lsd_interface(listen),
+            trackers: TrackerSettings { extra: self.trackers.clone(), mode: self.tracker_mode.into() },
         })
     }
 

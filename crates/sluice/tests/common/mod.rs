@@ -203,6 +203,11 @@ pub struct TorrentSpec<'a> {
 }
 
 pub fn make_torrent(dir: &Path, spec: &TorrentSpec<'_>) -> Fixture {
+    make_torrent_announcing(dir, spec, &[])
+}
+
+/// [`make_torrent`] whose metainfo lists `trackers`, one tier each.
+pub fn make_torrent_announcing(dir: &Path, spec: &TorrentSpec<'_>, trackers: &[&str]) -> Fixture {
     let mut cmd = Command::new(PYTHON);
     cmd.arg(lt_peer_script())
         .arg("make-torrent")
@@ -215,6 +220,9 @@ pub fn make_torrent(dir: &Path, spec: &TorrentSpec<'_>) -> Fixture {
         .args(["--piece-size", &spec.piece_length.to_string()]);
     if spec.hybrid {
         cmd.arg("--hybrid");
+    }
+    for t in trackers {
+        cmd.args(["--tracker", t]);
     }
     let out = cmd.output().expect("run lt_peer.py make-torrent");
     assert!(out.status.success(), "make-torrent failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -239,6 +247,8 @@ pub struct LtSeeder {
 pub struct SeedOpts<'a> {
     pub upload_rate: Option<u64>,
     pub corrupt_pieces: &'a [u32],
+    /// Trackers to announce to (beside the torrent's own).
+    pub trackers: &'a [&'a str],
 }
 
 impl LtSeeder {
@@ -259,6 +269,9 @@ impl LtSeeder {
         if !opts.corrupt_pieces.is_empty() {
             let list: Vec<String> = opts.corrupt_pieces.iter().map(u32::to_string).collect();
             cmd.args(["--corrupt-pieces", &list.join(",")]);
+        }
+        for t in opts.trackers {
+            cmd.args(["--tracker", t]);
         }
         let name = format!("lt-seed-{}", endpoint.replace([':', '.'], "_"));
         let mut proc = Proc::spawn(&name, cmd, log_dir, true);
