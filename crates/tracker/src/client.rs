@@ -83,6 +83,7 @@ pub struct Client {
 }
 
 impl Client {
+    #[expect(clippy::disallowed_methods, reason = "the client is the I/O edge: it owns its clock")]
     pub fn new(config: ClientConfig) -> Self {
         Self { config, origin: Instant::now(), connections: Mutex::default() }
     }

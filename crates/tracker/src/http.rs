@@ -165,7 +165,7 @@ pub fn parse_announce_reply(body: &[u8]) -> Result<AnnounceReply, ReplyError> {
 /// Appends compact peers of `width` bytes (6: IPv4, 18: IPv6) up to [`MAX_PEERS`]; `None` if
 /// the string is not made of whole entries.
 pub(crate) fn compact_peers(b: &[u8], width: usize, out: &mut Vec<SocketAddr>) -> Option<()> {
-    if b.len() % width != 0 {
+    if !b.len().is_multiple_of(width) {
         return None;
     }
     for entry in b.chunks_exact(width) {

@@ -173,7 +173,7 @@ impl Request {
             SCRAPE => {
                 let rest = r.0;
                 let n = rest.len() / 20;
-                if n == 0 || n > MAX_SCRAPE_HASHES || rest.len() % 20 != 0 {
+                if n == 0 || n > MAX_SCRAPE_HASHES || !rest.len().is_multiple_of(20) {
                     return Err(PacketError::ScrapeCount(n));
                 }
                 let hashes = rest.chunks_exact(20).filter_map(|c| c.try_into().ok()).map(InfoHash).collect();
