@@ -8,6 +8,7 @@ mod bitfield;
 pub mod blocklist;
 mod geometry;
 mod ids;
+pub mod magnet;
 pub mod metainfo;
 mod time;
 

@@ -158,6 +158,21 @@ impl Metainfo {
     }
 }
 
+impl Metainfo {
+    /// A torrent from a bare `info` dictionary, as fetched from peers for a magnet link
+    /// (BEP 9), with trackers from the link (one tier each). The info-hash is computed from
+    /// `info` here; the caller compares it with the one it asked for.
+    pub fn from_info(info: &[u8], trackers: &[String]) -> Result<Metainfo, MetainfoError> {
+        let mut torrent = Vec::with_capacity(info.len() + 8);
+        torrent.extend_from_slice(b"d4:info");
+        torrent.extend_from_slice(info);
+        torrent.push(b'e');
+        let mut meta = Self::from_bytes(&torrent)?;
+        meta.trackers = trackers.iter().map(|t| vec![t.clone()]).collect();
+        Ok(meta)
+    }
+}
+
 /// `dict[key]` as an integer that must not be negative.
 fn non_negative(dict: &Value<'_>, at: &str, key: &str) -> Result<u64, MetainfoError> {
     let v = dict.get(key.as_bytes()).ok_or_else(|| MetainfoError::Missing(format!("{at}.{key}")))?;

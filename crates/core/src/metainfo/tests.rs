@@ -309,3 +309,17 @@ proptest! {
         prop_assert_eq!(meta.piece_hashes, expected);
     }
 }
+
+#[test]
+fn from_info_matches_the_torrent() {
+    let bytes = TorrentBuilder::single_file("a.bin", 16384, vec![7u8; 40_000]).tracker("http://127.0.0.1:1/x").build();
+    let meta = Metainfo::from_bytes(&bytes).unwrap();
+    let again = Metainfo::from_info(&meta.info_bytes, &["udp://127.0.0.1:2".into()]).unwrap();
+    assert_eq!(again.info_hash, meta.info_hash);
+    assert_eq!(again.info_bytes, meta.info_bytes);
+    assert_eq!(again.files, meta.files);
+    assert_eq!(again.trackers, [["udp://127.0.0.1:2"]]);
+    assert!(Metainfo::from_info(b"i1e", &[]).is_err());
+    assert!(Metainfo::from_info(b"de", &[]).is_err());
+    assert!(Metainfo::from_info(&[&meta.info_bytes[..], b"x"].concat(), &[]).is_err());
+}
