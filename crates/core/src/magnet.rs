@@ -88,10 +88,8 @@ impl Magnet {
                         v2 = true;
                     }
                 }
-                "dn" => {
-                    if magnet.name.is_none() {
-                        magnet.name = Some(percent_decode(value, true)).filter(|n| !n.trim().is_empty());
-                    }
+                "dn" if magnet.name.is_none() => {
+                    magnet.name = Some(percent_decode(value, true)).filter(|n| !n.trim().is_empty());
                 }
                 "tr" => {
                     let url = percent_decode(value, false);
@@ -267,7 +265,8 @@ mod tests {
 
     #[test]
     fn bad_peers_are_skipped() {
-        let link = format!("magnet:?xt=urn:btih:{HEX}&x.pe=example.org:80&x.pe=1.2.3.4&x.pe=1.2.3.4:0&x.pe=::1:5&x.pe=");
+        let link =
+            format!("magnet:?xt=urn:btih:{HEX}&x.pe=example.org:80&x.pe=1.2.3.4&x.pe=1.2.3.4:0&x.pe=::1:5&x.pe=");
         assert!(Magnet::parse(&link).unwrap().peers.is_empty());
     }
 
@@ -279,8 +278,10 @@ mod tests {
         assert_eq!(Magnet::parse("magnet:?dn=x&tr=y"), Err(MagnetError::NoInfoHash));
         assert_eq!(Magnet::parse("magnet:"), Err(MagnetError::NoInfoHash));
         assert_eq!(Magnet::parse("magnet:?xt=urn:btih:zz"), Err(MagnetError::BadInfoHash("zz".into())));
-        assert_eq!(Magnet::parse("magnet:?xt=urn:btih:0123456789012345678901234567890123456789x"),
-            Err(MagnetError::BadInfoHash("0123456789012345678901234567890123456789x".into())));
+        assert_eq!(
+            Magnet::parse("magnet:?xt=urn:btih:0123456789012345678901234567890123456789x"),
+            Err(MagnetError::BadInfoHash("0123456789012345678901234567890123456789x".into()))
+        );
         assert_eq!(Magnet::parse("magnet:?xt=urn:btmh:1220abcd"), Err(MagnetError::V2Only));
         assert_eq!(Magnet::parse(&"a".repeat(MAX_LEN + 1)), Err(MagnetError::TooLong { len: MAX_LEN + 1 }));
         // A bad hash does not spoil a good one.
