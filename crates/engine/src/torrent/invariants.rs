@@ -34,6 +34,10 @@ impl Torrent {
         );
         assert!(self.reserved_peak >= self.reserved);
 
+        // Metadata: no connection was sent more pieces than its allowance.
+        let allowance = self.metadata_allowance();
+        assert!(self.peers.values().all(|p| p.metadata_served <= allowance), "metadata served past the allowance");
+
         // Departed peers: gone, and only kept while blocks they sent are in flight.
         if !self.departed.is_empty() {
             let contributors = self.picker.contributors_in_flight();

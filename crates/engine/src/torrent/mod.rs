@@ -9,6 +9,7 @@ mod blame;
 mod choker;
 mod conn;
 mod invariants;
+mod metadata;
 mod peer;
 mod protocol;
 mod rate;
@@ -253,6 +254,8 @@ pub struct Torrent {
     budget_stuck: bool,
     scratch: Vec<BlockRef>,
     shut_down: bool,
+    /// The raw info dictionary, served to peers that fetch it (BEP 9); see `set_metadata`.
+    metadata: Option<Vec<u8>>,
 }
 
 impl Torrent {
@@ -315,6 +318,7 @@ impl Torrent {
             budget_stuck: false,
             scratch: Vec::new(),
             shut_down: false,
+            metadata: None,
             config,
         }
     }
@@ -350,6 +354,15 @@ impl Torrent {
             buffered_bytes_peak: self.reserved_peak,
             endgame: self.picker.in_endgame(),
             pieces_reprioritised: self.reprioritised,
+        }
+    }
+
+    /// The torrent's raw info dictionary (its SHA-1 is the info-hash; the caller checked):
+    /// from now on the extended handshake advertises `ut_metadata` and the dictionary's
+    /// size, and peers may fetch it (BEP 9). Dictionaries past 4 GiB are ignored.
+    pub fn set_metadata(&mut self, info: Vec<u8>) {
+        if u32::try_from(info.len()).is_ok_and(|n| n > 0) {
+            self.metadata = Some(info);
         }
     }
 

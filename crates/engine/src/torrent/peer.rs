@@ -47,6 +47,10 @@ pub(crate) struct Peer {
     pub extended: bool,
     /// The peer's advertised request queue limit (`reqq`).
     pub reqq: Option<u32>,
+    /// The extended id the peer takes `ut_metadata` messages as (BEP 9).
+    pub ut_metadata: Option<u8>,
+    /// Metadata pieces sent to it on this connection.
+    pub metadata_served: u32,
 
     pub am_choking: bool,
     pub am_interested: bool,
@@ -128,6 +132,8 @@ impl Peer {
             fast: false,
             extended: false,
             reqq: None,
+            ut_metadata: None,
+            metadata_served: 0,
             am_choking: true,
             am_interested: false,
             interested_since: Timestamp::ZERO,

@@ -2,8 +2,9 @@
 //! `protocol_error`, which disconnects the peer; nothing a peer sends can panic.
 
 use sluice_core::{Bitfield, Timestamp};
-use sluice_wire::{ExtendedHandshake, Handshake, Message, reserved};
+use sluice_wire::{ExtendedHandshake, Handshake, Message, UT_METADATA, reserved};
 
+use super::metadata::OUR_UT_METADATA;
 use super::peer::Phase;
 use super::{DisconnectReason, Event, PeerKey, Torrent};
 
@@ -108,12 +109,16 @@ impl Torrent {
             peer.send(&Message::HaveNone, now, &mut self.flush);
         }
         if peer.extended {
-            let ext = ExtendedHandshake {
+            let mut ext = ExtendedHandshake {
                 listen_port: self.config.listen_port,
                 client: Some(CLIENT.to_owned()),
                 reqq: Some(REQQ),
                 ..ExtendedHandshake::default()
             };
+            if let Some(info) = &self.metadata {
+                ext.extensions.push((UT_METADATA.to_owned(), OUR_UT_METADATA));
+                ext.metadata_size = Some(info.len() as u64);
+            }
             let mut payload = Vec::new();
             ext.encode(&mut payload);
             peer.send(&Message::Extended { id: 0, payload: &payload }, now, &mut self.flush);
@@ -208,9 +213,13 @@ impl Torrent {
             Message::Piece { index, begin, data } => self.on_piece(key, index, begin, data, now),
             Message::Reject { index, begin, length } => self.on_reject(key, index, begin, length, now),
             Message::Extended { id: 0, payload } => match ExtendedHandshake::decode(payload) {
-                Ok(ext) => peer.reqq = ext.reqq,
+                Ok(ext) => {
+                    peer.reqq = ext.reqq;
+                    peer.ut_metadata = ext.extension_id(UT_METADATA);
+                }
                 Err(e) => self.protocol_error(key, e.to_string(), now),
             },
+            Message::Extended { id: OUR_UT_METADATA, payload } => self.on_metadata_message(key, payload, now),
             Message::Extended { .. } => {}
         }
     }

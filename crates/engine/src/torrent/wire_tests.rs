@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_core::{Bitfield, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
-use sluice_wire::{Decoder, Handshake, Message, reserved};
+use sluice_wire::{Decoder, ExtendedHandshake, Handshake, Message, MetadataMsg, reserved};
 
 use super::*;
 
@@ -32,6 +32,8 @@ struct Remote {
     /// Requests received and not yet answered by `serve`.
     pending: Vec<Req>,
     cancels: Vec<Req>,
+    /// Extended messages received: (id, payload).
+    extended: Vec<(u8, Vec<u8>)>,
 }
 
 struct Wire {
@@ -67,6 +69,7 @@ impl Wire {
             requests: Vec::new(),
             pending: Vec::new(),
             cancels: Vec::new(),
+            extended: Vec::new(),
         });
         let r = self.remotes.len() - 1;
         self.data(r, &bytes);
@@ -117,6 +120,7 @@ impl Wire {
                                 remote.pending.push((index, begin, length));
                             }
                             Message::Cancel { index, begin, length } => remote.cancels.push((index, begin, length)),
+                            Message::Extended { id, payload } => remote.extended.push((id, payload.to_vec())),
                             _ => {}
                         }
                     }
@@ -410,4 +414,71 @@ fn a_block_arriving_after_the_reject_of_a_dropped_request_is_kept() {
     assert_eq!(w.verified, vec![PieceIndex::new_unchecked(0)]);
     // Complete now, and the peer is a seed: closed as not useful, not for a protocol error.
     assert!(!w.disconnects.iter().any(|(_, why)| matches!(why, DisconnectReason::Protocol(_))), "{:?}", w.disconnects);
+}
+
+/// A remote that fetches our metadata (BEP 9): it finds the extension and the size in our
+/// extended handshake, gets each piece, a reject past the end, and rejects once it has asked
+/// for more than its allowance.
+#[test]
+fn metadata_is_served_in_pieces_and_flooding_is_refused() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config::default());
+    let info: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    w.t.set_metadata(info.clone());
+    let r = w.connect(1, false);
+    let (id, payload) = w.remotes[r].extended.first().cloned().expect("extended handshake");
+    assert_eq!(id, 0);
+    let ours = ExtendedHandshake::decode(&payload).unwrap();
+    assert_eq!(ours.metadata_size, Some(40_000));
+    let their_id = ours.extension_id("ut_metadata").expect("ut_metadata advertised");
+
+    // Unanswerable until the remote says which id it takes the extension as.
+    let ask = |w: &mut Wire, piece: u32| {
+        let mut p = Vec::new();
+        MetadataMsg::Request { piece }.encode(&mut p);
+        w.send(r, Message::Extended { id: their_id, payload: &p });
+    };
+    ask(&mut w, 0);
+    assert_eq!(w.remotes[r].extended.len(), 1);
+    let mut hs = Vec::new();
+    ExtendedHandshake { extensions: vec![("ut_metadata".into(), 9)], ..Default::default() }.encode(&mut hs);
+    w.send(r, Message::Extended { id: 0, payload: &hs });
+
+    for piece in 0..4 {
+        ask(&mut w, piece);
+    }
+    let replies: Vec<MetadataMsg<'_>> = w.remotes[r].extended[1..]
+        .iter()
+        .map(|(id, p)| {
+            assert_eq!(*id, 9);
+            MetadataMsg::decode(p).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            MetadataMsg::Data { piece: 0, total_size: 40_000, data: &info[..16384] },
+            MetadataMsg::Data { piece: 1, total_size: 40_000, data: &info[16384..32768] },
+            MetadataMsg::Data { piece: 2, total_size: 40_000, data: &info[32768..] },
+            MetadataMsg::Reject { piece: 3 },
+        ]
+    );
+    // Three pieces: six served plus eight more, then rejects only.
+    for _ in 0..20 {
+        ask(&mut w, 0);
+    }
+    let data = w.remotes[r].extended.iter().filter(|(_, p)| matches!(MetadataMsg::decode(p), Ok(MetadataMsg::Data { .. })));
+    assert_eq!(data.count(), 3 * 2 + 8);
+    assert!(w.connected(r));
+    // A malformed message disconnects.
+    w.send(r, Message::Extended { id: their_id, payload: b"d8:msg_typei0ee" });
+    assert!(!w.connected(r));
+}
+
+#[test]
+fn without_metadata_nothing_is_advertised() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config::default());
+    let r = w.connect(1, false);
+    let (_, payload) = w.remotes[r].extended.first().cloned().expect("extended handshake");
+    let ours = ExtendedHandshake::decode(&payload).unwrap();
+    assert_eq!((ours.metadata_size, ours.extension_id("ut_metadata")), (None, None));
 }
