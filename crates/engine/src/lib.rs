@@ -86,6 +86,13 @@
 //! the sole source of [`Config::max_hash_failures`] failed pieces) are never dialed or
 //! accepted again; merely contributing to a failed piece bans nobody (see `STATE.md`).
 //!
+//! # Magnet links
+//!
+//! Before a torrent has its info dictionary, [`MetadataFetcher`] (same driving contract)
+//! fetches it from peers with BEP 9 and hands it to the driver to hash; the driver then
+//! builds the metainfo and starts a [`Torrent`], which serves the dictionary to others once
+//! given it with [`Torrent::set_metadata`].
+//!
 //! # Errors and panics
 //!
 //! Anything a peer sends is untrusted: malformed or out-of-range input disconnects (and
@@ -94,11 +101,13 @@
 //! input. The rules are listed in `STATE.md` next to this crate's manifest.
 
 mod config;
+pub mod fetch;
 pub mod picker;
 mod stream;
 mod torrent;
 
 pub use config::Config;
+pub use fetch::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher};
 pub use picker::Priority;
 pub use stream::{ReaderId, ReaderWindow};
 pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, Stats, Torrent};

@@ -466,7 +466,8 @@ fn metadata_is_served_in_pieces_and_flooding_is_refused() {
     for _ in 0..20 {
         ask(&mut w, 0);
     }
-    let data = w.remotes[r].extended.iter().filter(|(_, p)| matches!(MetadataMsg::decode(p), Ok(MetadataMsg::Data { .. })));
+    let data =
+        w.remotes[r].extended.iter().filter(|(_, p)| matches!(MetadataMsg::decode(p), Ok(MetadataMsg::Data { .. })));
     assert_eq!(data.count(), 3 * 2 + 8);
     assert!(w.connected(r));
     // A malformed message disconnects.
