@@ -9,7 +9,9 @@
 //!   the CPU has it), write verified pieces and append them to the resume journal, and read
 //!   blocks for upload — never on the async threads;
 //! - a [`Session`] listener that reads an inbound handshake's info-hash and hands the connection
-//!   to the right torrent task.
+//!   to the right torrent task;
+//! - for a magnet link, a task that fetches the info dictionary (BEP 9) with the engine's
+//!   `MetadataFetcher` before the torrent's own task starts ([`Session::add_magnet`]).
 //!
 //! - a tracker task per torrent that has trackers, announcing with `sluice_tracker` and handing
 //!   the peers it learns to the torrent task.
@@ -19,6 +21,7 @@
 //! not on loopback are never contacted (nor their names resolved).
 
 mod clock;
+mod magnet;
 mod net;
 mod peer_conn;
 mod probe;
@@ -33,7 +36,9 @@ pub use clock::Clock;
 pub use net::NetPolicy;
 pub use reader::FileReader;
 pub use session::Progress;
-pub use session::{AddTorrent, NodeError, Session, SessionConfig, StartMode, TorrentHandle};
+pub use session::{
+    AddMagnet, AddTorrent, MagnetHandle, MagnetState, NodeError, Session, SessionConfig, StartMode, TorrentHandle,
+};
 pub use sluice_dht::{Dht, DhtConfig, DhtError, MainlineDht};
 pub use sluice_engine::Config as EngineConfig;
 pub use sluice_engine::Stats;

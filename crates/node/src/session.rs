@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileReader;
+pub use crate::magnet::{AddMagnet, MagnetHandle, MagnetState};
 use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
@@ -40,6 +41,8 @@ pub enum NodeError {
     Duplicate(InfoHash),
     #[error("the session has stopped")]
     Stopped,
+    #[error("magnet: {0}")]
+    Magnet(String),
 }
 
 #[derive(Debug, Clone)]
@@ -87,11 +90,17 @@ type Routes = Arc<Mutex<HashMap<InfoHash, Option<mpsc::Sender<Command>>>>>;
 
 #[derive(Debug)]
 pub struct Session {
-    config: SessionConfig,
-    listen_addr: Option<SocketAddr>,
-    routes: Routes,
-    clock: Clock,
+    shared: Shared,
     accept_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What adding a torrent needs, shared with the tasks that fetch magnets' metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared {
+    pub(crate) config: SessionConfig,
+    pub(crate) listen_addr: Option<SocketAddr>,
+    routes: Routes,
+    pub(crate) clock: Clock,
     lsd: Option<Arc<Lsd>>,
     tracker_client: Arc<sluice_tracker::client::Client>,
     /// BEP 7's `key`: the same for every announce of this session.
@@ -135,16 +144,17 @@ impl Session {
             ..Default::default()
         }));
         let tracker_key = crate::random_seed() as u32;
-        Ok(Self { config, listen_addr, routes, clock: Clock::new(), accept_task, lsd, tracker_client, tracker_key })
+        let shared = Shared { config, listen_addr, routes, clock: Clock::new(), lsd, tracker_client, tracker_key };
+        Ok(Self { shared, accept_task })
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen_addr
+        self.shared.listen_addr
     }
 
     /// Writes the DHT's routing table for the next start (if there is a DHT).
     pub async fn save_dht(&self) {
-        if let Some(dht) = &self.config.dht {
+        if let Some(dht) = &self.shared.config.dht {
             dht.save().await;
         }
     }
@@ -152,14 +162,39 @@ impl Session {
     /// Opens storage, learns what is already verified and starts the torrent's task.
     /// Hashing (for [`StartMode::Recheck`]) runs on a blocking thread.
     pub async fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, NodeError> {
-        let info_hash = add.meta.info_hash;
-        {
-            let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-            if routes.contains_key(&info_hash) {
-                return Err(NodeError::Duplicate(info_hash));
-            }
-            routes.insert(info_hash, None);
+        self.shared.reserve(add.meta.info_hash)?;
+        self.shared.start(add).await
+    }
+
+    /// Starts fetching a magnet's metadata from its `x.pe` peers and any given later with
+    /// [`MagnetHandle::add_peers`]; once it hashes to the info-hash, the torrent starts as if
+    /// added with [`Session::add_torrent`] (trackers from the link), with every peer the
+    /// fetch knew. Returns at once; [`MagnetHandle::wait`] waits for the torrent.
+    pub fn add_magnet(&self, add: AddMagnet) -> Result<MagnetHandle, NodeError> {
+        self.shared.reserve(add.magnet.info_hash)?;
+        Ok(crate::magnet::spawn(self.shared.clone(), add))
+    }
+}
+
+impl Shared {
+    /// Claims `info_hash` in the routing table (no inbound connection is routed to it yet).
+    pub(crate) fn reserve(&self, info_hash: InfoHash) -> Result<(), NodeError> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if routes.contains_key(&info_hash) {
+            return Err(NodeError::Duplicate(info_hash));
         }
+        routes.insert(info_hash, None);
+        Ok(())
+    }
+
+    /// Gives up a claim made by [`Shared::reserve`].
+    pub(crate) fn release(&self, info_hash: InfoHash) {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&info_hash);
+    }
+
+    /// Starts a torrent whose info-hash this caller reserved.
+    pub(crate) async fn start(&self, add: AddTorrent) -> Result<TorrentHandle, NodeError> {
+        let info_hash = add.meta.info_hash;
         let meta = Arc::new(add.meta);
         let (evicted_tx, evicted_rx) = mpsc::unbounded_channel();
         let opened = match &self.config.ram {
@@ -203,6 +238,7 @@ impl Session {
         };
         let now = self.clock.now();
         let mut engine = Torrent::new(info_hash, meta.lengths, have, engine_cfg, now);
+        engine.set_metadata(meta.info_bytes.clone());
         if ram.is_some() {
             // Only what readers ask for: the rest of the torrent would only churn the cache.
             engine.set_priority(0..meta.lengths.num_pieces(), sluice_engine::Priority::Skip, now);
