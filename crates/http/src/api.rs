@@ -3,6 +3,12 @@
 //!
 //! - `POST /api/v1/torrents` with the raw `.torrent` as the body → `201` (or `200` when it was
 //!   already added) and `{"info_hash", "name", "files": [{"index", "path", "length"}]}`;
+//! - the same with `Content-Type: application/json` and `{"magnet": "magnet:?..."}` (or a
+//!   bare 40-digit hex info-hash): the metadata is fetched from the link's `x.pe` peers (and
+//!   any given through `/peers`). The request waits for it up to the library's metadata
+//!   timeout (TorrServer clients expect the add to return promptly): `201`/`200` as above once
+//!   known, else `202` with `"files": []` and `"pending": true` while the fetch goes on; adding
+//!   the same magnet again later returns the files once known;
 //! - `POST /api/v1/torrents/{info_hash}/peers` with a JSON array of `"ip:port"` → `204`.
 
 use std::future::Future;
@@ -13,7 +19,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use sluice_core::InfoHash;
@@ -40,6 +47,8 @@ pub struct Added {
     pub files: Vec<AddedFile>,
     /// False when the torrent was already known.
     pub created: bool,
+    /// A magnet whose metadata is not known yet (`files` is empty).
+    pub pending: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +65,8 @@ pub enum LibraryError {
 /// What the API needs from the rest of Sluice besides streaming.
 pub trait Library: StreamSource {
     fn add_torrent(&self, torrent: Bytes) -> BoxFuture<'_, Result<Added, LibraryError>>;
+    /// A magnet link or bare info-hash; may return before the metadata is known (`pending`).
+    fn add_magnet(&self, magnet: String) -> BoxFuture<'_, Result<Added, LibraryError>>;
     fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>>;
 }
 
@@ -69,8 +80,25 @@ pub fn api_router(library: Arc<dyn Library>, config: HttpConfig) -> Router {
     crate::router(library, config).merge(manage)
 }
 
-async fn add_torrent(State(lib): State<Arc<dyn Library>>, body: Bytes) -> Response {
-    match lib.add_torrent(body).await {
+async fn add_torrent(State(lib): State<Arc<dyn Library>>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    let result = if json {
+        let magnet = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("magnet").and_then(serde_json::Value::as_str).map(str::to_owned));
+        match magnet {
+            Some(magnet) => lib.add_magnet(magnet).await,
+            None => {
+                return error(StatusCode::BAD_REQUEST, "bad_body", "a JSON body must be {\"magnet\": \"magnet:?...\"}");
+            }
+        }
+    } else {
+        lib.add_torrent(body).await
+    };
+    match result {
         Ok(added) => {
             let files: Vec<_> = added
                 .files
@@ -78,9 +106,17 @@ async fn add_torrent(State(lib): State<Arc<dyn Library>>, body: Bytes) -> Respon
                 .enumerate()
                 .map(|(index, f)| serde_json::json!({ "index": index, "path": f.path, "length": f.length }))
                 .collect();
-            let json = serde_json::json!({ "info_hash": added.info_hash.to_hex(), "name": added.name, "files": files });
-            let status = if added.created { StatusCode::CREATED } else { StatusCode::OK };
-            (status, [(axum::http::header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+            let mut json =
+                serde_json::json!({ "info_hash": added.info_hash.to_hex(), "name": added.name, "files": files });
+            let status = if added.pending {
+                json["pending"] = true.into();
+                StatusCode::ACCEPTED
+            } else if added.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, [(CONTENT_TYPE, "application/json")], json.to_string()).into_response()
         }
         Err(e) => library_error(e),
     }

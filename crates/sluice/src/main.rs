@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
 use sluice_node::{
-    AddTorrent, Dht, DhtConfig, DhtError, MainlineDht, NetPolicy, Session, SessionConfig, StartMode, TorrentHandle,
-    TrackerMode, TrackerSettings,
+    AddMagnet, AddTorrent, Dht, DhtConfig, DhtError, MainlineDht, NetPolicy, Session, SessionConfig, StartMode,
+    TorrentHandle, TrackerMode, TrackerSettings,
 };
 
 #[derive(Parser, Debug)]
@@ -28,8 +29,10 @@ struct Cli {
 enum Command {
     /// Download a torrent; exits 0 once every file is complete and verified.
     Download {
-        /// The .torrent file.
-        torrent: PathBuf,
+        /// A .torrent file, a magnet link (quote it) or a bare 40-digit hex info-hash. A
+        /// magnet's metadata is fetched from its `x.pe` peers and the `--peer`s first.
+        #[arg(value_name = "TORRENT|MAGNET|HASH")]
+        torrent: String,
         /// Folder to download into.
         #[arg(long)]
         out: PathBuf,
@@ -66,8 +69,8 @@ enum Command {
         #[command(flatten)]
         net: NetArgs,
     },
-    /// Serve torrents over HTTP while they download (POST a .torrent to /api/v1/torrents,
-    /// stream files from /api/v1/torrents/{info_hash}/files/{index}/stream).
+    /// Serve torrents over HTTP while they download (POST a .torrent, or JSON {"magnet": ...},
+    /// to /api/v1/torrents; stream files from /api/v1/torrents/{info_hash}/files/{index}/stream).
     Serve(serve::ServeArgs),
 }
 
@@ -237,6 +240,50 @@ pub(crate) fn load_torrent(path: &Path) -> anyhow::Result<Metainfo> {
     Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid torrent", path.display()))
 }
 
+/// What `download` was given: a magnet link (or bare info-hash), else a `.torrent` path. A
+/// bare hash is only taken as one when no file of that name exists.
+fn magnet_arg(arg: &str) -> anyhow::Result<Option<Magnet>> {
+    let is_magnet = arg.trim_start().get(..7).is_some_and(|p| p.eq_ignore_ascii_case("magnet:"));
+    if is_magnet {
+        return Ok(Some(Magnet::parse(arg)?));
+    }
+    if Path::new(arg).exists() {
+        return Ok(None);
+    }
+    Ok(Magnet::parse(arg).ok())
+}
+
+/// Starts a session and adds the magnet (with `peers` to ask for its metadata), then waits for
+/// the metadata (or Ctrl-C).
+async fn open_magnet(
+    magnet: Magnet,
+    dir: PathBuf,
+    state_dir: Option<PathBuf>,
+    net: &NetArgs,
+    listen: Option<SocketAddr>,
+    peers: Vec<SocketAddr>,
+) -> anyhow::Result<Opened> {
+    let state_dir = state_dir.unwrap_or_else(|| dir.join(".sluice"));
+    let session = Session::start(net.session_config(listen, 0, &state_dir)?).await?;
+    if let Some(addr) = session.listen_addr() {
+        eprintln!("listening on {addr}");
+    }
+    let hash = magnet.info_hash;
+    eprintln!("fetching metadata for {hash} from {} peers", magnet.peers.len() + peers.len());
+    let pending = session.add_magnet(AddMagnet { magnet, data_dir: dir, state_dir, mode: StartMode::Resume })?;
+    pending.add_peers(peers).await?;
+    let handle = tokio::select! {
+        h = pending.wait() => h?,
+        () = progress::shutdown_signal() => {
+            pending.cancel().await;
+            bail!("interrupted while fetching the metadata of {hash}");
+        }
+    };
+    let (name, pieces) = (handle.metainfo().name.clone(), handle.metainfo().lengths.num_pieces());
+    eprintln!("metadata: {name}, {} bytes of info, {pieces} pieces", handle.metainfo().info_bytes.len());
+    Ok(Opened { session, handle, name, pieces })
+}
+
 /// A torrent added to a fresh session.
 struct Opened {
     session: Session,
@@ -267,11 +314,17 @@ async fn open(
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Download { torrent, out, peers, state_dir, listen, net } => {
-            let o = open(&torrent, out, state_dir, &net, listen, 0, StartMode::Resume).await?;
+            let o = match magnet_arg(&torrent)? {
+                Some(magnet) => open_magnet(magnet, out, state_dir, &net, listen, peers.clone()).await?,
+                None => {
+                    let o = open(Path::new(&torrent), out, state_dir, &net, listen, 0, StartMode::Resume).await?;
+                    if let Some(addr) = o.session.listen_addr() {
+                        eprintln!("listening on {addr}");
+                    }
+                    o
+                }
+            };
             eprintln!("resume: {} verified pieces", o.handle.progress().stats.pieces_have);
-            if let Some(addr) = o.session.listen_addr() {
-                eprintln!("listening on {addr}");
-            }
             o.handle.add_peers(peers).await?;
             let result = progress::watch_download(&o.handle, &o.name, o.pieces).await;
             o.handle.shutdown().await;

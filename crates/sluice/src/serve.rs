@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::Args;
 use sluice_core::InfoHash;
+use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
 use sluice_http::api::BoxFuture;
 use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, api_router};
-use sluice_node::{AddTorrent, NodeError, RamCache, Session, StartMode, TorrentHandle};
+use sluice_node::{AddMagnet, AddTorrent, MagnetHandle, NodeError, RamCache, Session, StartMode, TorrentHandle};
 
 use crate::NetArgs;
 
@@ -33,6 +34,10 @@ pub struct ServeArgs {
     /// A read that waits longer than this for downloaded bytes ends the response, in seconds.
     #[arg(long, default_value_t = 120)]
     read_timeout: u64,
+    /// How long `POST /api/v1/torrents` with a magnet waits for its metadata before answering
+    /// 202 (the fetch goes on), in seconds.
+    #[arg(long, default_value_t = 30)]
+    metadata_timeout: u64,
     /// Files larger than this many bytes are refused with 403.
     #[arg(long)]
     max_file_size: Option<u64>,
@@ -83,7 +88,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.net.loopback_only && !http.ip().is_loopback() {
         anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
     }
-    let library = Arc::new(NodeLibrary { session, data_dir: args.data_dir, torrents: Mutex::default() });
+    let library = Arc::new(NodeLibrary {
+        session,
+        data_dir: args.data_dir,
+        metadata_timeout: std::time::Duration::from_secs(args.metadata_timeout),
+        torrents: Mutex::default(),
+        magnets: Mutex::default(),
+    });
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
@@ -96,6 +107,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("listening on {addr}");
     }
     axum::serve(listener, app).with_graceful_shutdown(crate::progress::shutdown_signal()).await?;
+    let magnets: Vec<MagnetHandle> =
+        library.magnets.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, m)| m).collect();
+    for m in magnets {
+        m.cancel().await;
+        if let Some(t) = m.torrent() {
+            library.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(t.info_hash(), t);
+        }
+    }
     let handles: Vec<TorrentHandle> =
         library.torrents.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
     for h in handles {
@@ -108,18 +127,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 struct NodeLibrary {
     session: Session,
     data_dir: PathBuf,
+    metadata_timeout: std::time::Duration,
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
+    /// Magnets whose metadata was not known when their add returned.
+    magnets: Mutex<HashMap<InfoHash, MagnetHandle>>,
 }
 
 impl NodeLibrary {
+    /// The running torrent; a magnet whose metadata arrived since is moved over on the way.
     fn handle(&self, torrent: InfoHash) -> Option<TorrentHandle> {
-        self.torrents.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent).cloned()
+        if let Some(h) = self.torrents.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent) {
+            return Some(h.clone());
+        }
+        let ready = self.magnets.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent)?.torrent()?;
+        self.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(torrent, ready.clone());
+        self.magnets.lock().unwrap_or_else(|p| p.into_inner()).remove(&torrent);
+        Some(ready)
+    }
+
+    fn magnet(&self, torrent: InfoHash) -> Option<MagnetHandle> {
+        self.magnets.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent).cloned()
     }
 }
 
 fn added(meta: &Metainfo, created: bool) -> Added {
     let files = meta.files.iter().map(|f| AddedFile { path: f.path.join("/"), length: f.length }).collect();
-    Added { info_hash: meta.info_hash, name: meta.name.clone(), files, created }
+    Added { info_hash: meta.info_hash, name: meta.name.clone(), files, created, pending: false }
+}
+
+/// A magnet still fetching its metadata: named by its `dn`, else its info-hash.
+fn pending(magnet: &Magnet, created: bool) -> Added {
+    let name = magnet.name.clone().unwrap_or_else(|| magnet.info_hash.to_hex());
+    Added { info_hash: magnet.info_hash, name, files: Vec::new(), created, pending: true }
 }
 
 impl StreamSource for NodeLibrary {
@@ -161,10 +200,59 @@ impl Library for NodeLibrary {
         })
     }
 
+    fn add_magnet(&self, link: String) -> BoxFuture<'_, Result<Added, LibraryError>> {
+        Box::pin(async move {
+            let magnet = Magnet::parse(&link).map_err(|e| LibraryError::BadTorrent(e.to_string()))?;
+            let hash = magnet.info_hash;
+            if let Some(h) = self.handle(hash) {
+                return Ok(added(h.metainfo(), false));
+            }
+            let (fetch, created) = match self.magnet(hash) {
+                Some(fetch) => {
+                    let _ = fetch.add_peers(magnet.peers.clone()).await;
+                    (fetch, false)
+                }
+                None => {
+                    let add = AddMagnet {
+                        magnet: magnet.clone(),
+                        data_dir: self.data_dir.clone(),
+                        state_dir: self.data_dir.join(".sluice"),
+                        mode: StartMode::Resume,
+                    };
+                    match self.session.add_magnet(add) {
+                        Ok(fetch) => {
+                            self.magnets.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, fetch.clone());
+                            (fetch, true)
+                        }
+                        // Being added from a .torrent right now.
+                        Err(NodeError::Duplicate(_)) => return Ok(pending(&magnet, false)),
+                        Err(e) => return Err(LibraryError::Unavailable(e.to_string())),
+                    }
+                }
+            };
+            match tokio::time::timeout(self.metadata_timeout, fetch.wait()).await {
+                Ok(Ok(torrent)) => {
+                    let meta = torrent.metainfo().clone();
+                    self.handle(hash);
+                    Ok(added(&meta, created))
+                }
+                Ok(Err(e)) => {
+                    self.magnets.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
+                    Err(LibraryError::Unavailable(e.to_string()))
+                }
+                Err(_) => Ok(pending(&magnet, created)),
+            }
+        })
+    }
+
     fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>> {
         Box::pin(async move {
-            let handle = self.handle(torrent).ok_or(LibraryError::UnknownTorrent)?;
-            handle.add_peers(peers).await.map_err(|e| LibraryError::Unavailable(e.to_string()))
+            let result = match (self.handle(torrent), self.magnet(torrent)) {
+                (Some(handle), _) => handle.add_peers(peers).await,
+                (None, Some(fetch)) => fetch.add_peers(peers).await,
+                (None, None) => return Err(LibraryError::UnknownTorrent),
+            };
+            result.map_err(|e| LibraryError::Unavailable(e.to_string()))
         })
     }
 }
