@@ -9,7 +9,8 @@ trackers it names.
 Subcommands:
   make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
   seed          serve a torrent from a data dir (optionally with some pieces deliberately corrupted)
-  leech         download a torrent from the given peers and exit 0 once complete
+  leech         download a torrent (from a .torrent or a magnet link) from the given peers and exit 0
+                once complete
 """
 
 import argparse
@@ -248,13 +249,16 @@ def cmd_seed(args):
 def cmd_leech(args):
     die_with_parent()
     ip, port = args.listen
-    ti = lt.torrent_info(args.torrent)
     ses = session_for(ip, port)
     start = time.monotonic()
     deadline = start + args.timeout
     wait_listening(ses, deadline)
-    params = lt.add_torrent_params()
-    params.ti = ti
+    if args.magnet:
+        # Metadata from the peers (BEP 9): the link's x.pe and --peer.
+        params = lt.parse_magnet_uri(args.magnet)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.out
     params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
     handle = ses.add_torrent(params)
@@ -339,7 +343,9 @@ def main():
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")
-    lc.add_argument("--torrent", required=True)
+    src = lc.add_mutually_exclusive_group(required=True)
+    src.add_argument("--torrent")
+    src.add_argument("--magnet", help="a magnet link instead of --torrent")
     lc.add_argument("--out", required=True)
     lc.add_argument("--peer", action="append", required=True, type=parse_endpoint)
     lc.add_argument("--listen", required=True, type=parse_endpoint)

@@ -319,11 +319,19 @@ pub fn start_seeders(
 
 /// Runs `lt_peer.py leech` to completion; panics with its output if it fails.
 pub fn lt_leech(fx: &Fixture, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
+    run_lt_leech(&[OsStr::new("--torrent"), fx.torrent.as_os_str()], out, peers, listen, timeout);
+}
+
+/// [`lt_leech`] from a magnet link: libtorrent fetches the metadata from the peers first.
+pub fn lt_leech_magnet(magnet: &str, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
+    run_lt_leech(&[OsStr::new("--magnet"), OsStr::new(magnet)], out, peers, listen, timeout);
+}
+
+fn run_lt_leech(source: &[&OsStr], out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
     let mut cmd = Command::new(PYTHON);
     cmd.arg(lt_peer_script())
         .arg("leech")
-        .arg("--torrent")
-        .arg(&fx.torrent)
+        .args(source)
         .arg("--out")
         .arg(out)
         .args(["--listen", listen])
@@ -344,6 +352,18 @@ pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> 
     Proc::spawn(name, cmd, log_dir, false)
 }
 
+/// `magnet:?xt=urn:btih:<hash>&dn=<name>` with an `x.pe` per peer, for the fixture's torrent.
+pub fn magnet_for(fx: &Fixture, peers: &[&str]) -> String {
+    let bytes = fs::read(&fx.torrent).expect("read torrent");
+    let meta = sluice_core::metainfo::Metainfo::from_bytes(&bytes).expect("valid torrent");
+    let mut link = format!("magnet:?xt=urn:btih:{}&dn={}", meta.info_hash.to_hex(), fx.name);
+    for p in peers {
+        link.push_str("&x.pe=");
+        link.push_str(p);
+    }
+    link
+}
+
 /// The arguments of `sluice download <torrent> --out <out> --listen <listen> --loopback-only`, plus a
 /// `--peer` per seeder added with [`DownloadCmd::peers`].
 #[derive(Debug, Clone)]
@@ -353,9 +373,14 @@ pub struct DownloadCmd {
 
 impl DownloadCmd {
     pub fn new(fx: &Fixture, out: &Path, listen: &str) -> DownloadCmd {
+        Self::of(fx.torrent.clone().into(), out, listen)
+    }
+
+    /// `sluice download <source>`: a magnet link, a bare info-hash or a `.torrent` path.
+    pub fn of(source: OsString, out: &Path, listen: &str) -> DownloadCmd {
         let args = vec![
             "download".into(),
-            fx.torrent.clone().into(),
+            source,
             "--out".into(),
             out.into(),
             "--listen".into(),
@@ -483,6 +508,14 @@ impl Serve {
             tail(&proc.stderr(), 20)
         );
         Serve { proc, http }
+    }
+
+    /// `POST /api/v1/torrents` with `{"magnet": magnet}`: (status, JSON body).
+    pub fn add_magnet(&self, magnet: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(&serde_json::json!({ "magnet": magnet })).expect("json");
+        let (status, body) = self.post("/api/v1/torrents", "application/json", &body);
+        let json = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&body)));
+        (status, json)
     }
 
     fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
