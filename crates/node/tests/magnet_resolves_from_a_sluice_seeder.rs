@@ -20,6 +20,7 @@ fn session_config() -> SessionConfig {
         ram: None,
         dht: None,
         lsd: None,
+        trackers: Default::default(),
     }
 }
 
