@@ -9,18 +9,20 @@
 //!   the CPU has it), write verified pieces and append them to the resume journal, and read
 //!   blocks for upload — never on the async threads;
 //! - a [`Session`] listener that reads an inbound handshake's info-hash and hands the connection
-//!   to the right torrent task;
+//!   to the right torrent task; an inbound connection that does not start with the plaintext
+//!   handshake is taken for MSE/PE and its torrent found through the encrypted handshake
+//!   ([`Encryption`] decides what is offered and accepted);
 //! - for a magnet link, a task that fetches the info dictionary (BEP 9) with the engine's
-//!   `MetadataFetcher` before the torrent's own task starts ([`Session::add_magnet`]).
-//!
+//!   `MetadataFetcher` before the torrent's own task starts ([`Session::add_magnet`]);
 //! - a tracker task per torrent that has trackers, announcing with `sluice_tracker` and handing
 //!   the peers it learns to the torrent task.
-//!
+
 //! The network policy ([`NetPolicy`]) is enforced here, at the edge: with loopback-only on,
 //! no address outside 127.0.0.0/8 (or ::1) is dialled, accepted or listened on, and trackers
 //! not on loopback are never contacted (nor their names resolved).
 
 mod clock;
+mod encryption;
 mod magnet;
 mod net;
 mod peer_conn;
@@ -33,6 +35,7 @@ mod trackers;
 mod verified;
 
 pub use clock::Clock;
+pub use encryption::Encryption;
 pub use net::NetPolicy;
 pub use reader::FileReader;
 pub use session::Progress;

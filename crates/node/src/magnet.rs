@@ -17,7 +17,8 @@ use sluice_core::metainfo::Metainfo;
 use sluice_engine::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher, PeerKey};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::peer_conn::{PeerEvent, PeerIo, spawn_connect};
+use crate::Encryption;
+use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
 use crate::session::{AddTorrent, NodeError, Shared, StartMode, TorrentHandle};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,7 +229,11 @@ async fn fetch(
                 let now = clock.now();
                 match ev {
                     PeerEvent::Connected { peer, stream } => {
-                        peers.insert(peer, PeerIo::spawn(peer, stream, events_tx.clone()));
+                        let setup = match shared.config.encryption {
+                            Encryption::Off => Setup::Ready(None),
+                            encryption => Setup::Initiate { info_hash: add.magnet.info_hash, encryption },
+                        };
+                        peers.insert(peer, PeerIo::spawn(peer, stream, setup, events_tx.clone()));
                         fetcher.handle_input(FetchInput::Connected { peer }, now);
                     }
                     PeerEvent::Data { peer, bytes } => {

@@ -8,17 +8,27 @@
 //! never reads, and it is dropped. Dropping [`PeerIo`] aborts both tasks and closes the socket.
 //!
 //! Read buffers go round: the torrent task hands each one back ([`PeerIo::recycle`]) once the
-//! engine has consumed it, so a busy connection reads without allocating.
+//! engine has consumed it, so a busy connection reads without allocating. An encrypted
+//! connection decrypts each read buffer and encrypts each queued batch in place.
+//!
+//! An outbound connection under MSE ([`Setup::Initiate`]) starts in the writer task: it takes
+//! the engine's first batch as the handshake's initial payload, then hands the read half (and
+//! the receiving cipher) to the reader task, which waits for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use sluice_core::InfoHash;
 use sluice_engine::PeerKey;
+use sluice_mse::{Cipher, Rc4Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::encryption::{Encryption, Ready, initiate};
 use tokio::task::JoinHandle;
 
 /// How much one socket read may take at once.
@@ -36,6 +46,18 @@ pub(crate) enum PeerEvent {
     Closed { peer: PeerKey },
 }
 
+/// How a connection gets ready for the peer wire protocol.
+#[derive(Debug)]
+pub(crate) enum Setup {
+    /// Plaintext, or an inbound MSE handshake already done.
+    Ready(Option<Box<Cipher>>),
+    /// Outbound MSE under `encryption` (never [`Encryption::Off`]).
+    Initiate { info_hash: InfoHash, encryption: Encryption },
+}
+
+/// What the writer hands the reader once the connection is ready.
+type ReadSide = (OwnedReadHalf, Option<Rc4Stream>, Vec<u8>);
+
 #[derive(Debug)]
 pub(crate) struct PeerIo {
     tx: mpsc::UnboundedSender<Vec<u8>>,
@@ -46,22 +68,32 @@ pub(crate) struct PeerIo {
 }
 
 impl PeerIo {
-    pub(crate) fn spawn(peer: PeerKey, stream: TcpStream, events: mpsc::Sender<PeerEvent>) -> Self {
+    pub(crate) fn spawn(peer: PeerKey, stream: TcpStream, setup: Setup, events: mpsc::Sender<PeerEvent>) -> Self {
         // Latency of small messages (requests, haves) matters more than packet count.
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let queued = Arc::new(AtomicUsize::new(0));
         let written = queued.clone();
         let ev = events.clone();
         let (spare, mut spares) = mpsc::channel::<Vec<u8>>(SPARE_BUFFERS);
+        let (read_side_tx, read_side) = oneshot::channel::<ReadSide>();
         let reader = tokio::spawn(async move {
+            // No read side: the writer failed to set the connection up and reports it.
+            let Ok((mut rd, mut cipher, leftover)) = read_side.await else {
+                return;
+            };
+            if !leftover.is_empty() && ev.send(PeerEvent::Data { peer, bytes: leftover }).await.is_err() {
+                return;
+            }
             loop {
                 let mut bytes = spares.try_recv().unwrap_or_else(|_| Vec::with_capacity(READ_CHUNK));
                 bytes.clear();
                 match rd.read_buf(&mut bytes).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
+                        if let Some(c) = &mut cipher {
+                            c.apply(&mut bytes);
+                        }
                         if ev.send(PeerEvent::Data { peer, bytes }).await.is_err() {
                             return;
                         }
@@ -71,7 +103,45 @@ impl PeerIo {
             let _ = ev.send(PeerEvent::Closed { peer }).await;
         });
         let writer = tokio::spawn(async move {
-            while let Some(data) = rx.recv().await {
+            let (ready, first) = match setup {
+                Setup::Ready(cipher) => (Ready { stream, cipher: cipher.map(|c| *c), leftover: Vec::new() }, None),
+                Setup::Initiate { info_hash, encryption } => {
+                    let Some(first) = rx.recv().await else {
+                        return;
+                    };
+                    let addr = stream.peer_addr();
+                    let ready = match addr {
+                        Ok(addr) => initiate(stream, addr, info_hash, encryption, &first).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match ready {
+                        Ok(r) => (r, Some(first.len())),
+                        Err(e) => {
+                            tracing::debug!(?peer, error = %e, "outbound MSE handshake failed");
+                            let _ = events.send(PeerEvent::Closed { peer }).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            let (rd, mut wr) = ready.stream.into_split();
+            let (mut send, recv) = match ready.cipher {
+                Some(Cipher { send, recv }) => (Some(send), Some(recv)),
+                None => (None, None),
+            };
+            if read_side_tx.send((rd, recv, ready.leftover)).is_err() {
+                return;
+            }
+            if let Some(n) = first {
+                written.fetch_sub(n, Ordering::Relaxed);
+                if events.send(PeerEvent::Sent { peer, bytes: n }).await.is_err() {
+                    return;
+                }
+            }
+            while let Some(mut data) = rx.recv().await {
+                if let Some(c) = &mut send {
+                    c.apply(&mut data);
+                }
                 if wr.write_all(&data).await.is_err() {
                     let _ = events.send(PeerEvent::Closed { peer }).await;
                     return;

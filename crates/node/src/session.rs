@@ -19,13 +19,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileReader;
+use crate::encryption::{self, PLAINTEXT_HEAD};
 pub use crate::magnet::{AddMagnet, MagnetHandle, MagnetState};
 use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
 use crate::trackers::{self, TrackerSettings, TrackerTask};
 use crate::verified::Verified;
-use crate::{Clock, NetPolicy};
+use crate::{Clock, Encryption, NetPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -64,6 +65,8 @@ pub struct SessionConfig {
     pub lsd: Option<Ipv4Addr>,
     /// Trackers announced to beside (or instead of) each torrent's own.
     pub trackers: TrackerSettings,
+    /// MSE/PE for peer connections, both ways.
+    pub encryption: Encryption,
 }
 
 /// How a torrent learns which pieces it already has.
@@ -119,7 +122,7 @@ impl Session {
             let listener = TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
             let local = listener.local_addr().map_err(|source| NodeError::Listen { addr, source })?;
             listen_addr = Some(local);
-            accept_task = Some(tokio::spawn(accept_loop(listener, routes.clone(), config.policy)));
+            accept_task = Some(tokio::spawn(accept_loop(listener, routes.clone(), config.policy, config.encryption)));
         }
         let lsd = match (config.lsd, listen_addr) {
             (Some(interface), Some(listen)) => {
@@ -266,6 +269,7 @@ impl Shared {
             engine,
             clock: self.clock,
             policy: self.config.policy,
+            encryption: self.config.encryption,
             meta: meta.clone(),
             store: store.clone(),
             resume,
@@ -422,7 +426,7 @@ async fn dht_lookups(dht: Arc<dyn Dht>, info_hash: InfoHash, port: u16, torrent:
 const PENDING_HANDSHAKES: usize = 64;
 
 /// Reads each inbound connection's handshake to find its torrent, then hands it over.
-async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy) {
+async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy, encryption: Encryption) {
     let pending = Arc::new(tokio::sync::Semaphore::new(PENDING_HANDSHAKES));
     loop {
         let Ok(permit) = pending.clone().acquire_owned().await else {
@@ -442,7 +446,7 @@ async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy) {
         }
         let routes = routes.clone();
         tokio::spawn(async move {
-            let routed = route_inbound(stream, addr, routes).await;
+            let routed = route_inbound(stream, addr, routes, encryption).await;
             drop(permit);
             if let Err(e) = routed {
                 tracing::debug!(%addr, error = %e, "inbound connection dropped");
@@ -451,21 +455,50 @@ async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy) {
     }
 }
 
-async fn route_inbound(mut stream: TcpStream, addr: SocketAddr, routes: Routes) -> Result<(), String> {
+/// Sniffs the first bytes: the plaintext handshake's 20-byte prefix, or else an MSE public key.
+async fn route_inbound(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    routes: Routes,
+    encryption: Encryption,
+) -> Result<(), String> {
     let mut head = vec![0u8; Handshake::LEN];
-    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut head))
+    let timeout = Duration::from_secs(10);
+    let sniff = &mut head[..PLAINTEXT_HEAD.len()];
+    tokio::time::timeout(timeout, stream.read_exact(sniff))
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let hs = Handshake::decode(&head).map_err(|e| e.to_string())?;
+    let (info_hash, head, cipher) = if sniff == PLAINTEXT_HEAD {
+        if encryption == Encryption::Require {
+            return Err("plaintext peer refused: encryption is required".into());
+        }
+        tokio::time::timeout(timeout, stream.read_exact(&mut head[PLAINTEXT_HEAD.len()..]))
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let hs = Handshake::decode(&head).map_err(|e| e.to_string())?;
+        (hs.info_hash, head, None)
+    } else {
+        if encryption == Encryption::Off {
+            return Err("encrypted peer refused: encryption is off".into());
+        }
+        let known = routes.clone();
+        let lookup = Box::new(move |req2: &[u8; 20]| {
+            let routes = known.lock().unwrap_or_else(|p| p.into_inner());
+            routes.keys().find(|h| sluice_mse::skey_hash(h) == *req2).copied()
+        });
+        let sniffed = head[..PLAINTEXT_HEAD.len()].to_vec();
+        encryption::respond(&mut stream, &sniffed, encryption, lookup).await.map_err(|e| e.to_string())?
+    };
     let tx = routes
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&hs.info_hash)
+        .get(&info_hash)
         .cloned()
         .flatten()
-        .ok_or_else(|| format!("unknown torrent {}", hs.info_hash))?;
-    tx.send(Command::Incoming { stream, addr, head }).await.map_err(|_| "torrent stopped".to_string())
+        .ok_or_else(|| format!("unknown torrent {info_hash}"))?;
+    tx.send(Command::Incoming { stream, addr, head, cipher }).await.map_err(|_| "torrent stopped".to_string())
 }
 
 /// A running torrent.

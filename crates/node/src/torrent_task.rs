@@ -8,14 +8,15 @@ use std::time::Duration;
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{BlockRef, PieceIndex};
 use sluice_engine::{Event, Input, Output, PeerKey, Priority, ReaderId, Stats, Torrent};
+use sluice_mse::Cipher;
 use sluice_storage::{PieceStore, RamStore, Resume};
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::peer_conn::{PeerEvent, PeerIo, spawn_connect};
-use crate::{Clock, NetPolicy};
+use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
+use crate::{Clock, Encryption, NetPolicy};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the progress snapshot is refreshed at most.
@@ -38,11 +39,13 @@ pub struct Progress {
 #[derive(Debug)]
 pub(crate) enum Command {
     AddPeers(Vec<SocketAddr>),
-    /// An inbound connection whose handshake (already read, in `head`) names this torrent.
+    /// An inbound connection whose handshake (already read, in `head`, decrypted) names this
+    /// torrent; `cipher` when it negotiated RC4.
     Incoming {
         stream: TcpStream,
         addr: SocketAddr,
         head: Vec<u8>,
+        cipher: Option<Box<Cipher>>,
     },
     Shutdown(oneshot::Sender<()>),
     /// Streaming readers (see `sluice_engine::Torrent::open_reader`): `file` is the file's
@@ -80,6 +83,7 @@ pub(crate) struct TorrentTask {
     pub(crate) engine: Torrent,
     pub(crate) clock: Clock,
     pub(crate) policy: NetPolicy,
+    pub(crate) encryption: Encryption,
     pub(crate) meta: Arc<Metainfo>,
     pub(crate) store: Arc<dyn PieceStore>,
     /// The crash-safe journal of verified pieces; `None` in RAM mode (nothing survives).
@@ -175,7 +179,9 @@ impl TorrentTask {
                             }
                         }
                     }
-                    Some(Command::Incoming { stream, addr, head }) => self.on_incoming(&mut r, stream, addr, head),
+                    Some(Command::Incoming { stream, addr, head, cipher }) => {
+                        self.on_incoming(&mut r, stream, addr, head, cipher);
+                    }
                     Some(Command::OpenReader { file, offset, reply }) => {
                         let id = self.engine.open_reader(file, offset, self.clock.now());
                         let _ = reply.send(id);
@@ -246,12 +252,19 @@ impl TorrentTask {
         });
     }
 
-    fn on_incoming(&mut self, r: &mut Running, stream: TcpStream, addr: SocketAddr, head: Vec<u8>) {
+    fn on_incoming(
+        &mut self,
+        r: &mut Running,
+        stream: TcpStream,
+        addr: SocketAddr,
+        head: Vec<u8>,
+        cipher: Option<Box<Cipher>>,
+    ) {
         let now = self.clock.now();
         let Some(peer) = self.engine.accept(addr, now) else {
             return;
         };
-        r.peers.insert(peer, PeerIo::spawn(peer, stream, r.events_tx.clone()));
+        r.peers.insert(peer, PeerIo::spawn(peer, stream, Setup::Ready(cipher), r.events_tx.clone()));
         self.engine.handle_input(Input::Data { peer, bytes: &head }, now);
     }
 
@@ -260,7 +273,11 @@ impl TorrentTask {
         match ev {
             PeerEvent::Connected { peer, stream } => {
                 if r.connecting.remove(&peer) {
-                    r.peers.insert(peer, PeerIo::spawn(peer, stream, r.events_tx.clone()));
+                    let setup = match self.encryption {
+                        Encryption::Off => Setup::Ready(None),
+                        encryption => Setup::Initiate { info_hash: self.meta.info_hash, encryption },
+                    };
+                    r.peers.insert(peer, PeerIo::spawn(peer, stream, setup, r.events_tx.clone()));
                     self.engine.handle_input(Input::Connected { peer }, now);
                 }
             }

@@ -21,6 +21,7 @@ fn session_config() -> SessionConfig {
         dht: None,
         lsd: None,
         trackers: Default::default(),
+        encryption: Default::default(),
     }
 }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{AddTorrent, EngineConfig, NetPolicy, RamCache, Session, SessionConfig, StartMode, random_peer_id};
+use sluice_node::{
+    AddTorrent, Encryption, EngineConfig, NetPolicy, RamCache, Session, SessionConfig, StartMode, random_peer_id,
+};
 use tokio::io::AsyncReadExt;
 
 const MIB: u64 = 1 << 20;
@@ -19,6 +21,7 @@ fn session_config(ram: Option<std::sync::Arc<RamCache>>) -> SessionConfig {
         dht: None,
         lsd: None,
         trackers: Default::default(),
+        encryption: Encryption::default(),
     }
 }
 

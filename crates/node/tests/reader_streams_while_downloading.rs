@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{AddTorrent, EngineConfig, NetPolicy, Session, SessionConfig, StartMode, random_peer_id};
+use sluice_node::{AddTorrent, Encryption, EngineConfig, NetPolicy, Session, SessionConfig, StartMode, random_peer_id};
 use tokio::io::AsyncReadExt;
 
 fn session_config() -> SessionConfig {
@@ -17,6 +17,7 @@ fn session_config() -> SessionConfig {
         dht: None,
         lsd: None,
         trackers: Default::default(),
+        encryption: Encryption::default(),
     }
 }
 

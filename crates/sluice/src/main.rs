@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
 use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
 use sluice_node::{
-    AddMagnet, AddTorrent, Dht, DhtConfig, DhtError, MainlineDht, NetPolicy, Session, SessionConfig, StartMode,
-    TorrentHandle, TrackerMode, TrackerSettings,
+    AddMagnet, AddTorrent, Dht, DhtConfig, DhtError, Encryption, MainlineDht, NetPolicy, Session, SessionConfig,
+    StartMode, TorrentHandle, TrackerMode, TrackerSettings,
 };
 
 #[derive(Parser, Debug)]
@@ -110,6 +110,10 @@ struct NetArgs {
     /// replace (the list only).
     #[arg(long, value_enum, default_value_t = TrackerModeArg::Add)]
     tracker_mode: TrackerModeArg,
+    /// Peer connection encryption (MSE/PE): `prefer` tries it and falls back to plaintext,
+    /// accepting both; `require` allows only RC4-encrypted peers; `off` only plaintext ones.
+    #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
+    encryption: EncryptionArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +131,23 @@ impl From<TrackerModeArg> for TrackerMode {
             TrackerModeArg::Add => TrackerMode::Add,
             TrackerModeArg::Remove => TrackerMode::Remove,
             TrackerModeArg::Replace => TrackerMode::Replace,
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum EncryptionArg {
+    Prefer,
+    Require,
+    Off,
+}
+
+impl From<EncryptionArg> for Encryption {
+    fn from(e: EncryptionArg) -> Self {
+        match e {
+            EncryptionArg::Prefer => Encryption::Prefer,
+            EncryptionArg::Require => Encryption::Require,
+            EncryptionArg::Off => Encryption::Off,
         }
     }
 }
@@ -159,6 +180,7 @@ impl NetArgs {
             peer_id: sluice_node::random_peer_id(),
             engine,
             ram: None,
+            encryption: self.encryption.into(),
             dht: self.start_dht(listen, state_dir)?,
             lsd: self.lsd_interface(listen),
             trackers: TrackerSettings { extra: self.trackers.clone(), mode: self.tracker_mode.into() },

@@ -1,0 +1,165 @@
+//! MSE/PE on real sockets: the policy, the sniff that tells an inbound plaintext handshake from
+//! an encrypted one, and the loops that run [`sluice_mse::Handshake`] over a TCP stream.
+//!
+//! Outbound, the handshake runs in the connection's writer task after the engine was told
+//! `Connected`: the engine's first bytes (its BitTorrent handshake) travel as MSE's initial
+//! payload, and nothing has been read yet, so a failed attempt under [`Encryption::Prefer`] can
+//! redial in plaintext and replay those bytes without the engine noticing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use sluice_core::InfoHash;
+use sluice_mse::{Allowed, Cipher, Handshake, MseError, SkeyLookup};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How peer connections use Message Stream Encryption.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encryption {
+    /// Outbound: try MSE (RC4 preferred), redial in plaintext if that fails. Inbound: both.
+    #[default]
+    Prefer,
+    /// MSE with RC4 only, both ways; plaintext peers are refused.
+    Require,
+    /// Plaintext only; encrypted inbound connections are refused.
+    Off,
+}
+
+impl Encryption {
+    fn allowed(self) -> Allowed {
+        match self {
+            Self::Require => Allowed::Rc4Only,
+            Self::Prefer | Self::Off => Allowed::PreferRc4,
+        }
+    }
+}
+
+/// The first bytes of a plaintext BitTorrent handshake; anything else inbound is MSE.
+pub(crate) const PLAINTEXT_HEAD: &[u8; 20] = b"\x13BitTorrent protocol";
+
+/// How long an MSE handshake may take (the engine's own handshake timer runs meanwhile).
+const MSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read at once while handshaking (a step is at most ~600 bytes, IA aside).
+const READ: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("MSE: {0}")]
+    Mse(#[from] MseError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the MSE handshake timed out")]
+    Timeout,
+    #[error("the peer closed during the MSE handshake")]
+    Eof,
+}
+
+/// A connection ready for the peer wire protocol.
+pub(crate) struct Ready {
+    pub(crate) stream: TcpStream,
+    pub(crate) cipher: Option<Cipher>,
+    /// Payload the peer sent right behind its handshake, already decrypted.
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Outbound: MSE over `stream` carrying `first` (the engine's first bytes), or under
+/// [`Encryption::Prefer`] a plaintext redial when MSE fails. `first` is on the wire when this
+/// returns `Ok`.
+pub(crate) async fn initiate(
+    stream: TcpStream,
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    encryption: Encryption,
+    first: &[u8],
+) -> Result<Ready, HandshakeError> {
+    let attempt = tokio::time::timeout(MSE_TIMEOUT, mse_initiate(stream, info_hash, encryption.allowed(), first));
+    let err = match attempt.await {
+        Ok(Ok(ready)) => return Ok(ready),
+        Ok(Err(e)) => e,
+        Err(_) => HandshakeError::Timeout,
+    };
+    if encryption != Encryption::Prefer {
+        return Err(err);
+    }
+    tracing::debug!(%addr, error = %err, "MSE failed; redialling in plaintext");
+    let mut stream =
+        tokio::time::timeout(MSE_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| HandshakeError::Timeout)??;
+    let _ = stream.set_nodelay(true);
+    stream.write_all(first).await?;
+    Ok(Ready { stream, cipher: None, leftover: Vec::new() })
+}
+
+async fn mse_initiate(
+    mut stream: TcpStream,
+    info_hash: InfoHash,
+    allowed: Allowed,
+    first: &[u8],
+) -> Result<Ready, HandshakeError> {
+    // IA holds at most 65535 bytes; the engine's first write is its 68-byte handshake.
+    let (ia, rest) = first.split_at(first.len().min(usize::from(u16::MAX)));
+    let mut hs = Handshake::initiator(info_hash, allowed, ia, &mut rand::rngs::StdRng::from_os_rng())?;
+    let leftover = drive(&mut stream, &mut hs, &[]).await?;
+    let Some(est) = hs.established() else {
+        return Err(HandshakeError::Mse(MseError::Failed));
+    };
+    let mut ready = Ready { stream, cipher: est.cipher, leftover };
+    if !rest.is_empty() {
+        let mut rest = rest.to_vec();
+        if let Some(c) = &mut ready.cipher {
+            c.send.apply(&mut rest);
+        }
+        ready.stream.write_all(&rest).await?;
+    }
+    if let Some(c) = &mut ready.cipher {
+        c.recv.apply(&mut ready.leftover);
+    }
+    Ok(ready)
+}
+
+/// Inbound MSE, after `head` (the sniffed bytes) was read: returns the torrent, the cipher and
+/// what the peer sent first (its initial payload and anything behind it), decrypted.
+pub(crate) async fn respond(
+    stream: &mut TcpStream,
+    head: &[u8],
+    encryption: Encryption,
+    lookup: SkeyLookup,
+) -> Result<(InfoHash, Vec<u8>, Option<Box<Cipher>>), HandshakeError> {
+    let run = async {
+        let mut hs = Handshake::responder(encryption.allowed(), lookup, &mut rand::rngs::StdRng::from_os_rng());
+        let mut leftover = drive(stream, &mut hs, head).await?;
+        let Some(mut est) = hs.established() else {
+            return Err(HandshakeError::Mse(MseError::Failed));
+        };
+        if let Some(c) = &mut est.cipher {
+            c.recv.apply(&mut leftover);
+        }
+        let mut first = est.initial_payload;
+        first.extend_from_slice(&leftover);
+        Ok((est.info_hash, first, est.cipher.map(Box::new)))
+    };
+    tokio::time::timeout(MSE_TIMEOUT, run).await.map_err(|_| HandshakeError::Timeout)?
+}
+
+/// Runs `hs` to its end over `stream`, `already` being bytes read before it started. Returns
+/// the bytes read past the handshake (still as they came off the wire).
+async fn drive(stream: &mut TcpStream, hs: &mut Handshake, already: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+    let mut buf = vec![0u8; READ.max(already.len())];
+    let mut pending = already.len();
+    buf[..pending].copy_from_slice(already);
+    loop {
+        let used = hs.receive(&buf[..pending])?;
+        let out = hs.take_transmit();
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+        }
+        if hs.is_done() {
+            return Ok(buf[used..pending].to_vec());
+        }
+        pending = stream.read(&mut buf).await?;
+        if pending == 0 {
+            return Err(HandshakeError::Eof);
+        }
+    }
+}
