@@ -4,7 +4,8 @@
 Run with Debian's interpreter (/usr/bin/python3), which is the one python3-libtorrent installs into.
 Every session is confined to the loopback address it is given: no DHT, LSD, UPnP, NAT-PMP or uTP,
 and no trackers unless a test names one (--tracker), so a test only ever talks to the peers and
-trackers it names.
+trackers it names. `--encryption require` makes seed and leech insist on MSE/PE with RC4 both ways
+(libtorrent's pe_forced, allowed level rc4).
 
 Subcommands:
   make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
@@ -54,7 +55,7 @@ def parse_endpoint(text):
     return host, int(port)
 
 
-def session_for(listen_ip, listen_port, upload_rate=0):
+def session_for(listen_ip, listen_port, upload_rate=0, encryption="default"):
     settings = {
         "listen_interfaces": f"{listen_ip}:{listen_port}",
         "outgoing_interfaces": listen_ip,
@@ -71,6 +72,10 @@ def session_for(listen_ip, listen_port, upload_rate=0):
         | lt.alert.category_t.status_notification
         | lt.alert.category_t.storage_notification,
     }
+    if encryption == "require":
+        settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
+        settings["allowed_enc_level"] = int(lt.enc_level.pe_rc4)
     ses = lt.session(settings)
     if upload_rate:
         # Loopback peers fall in libtorrent's unlimited "local" class: put everyone in the global
@@ -200,7 +205,7 @@ def cmd_seed(args):
         pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
         data = corrupt_copy(ti, data, pieces, work)
 
-    ses = session_for(ip, port, parse_size(args.upload_rate))
+    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption)
     if args.corrupt_pieces:
         # Trust the data without checking it, so the bad pieces are served as they are.
         ses.apply_settings({"disable_hash_checks": True})
@@ -249,7 +254,7 @@ def cmd_seed(args):
 def cmd_leech(args):
     die_with_parent()
     ip, port = args.listen
-    ses = session_for(ip, port)
+    ses = session_for(ip, port, encryption=args.encryption)
     start = time.monotonic()
     deadline = start + args.timeout
     wait_listening(ses, deadline)
@@ -340,6 +345,7 @@ def main():
     sd.add_argument("--verbose", action="store_true")
     sd.add_argument("--report", action="store_true", help="print 'uploaded <payload bytes>' lines")
     sd.add_argument("--tracker", action="append", default=[], help="also announce to this tracker (repeatable)")
+    sd.add_argument("--encryption", choices=["default", "require"], default="default")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")
@@ -350,6 +356,7 @@ def main():
     lc.add_argument("--peer", action="append", required=True, type=parse_endpoint)
     lc.add_argument("--listen", required=True, type=parse_endpoint)
     lc.add_argument("--timeout", type=float, default=600)
+    lc.add_argument("--encryption", choices=["default", "require"], default="default")
     lc.set_defaults(func=cmd_leech)
 
     args = parser.parse_args()

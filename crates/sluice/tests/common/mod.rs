@@ -249,6 +249,8 @@ pub struct SeedOpts<'a> {
     pub corrupt_pieces: &'a [u32],
     /// Trackers to announce to (beside the torrent's own).
     pub trackers: &'a [&'a str],
+    /// `lt_peer.py seed --encryption` (e.g. "require": MSE with RC4 only).
+    pub encryption: Option<&'a str>,
 }
 
 impl LtSeeder {
@@ -272,6 +274,9 @@ impl LtSeeder {
         }
         for t in opts.trackers {
             cmd.args(["--tracker", t]);
+        }
+        if let Some(mode) = opts.encryption {
+            cmd.args(["--encryption", mode]);
         }
         let name = format!("lt-seed-{}", endpoint.replace([':', '.'], "_"));
         let mut proc = Proc::spawn(&name, cmd, log_dir, true);
