@@ -16,7 +16,7 @@
 //!   `MetadataFetcher` before the torrent's own task starts ([`Session::add_magnet`]);
 //! - a tracker task per torrent that has trackers, announcing with `sluice_tracker` and handing
 //!   the peers it learns to the torrent task.
-
+//!
 //! The network policy ([`NetPolicy`]) is enforced here, at the edge: with loopback-only on,
 //! no address outside 127.0.0.0/8 (or ::1) is dialled, accepted or listened on, and trackers
 //! not on loopback are never contacted (nor their names resolved).
