@@ -1,7 +1,8 @@
 //! Magnet links against real libtorrent: Sluice fetches the metadata of a magnet that names
 //! only a libtorrent seeder (`x.pe`) and downloads byte-identically, from the CLI and through
-//! `POST /api/v1/torrents`; and a libtorrent leecher given a magnet naming `sluice seed` gets
-//! the metadata from Sluice and downloads.
+//! `POST /api/v1/torrents`, also when the seeder requires encryption (MSE/PE, RC4 only); and a
+//! libtorrent leecher given a magnet naming `sluice seed` gets the metadata from Sluice and
+//! downloads.
 
 mod common;
 
@@ -32,6 +33,23 @@ fn magnet_with_only_a_peer_resolves_from_libtorrent_and_downloads() {
     let mut sluice = DownloadCmd::of(magnet.into(), &out, &addr(BLOCK, 1, PORT)).spawn("sluice-magnet", tmp.path());
     let stderr = expect_success(&mut sluice, Duration::from_secs(180));
     assert!(stderr.contains("metadata: magnetic"), "{}", tail(&stderr, 20));
+    fx.assert_copied_to(&out);
+}
+
+#[test]
+fn magnet_resolves_from_a_libtorrent_seeder_that_requires_encryption() {
+    let Some(tmp) = interop_tempdir("interop_magnet_encrypted") else {
+        return;
+    };
+    let fx = fixture(tmp.path(), "secret", 44);
+    let opts = SeedOpts { encryption: Some("require"), ..SeedOpts::default() };
+    let seeder = LtSeeder::start(&fx, &peer_addr(BLOCK, 12, PORT), &opts, tmp.path());
+    let out = out_dir(tmp.path());
+    let magnet = magnet_for(&fx, &[&seeder.endpoint]);
+    let mut sluice =
+        DownloadCmd::of(magnet.into(), &out, &addr(BLOCK, 11, PORT)).spawn("sluice-magnet-mse", tmp.path());
+    let stderr = expect_success(&mut sluice, Duration::from_secs(180));
+    assert!(stderr.contains("metadata: secret"), "{}", tail(&stderr, 20));
     fx.assert_copied_to(&out);
 }
 
