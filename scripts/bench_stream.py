@@ -390,10 +390,12 @@ class Sluice(Server):
     name = "sluice"
     http = f"{SLUICE_IP}:8090"
     storage = "disk"
+    encryption = "prefer"
 
     def command(self):
         return [self.binary, "serve", "--listen", self.http, "--peer-listen", f"{SLUICE_IP}:6881",
-                "--data-dir", self.work, "--loopback-only", "--storage", self.storage]
+                "--data-dir", self.work, "--loopback-only", "--storage", self.storage,
+                "--encryption", self.encryption]
 
     def probe_url(self):
         return f"http://{self.http}/api/v1/torrents/0/files/0/stream/x"
@@ -546,6 +548,8 @@ def main():
     ap.add_argument("--clients", default="sluice,rqbit", help="which clients to run (default sluice,rqbit)")
     ap.add_argument("--sluice-storage", choices=("disk", "ram"), default="disk",
                     help="Sluice's storage mode (ram: the default 256 MiB budget)")
+    ap.add_argument("--sluice-encryption", choices=("prefer", "require", "off"), default="prefer",
+                    help="Sluice's peer encryption policy (default prefer, as Sluice's own default)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -568,8 +572,8 @@ def main():
                                            check=True).stdout.strip()
         except (OSError, subprocess.CalledProcessError) as e:
             rqbit_reason = f"{args.rqbit} --version failed: {e}"
-    Sluice.storage = args.sluice_storage
-    log(f"Sluice storage: {args.sluice_storage}")
+    Sluice.storage, Sluice.encryption = args.sluice_storage, args.sluice_encryption
+    log(f"Sluice storage: {args.sluice_storage}, encryption: {args.sluice_encryption}")
     wanted = set(args.clients.split(","))
     clients = [(Sluice, args.sluice)] if "sluice" in wanted else []
     if rqbit_reason is None and "rqbit" in wanted:
