@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{BlockRef, PieceIndex};
-use sluice_engine::{Event, Input, Output, PeerKey, Priority, ReaderId, Stats, Torrent};
+use sluice_engine::{Event, Input, Output, PeerKey, ReaderId, Stats, Torrent};
 use sluice_mse::Cipher;
 use sluice_storage::{PieceStore, RamStore, Resume};
 use std::time::Instant;
@@ -107,8 +107,8 @@ struct Running {
     jobs: JoinSet<()>,
     error: Option<String>,
     complete: bool,
-    /// What the RAM cache was last told to keep.
-    retained: Vec<(std::ops::Range<u32>, Priority)>,
+    /// `Torrent::reprioritised` when the RAM cache was last told what to keep.
+    retained_at: Option<u64>,
 }
 
 impl TorrentTask {
@@ -123,7 +123,7 @@ impl TorrentTask {
             jobs: JoinSet::new(),
             error: None,
             complete: self.engine.is_complete(),
-            retained: Vec::new(),
+            retained_at: None,
         };
         let mut next_progress = Instant::now();
         let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
@@ -414,15 +414,16 @@ impl TorrentTask {
         }
     }
 
-    /// Tells the RAM cache what readers need, when that changed: O(readers).
+    /// Tells the RAM cache what readers need, when that may have changed: O(readers) then,
+    /// one comparison otherwise.
     fn publish_retained(&mut self, r: &mut Running) {
         let Some(ram) = &self.ram else {
             return;
         };
-        let now = self.engine.retained();
-        if now != r.retained {
-            ram.set_retained(now.iter().map(|(p, tier)| (p.clone(), *tier as u8)).collect());
-            r.retained = now;
+        let version = self.engine.reprioritised();
+        if r.retained_at != Some(version) {
+            ram.set_retained(self.engine.retained().into_iter().map(|(p, tier)| (p, tier as u8)).collect());
+            r.retained_at = Some(version);
         }
     }
 

@@ -5,7 +5,6 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::ops::Range;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sluice_core::{Bitfield, BlockRef, PeerId, PieceIndex, Timestamp};
-use sluice_engine::{Config, Event, Input, Output, PeerKey, Priority, Torrent};
+use sluice_engine::{Config, Event, Input, Output, PeerKey, Torrent};
 use sluice_storage::{CacheEvents, PieceStore, RamCache, RamStore};
 use sluice_wire::Decoder;
 
@@ -166,8 +165,8 @@ struct RamSlot {
     store: RamStore,
     /// Pieces the cache let go and the engine was not told of yet.
     evicted: Arc<EvictionLog>,
-    /// What the cache was last told to keep.
-    retained: Vec<(Range<u32>, Priority)>,
+    /// `Torrent::reprioritised` when the cache was last told what to keep.
+    retained_at: Option<u64>,
     scratch: Vec<u8>,
 }
 
@@ -443,7 +442,7 @@ impl Sim {
         let ram = spec.ram.filter(|_| !spec.seeder).map(|cache| {
             let evicted = Arc::new(EvictionLog::default());
             let store = cache.store(content.lengths, evicted.clone());
-            RamSlot { store, evicted, retained: Vec::new(), scratch: Vec::new() }
+            RamSlot { store, evicted, retained_at: None, scratch: Vec::new() }
         });
         let bytes = (!spec.seeder && ram.is_none()).then(|| vec![0u8; content.data.len()]);
         let engine = EngineNode {
@@ -702,10 +701,10 @@ impl Sim {
             e.torrent.check_invariants();
         }
         if let Some(ram) = &mut e.store.ram {
-            let retained = e.torrent.retained();
-            if retained != ram.retained {
-                ram.store.set_retained(retained.iter().map(|(r, tier)| (r.clone(), *tier as u8)).collect());
-                ram.retained = retained;
+            let version = e.torrent.reprioritised();
+            if ram.retained_at != Some(version) {
+                ram.store.set_retained(e.torrent.retained().into_iter().map(|(r, tier)| (r, tier as u8)).collect());
+                ram.retained_at = Some(version);
             }
             let used = ram.store.cache().stats().used;
             e.metrics.max_cache_bytes = e.metrics.max_cache_bytes.max(used);

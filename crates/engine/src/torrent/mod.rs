@@ -546,6 +546,13 @@ impl Torrent {
         self.streams.retention()
     }
 
+    /// [`Stats::pieces_reprioritised`], cheaply: every change of a reader's window or
+    /// protected ranges recomputes the pieces it touches, so what [`Torrent::retained`]
+    /// returns can only differ once this has grown.
+    pub fn reprioritised(&self) -> u64 {
+        self.reprioritised
+    }
+
     /// Closes every connection; outputs the disconnects.
     pub fn shutdown(&mut self, now: Timestamp) {
         self.now = now;
