@@ -69,6 +69,26 @@ pub struct SessionConfig {
     pub encryption: Encryption,
 }
 
+impl SessionConfig {
+    /// A session confined to loopback: it listens on 127.0.0.1 (a port the system picks), has a
+    /// random peer id and the default engine, stores on disk, uses no DHT, no local discovery
+    /// and no extra trackers, and encrypts by `Encryption::Prefer`. For tests and tools; change
+    /// fields with struct update syntax.
+    pub fn loopback() -> Self {
+        Self {
+            listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            policy: NetPolicy { loopback_only: true },
+            peer_id: crate::random_peer_id(),
+            engine: Config::default(),
+            ram: None,
+            dht: None,
+            lsd: None,
+            trackers: TrackerSettings::default(),
+            encryption: Encryption::default(),
+        }
+    }
+}
+
 /// How a torrent learns which pieces it already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {

@@ -6,23 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{AddTorrent, Encryption, EngineConfig, NetPolicy, Session, SessionConfig, StartMode, random_peer_id};
+use sluice_node::{AddTorrent, Encryption, Session, SessionConfig, StartMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn config(encryption: Encryption) -> SessionConfig {
-    SessionConfig {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        policy: NetPolicy { loopback_only: true },
-        peer_id: random_peer_id(),
-        engine: EngineConfig::default(),
-        ram: None,
-        dht: None,
-        lsd: None,
-        encryption,
-        trackers: Default::default(),
-    }
-}
 
 /// Bytes of each connection's start, per direction, that the proxy keeps.
 const RECORD: usize = 4096;
@@ -52,21 +38,31 @@ async fn pipe(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     record: Arc<Mutex<Vec<Vec<u8>>>>,
 ) {
-    let mut head = Vec::new();
+    // Recorded before forwarding, so the bytes are there when the transfer they carry ends
+    // (the connection itself may still be closing when the test looks).
+    let slot = {
+        let mut r = record.lock().unwrap();
+        r.push(Vec::new());
+        r.len() - 1
+    };
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if head.len() < RECORD {
-            head.extend_from_slice(&buf[..n.min(RECORD - head.len())]);
+        {
+            let mut r = record.lock().unwrap();
+            let head = &mut r[slot];
+            if head.len() < RECORD {
+                let take = n.min(RECORD - head.len());
+                head.extend_from_slice(&buf[..take]);
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             break;
         }
     }
-    record.lock().unwrap().push(head);
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -81,7 +77,7 @@ async fn transfer(leecher: Encryption, seeder: Encryption, meta: Metainfo, data:
     let seed_dir = tmp.path().join("seed");
     std::fs::create_dir_all(seed_dir.join("t")).unwrap();
     std::fs::write(seed_dir.join("t/file.bin"), &data).unwrap();
-    let seed_session = Session::start(config(seeder)).await.unwrap();
+    let seed_session = Session::start(SessionConfig { encryption: seeder, ..SessionConfig::loopback() }).await.unwrap();
     let seeding = seed_session
         .add_torrent(AddTorrent {
             meta: meta.clone(),
@@ -92,7 +88,8 @@ async fn transfer(leecher: Encryption, seeder: Encryption, meta: Metainfo, data:
         .await
         .unwrap();
     let (via, seen) = proxy(seed_session.listen_addr().unwrap()).await;
-    let leech_session = Session::start(config(leecher)).await.unwrap();
+    let leech_session =
+        Session::start(SessionConfig { encryption: leecher, ..SessionConfig::loopback() }).await.unwrap();
     let leeching = leech_session
         .add_torrent(AddTorrent {
             meta: meta.clone(),

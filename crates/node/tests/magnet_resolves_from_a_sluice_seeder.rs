@@ -6,24 +6,7 @@ use std::time::Duration;
 
 use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{
-    AddMagnet, AddTorrent, EngineConfig, MagnetState, NetPolicy, NodeError, Session, SessionConfig, StartMode,
-    random_peer_id,
-};
-
-fn session_config() -> SessionConfig {
-    SessionConfig {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        policy: NetPolicy { loopback_only: true },
-        peer_id: random_peer_id(),
-        engine: EngineConfig::default(),
-        ram: None,
-        dht: None,
-        lsd: None,
-        trackers: Default::default(),
-        encryption: Default::default(),
-    }
-}
+use sluice_node::{AddMagnet, AddTorrent, MagnetState, NodeError, Session, SessionConfig, StartMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn magnet_metadata_then_data_from_a_sluice_seeder() {
@@ -35,7 +18,7 @@ async fn magnet_metadata_then_data_from_a_sluice_seeder() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("seed")).unwrap();
     std::fs::write(tmp.path().join("seed/film.mkv"), &data).unwrap();
-    let seeder = Session::start(session_config()).await.unwrap();
+    let seeder = Session::start(SessionConfig::loopback()).await.unwrap();
     let seeding = seeder
         .add_torrent(AddTorrent {
             meta: meta.clone(),
@@ -46,7 +29,7 @@ async fn magnet_metadata_then_data_from_a_sluice_seeder() {
         .await
         .unwrap();
 
-    let leecher = Session::start(session_config()).await.unwrap();
+    let leecher = Session::start(SessionConfig::loopback()).await.unwrap();
     let mut magnet = Magnet::from_info_hash(meta.info_hash);
     magnet.peers.push(seeder.listen_addr().unwrap());
     magnet.trackers.push("udp://127.0.0.1:1/announce".into());

@@ -4,26 +4,10 @@
 use std::time::Duration;
 
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{
-    AddTorrent, Encryption, EngineConfig, NetPolicy, RamCache, Session, SessionConfig, StartMode, random_peer_id,
-};
+use sluice_node::{AddTorrent, RamCache, Session, SessionConfig, StartMode};
 use tokio::io::AsyncReadExt;
 
 const MIB: u64 = 1 << 20;
-
-fn session_config(ram: Option<std::sync::Arc<RamCache>>) -> SessionConfig {
-    SessionConfig {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        policy: NetPolicy { loopback_only: true },
-        peer_id: random_peer_id(),
-        engine: EngineConfig::default(),
-        ram,
-        dht: None,
-        lsd: None,
-        trackers: Default::default(),
-        encryption: Encryption::default(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_larger_than_the_budget_streams_and_evicted_bytes_come_back() {
@@ -32,7 +16,7 @@ async fn a_file_larger_than_the_budget_streams_and_evicted_bytes_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("clip.bin"), &body).unwrap();
 
-    let seeder = Session::start(session_config(None)).await.unwrap();
+    let seeder = Session::start(SessionConfig::loopback()).await.unwrap();
     let seeding = seeder
         .add_torrent(AddTorrent {
             meta: meta.clone(),
@@ -45,7 +29,8 @@ async fn a_file_larger_than_the_budget_streams_and_evicted_bytes_come_back() {
 
     let budget = 24 * MIB;
     let cache = RamCache::new(budget);
-    let leecher = Session::start(session_config(Some(cache.clone()))).await.unwrap();
+    let leecher =
+        Session::start(SessionConfig { ram: Some(cache.clone()), ..SessionConfig::loopback() }).await.unwrap();
     let unused = tmp.path().join("never-created");
     let leeching = leecher
         .add_torrent(AddTorrent {

@@ -4,22 +4,8 @@
 use std::time::Duration;
 
 use sluice_core::metainfo::{Metainfo, TorrentBuilder};
-use sluice_node::{AddTorrent, Encryption, EngineConfig, NetPolicy, Session, SessionConfig, StartMode, random_peer_id};
+use sluice_node::{AddTorrent, Session, SessionConfig, StartMode};
 use tokio::io::AsyncReadExt;
-
-fn session_config() -> SessionConfig {
-    SessionConfig {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        policy: NetPolicy { loopback_only: true },
-        peer_id: random_peer_id(),
-        engine: EngineConfig::default(),
-        ram: None,
-        dht: None,
-        lsd: None,
-        trackers: Default::default(),
-        encryption: Encryption::default(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_returns_verified_bytes_as_they_arrive() {
@@ -35,7 +21,7 @@ async fn reader_returns_verified_bytes_as_they_arrive() {
     std::fs::write(seed_dir.join("show/s01/e01.mkv"), &a).unwrap();
     std::fs::write(seed_dir.join("show/e02.mp4"), &b).unwrap();
 
-    let seeder = Session::start(session_config()).await.unwrap();
+    let seeder = Session::start(SessionConfig::loopback()).await.unwrap();
     let seeding = seeder
         .add_torrent(AddTorrent {
             meta: meta.clone(),
@@ -47,7 +33,7 @@ async fn reader_returns_verified_bytes_as_they_arrive() {
         .unwrap();
     assert!(seeding.progress().complete || seeding.progress().stats.pieces_have == meta.lengths.num_pieces());
 
-    let leecher = Session::start(session_config()).await.unwrap();
+    let leecher = Session::start(SessionConfig::loopback()).await.unwrap();
     let leeching = leecher
         .add_torrent(AddTorrent {
             meta: meta.clone(),
