@@ -390,7 +390,7 @@ class Sluice(Server):
     name = "sluice"
     http = f"{SLUICE_IP}:8090"
     storage = "disk"
-    encryption = "prefer"
+    encryption = "allow"
 
     def command(self):
         return [self.binary, "serve", "--listen", self.http, "--peer-listen", f"{SLUICE_IP}:6881",
@@ -548,8 +548,8 @@ def main():
     ap.add_argument("--clients", default="sluice,rqbit", help="which clients to run (default sluice,rqbit)")
     ap.add_argument("--sluice-storage", choices=("disk", "ram"), default="disk",
                     help="Sluice's storage mode (ram: the default 256 MiB budget)")
-    ap.add_argument("--sluice-encryption", choices=("prefer", "require", "off"), default="prefer",
-                    help="Sluice's peer encryption policy (default prefer, as Sluice's own default)")
+    ap.add_argument("--sluice-encryption", choices=("allow", "prefer", "require", "off"), default="allow",
+                    help="Sluice's peer encryption policy (default allow, as Sluice's own default)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")

@@ -11,9 +11,10 @@
 //! engine has consumed it, so a busy connection reads without allocating. An encrypted
 //! connection decrypts each read buffer and encrypts each queued batch in place.
 //!
-//! An outbound connection under MSE ([`Setup::Initiate`]) starts in the writer task: it takes
-//! the engine's first batch as the handshake's initial payload, then hands the read half (and
-//! the receiving cipher) to the reader task, which waits for it.
+//! An outbound connection that may encrypt ([`Setup::Initiate`]) starts in the writer task: it
+//! takes the engine's first batch (sent in the clear or as MSE's initial payload), settles how
+//! the peer talks, then hands the read half (and the receiving cipher) to the reader task, which
+//! waits for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ pub(crate) enum PeerEvent {
 pub(crate) enum Setup {
     /// Plaintext, or an inbound MSE handshake already done.
     Ready(Option<Box<Cipher>>),
-    /// Outbound MSE under `encryption` (never [`Encryption::Off`]).
+    /// Outbound setup under `encryption` (never [`Encryption::Off`]): plaintext first or MSE
+    /// first, with a redial the other way (see [`crate::encryption`]).
     Initiate { info_hash: InfoHash, encryption: Encryption },
 }
 

@@ -72,7 +72,7 @@ pub struct SessionConfig {
 impl SessionConfig {
     /// A session confined to loopback: it listens on 127.0.0.1 (a port the system picks), has a
     /// random peer id and the default engine, stores on disk, uses no DHT, no local discovery
-    /// and no extra trackers, and encrypts by `Encryption::Prefer`. For tests and tools; change
+    /// and no extra trackers, and encrypts by `Encryption::Allow` (the default). For tests and tools; change
     /// fields with struct update syntax.
     pub fn loopback() -> Self {
         Self {

@@ -1,6 +1,7 @@
 //! Every pair of encryption policies between two Sluice nodes: which pairs transfer, which
 //! refuse, and whether the bytes on the wire are plaintext. A recording proxy between leecher and
-//! seeder tells the last: a plaintext handshake shows "BitTorrent protocol" in the clear.
+//! seeder tells the last: on the connection that carried the data, a plaintext handshake shows
+//! "BitTorrent protocol" in the clear (a refused first attempt in the other mode may show it too).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +14,17 @@ use tokio::net::{TcpListener, TcpStream};
 /// Bytes of each connection's start, per direction, that the proxy keeps.
 const RECORD: usize = 4096;
 
+/// What the proxy saw of one direction of one connection.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    head: Vec<u8>,
+    total: usize,
+}
+
+type Record = Arc<Mutex<Vec<Seen>>>;
+
 /// Forwards every connection to `target`, keeping the first bytes each way.
-async fn proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+async fn proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Record) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -33,16 +43,12 @@ async fn proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<Mutex
     (addr, seen)
 }
 
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    record: Arc<Mutex<Vec<Vec<u8>>>>,
-) {
+async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, record: Record) {
     // Recorded before forwarding, so the bytes are there when the transfer they carry ends
     // (the connection itself may still be closing when the test looks).
     let slot = {
         let mut r = record.lock().unwrap();
-        r.push(Vec::new());
+        r.push(Seen::default());
         r.len() - 1
     };
     let mut buf = vec![0u8; 16 * 1024];
@@ -53,10 +59,11 @@ async fn pipe(
         };
         {
             let mut r = record.lock().unwrap();
-            let head = &mut r[slot];
-            if head.len() < RECORD {
-                let take = n.min(RECORD - head.len());
-                head.extend_from_slice(&buf[..take]);
+            let seen = &mut r[slot];
+            seen.total += n;
+            if seen.head.len() < RECORD {
+                let take = n.min(RECORD - seen.head.len());
+                seen.head.extend_from_slice(&buf[..take]);
             }
         }
         if to.write_all(&buf[..n]).await.is_err() {
@@ -109,8 +116,9 @@ async fn transfer(leecher: Encryption, seeder: Encryption, meta: Metainfo, data:
         return Outcome::Refused;
     }
     assert_eq!(std::fs::read(tmp.path().join("leech/t/file.bin")).unwrap(), data);
-    let heads = seen.lock().unwrap().clone();
-    let clear = heads.iter().any(|h| h.windows(19).any(|w| w == b"BitTorrent protocol"));
+    let pipes = seen.lock().unwrap().clone();
+    let data = pipes.iter().max_by_key(|p| p.total).unwrap();
+    let clear = data.head.windows(19).any(|w| w == b"BitTorrent protocol");
     if clear { Outcome::Plaintext } else { Outcome::Encrypted }
 }
 
@@ -123,6 +131,13 @@ async fn every_policy_pair_between_two_nodes() {
         Metainfo::from_bytes(&TorrentBuilder::new("t", 32 * 1024).file(&["file.bin"], data.clone()).build()).unwrap();
     // (leecher, seeder, outcome): the leecher dials.
     let cases = [
+        (Allow, Allow, Plaintext),
+        (Allow, Prefer, Plaintext),
+        (Allow, Require, Encrypted),
+        (Allow, Off, Plaintext),
+        (Prefer, Allow, Encrypted),
+        (Require, Allow, Encrypted),
+        (Off, Allow, Plaintext),
         (Prefer, Prefer, Encrypted),
         (Prefer, Require, Encrypted),
         (Prefer, Off, Plaintext),

@@ -110,9 +110,10 @@ struct NetArgs {
     /// replace (the list only).
     #[arg(long, value_enum, default_value_t = TrackerModeArg::Add)]
     tracker_mode: TrackerModeArg,
-    /// Peer connection encryption (MSE/PE): `prefer` tries it and falls back to plaintext,
-    /// accepting both; `require` allows only RC4-encrypted peers; `off` only plaintext ones.
-    #[arg(long, value_enum, default_value_t = EncryptionArg::Prefer)]
+    /// Peer connection encryption (MSE/PE): `allow` dials plaintext and encrypts only for peers
+    /// that insist (fastest start); `prefer` dials encrypted and falls back to plaintext; both
+    /// accept either inbound; `require` allows only RC4-encrypted peers; `off` only plaintext ones.
+    #[arg(long, value_enum, default_value_t = EncryptionArg::Allow)]
     encryption: EncryptionArg,
 }
 
@@ -137,6 +138,7 @@ impl From<TrackerModeArg> for TrackerMode {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum EncryptionArg {
+    Allow,
     Prefer,
     Require,
     Off,
@@ -145,6 +147,7 @@ enum EncryptionArg {
 impl From<EncryptionArg> for Encryption {
     fn from(e: EncryptionArg) -> Self {
         match e {
+            EncryptionArg::Allow => Encryption::Allow,
             EncryptionArg::Prefer => Encryption::Prefer,
             EncryptionArg::Require => Encryption::Require,
             EncryptionArg::Off => Encryption::Off,

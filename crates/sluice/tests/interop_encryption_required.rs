@@ -1,5 +1,6 @@
 //! libtorrent peers that require encryption (MSE/PE, RC4 only, pe_forced both ways): Sluice
-//! downloads from such a seeder with its default policy (prefer), and `sluice seed --encryption
+//! downloads from such a seeder with its default policy (allow: the plaintext dial is refused,
+//! the MSE redial is not), and `sluice seed --encryption
 //! require` serves such a leecher; both byte-identical.
 
 mod common;
