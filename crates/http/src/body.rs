@@ -5,6 +5,10 @@
 //! holds up to a few frames in its queue, and a buffer is read into again once hyper has
 //! dropped every frame cut from it, so steady-state streaming does not allocate.
 //!
+//! Each body reports to the `metrics` facade: time to its first byte, bytes served, and stalls
+//! (a read that waited longer than [`STALL`] once bytes were flowing), with the metric handles
+//! made once per response so a read records without allocating.
+//!
 //! A read that makes no progress for the read timeout, an I/O error, or an early end of file
 //! fails the body. Hyper then closes the connection before `Content-Length` bytes were sent,
 //! which every client sees as a truncated transfer rather than a complete short file.
@@ -18,6 +22,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
+use metrics::{Counter, Gauge, Histogram};
 use sluice_core::InfoHash;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -36,6 +41,41 @@ pub(crate) enum BodyError {
 
 /// Enough for the frames hyper queues (a few hundred KiB at most) plus the one being read.
 const SLOTS: usize = 4;
+/// A read after the first byte that waits longer than this is a stall (what a player sees as
+/// buffering, once its own buffer runs dry).
+const STALL: Duration = Duration::from_secs(1);
+
+/// One response's metric handles.
+struct Meters {
+    started: Instant,
+    first_byte: Option<Histogram>,
+    bytes: Counter,
+    stalls: Counter,
+    stall_seconds: Histogram,
+    active: Gauge,
+}
+
+impl Meters {
+    fn new(torrent: InfoHash, index: FileIndex) -> Self {
+        let labels = [("torrent", torrent.to_hex()), ("file", index.0.to_string())];
+        let active = metrics::gauge!("sluice_streams_active");
+        active.increment(1.0);
+        Self {
+            started: Instant::now(),
+            first_byte: Some(metrics::histogram!("sluice_stream_first_byte_seconds")),
+            bytes: metrics::counter!("sluice_stream_bytes_total", &labels),
+            stalls: metrics::counter!("sluice_stream_stalls_total", &labels),
+            stall_seconds: metrics::histogram!("sluice_stream_stall_seconds"),
+            active,
+        }
+    }
+}
+
+impl Drop for Meters {
+    fn drop(&mut self) {
+        self.active.decrement(1.0);
+    }
+}
 
 pub(crate) struct ReaderBody {
     reader: Box<dyn FileReader>,
@@ -53,6 +93,8 @@ pub(crate) struct ReaderBody {
     /// Whether the deadline is armed for a read in progress: it is re-armed when a read starts,
     /// so time the client spent not reading is never charged to the source.
     reading: bool,
+    read_started: Instant,
+    meters: Meters,
 }
 
 impl ReaderBody {
@@ -77,6 +119,8 @@ impl ReaderBody {
             read_timeout,
             deadline: Box::pin(tokio::time::sleep(read_timeout)),
             reading: false,
+            read_started: Instant::now(),
+            meters: Meters::new(torrent, index),
         }
     }
 
@@ -130,7 +174,8 @@ impl http_body::Body for ReaderBody {
         let want = usize::try_from(this.remaining).map_or(this.chunk, |r| r.min(this.chunk));
         if !this.reading {
             this.reading = true;
-            this.deadline.as_mut().reset(Instant::now() + this.read_timeout);
+            this.read_started = Instant::now();
+            this.deadline.as_mut().reset(this.read_started + this.read_timeout);
             this.slot = this.pick_slot(want);
             this.slots[this.slot].resize(want, 0);
         }
@@ -150,6 +195,17 @@ impl http_body::Body for ReaderBody {
             }
             Poll::Ready(Ok(())) => {
                 this.reading = false;
+                let m = &mut this.meters;
+                if let Some(first) = m.first_byte.take() {
+                    first.record(m.started.elapsed());
+                } else {
+                    let waited = this.read_started.elapsed();
+                    if waited > STALL {
+                        m.stalls.increment(1);
+                        m.stall_seconds.record(waited);
+                    }
+                }
+                m.bytes.increment(n as u64);
                 this.position += n as u64;
                 this.remaining -= n as u64;
                 let buf = &mut this.slots[this.slot];

@@ -7,6 +7,10 @@
 //! state, never holds a lock while waiting, and only ever returns verified bytes. Dropping
 //! the reader stops the task.
 //!
+//! Metrics: how long the reader waited for each piece it had to wait for
+//! (`sluice_piece_wait_seconds`), and how much verified data lies ahead of it, in bytes and, once
+//! the file's bitrate is known, in seconds of media (`sluice_stream_buffered_ahead_*`, per file).
+//!
 //! The task also owns the reader's engine reader: it opens it first and moves its playhead to
 //! each position it waits at, so the engine fetches the pieces under it before anything else;
 //! when the range is delivered or the reader dropped, the engine reader closes at once.
@@ -24,10 +28,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::streams::Streams;
-use crate::verified::read_verified;
+use crate::verified::{Verified, read_verified};
 
 /// Bytes read from storage at once (less at piece and range ends).
 const CHUNK: usize = 256 * 1024;
+/// Pieces looked at, at most, when measuring the verified data ahead of a reader.
+const AHEAD_SCAN: u32 = 256;
 /// Chunks read ahead of the consumer; also the number of buffers a reader owns.
 const BUFFERS: usize = 3;
 
@@ -68,6 +74,11 @@ impl FileReader {
             let mut pos = range.start;
             let mut fresh = BUFFERS;
             let mut last_piece = None;
+            let labels = [("torrent", streams.meta.info_hash.to_hex()), ("file", index.to_string())];
+            let piece_wait = metrics::histogram!("sluice_piece_wait_seconds");
+            let ahead_bytes = metrics::gauge!("sluice_stream_buffered_ahead_bytes", &labels);
+            let ahead_seconds = metrics::gauge!("sluice_stream_buffered_ahead_seconds", &labels);
+            let mut bitrate = None;
             while pos < range.end {
                 let Some(piece) = lengths.piece_at(ByteOffset(pos)) else {
                     let _ = tx.send(Err(io::Error::other("read past the torrent's end"))).await;
@@ -91,7 +102,12 @@ impl FileReader {
                     }
                 };
                 let block = BlockRef { piece, offset: (pos - piece_start) as u32, len: len as u32 };
-                let chunk = match read_verified(&verified, &store, block, buf).await {
+                let wait_started = (!verified.has(piece)).then(std::time::Instant::now);
+                let read = read_verified(&verified, &store, block, buf).await;
+                if let Some(t) = wait_started {
+                    piece_wait.record(t.elapsed());
+                }
+                let chunk = match read {
                     (buf, Ok(())) => Ok(Chunk { buf, len }),
                     (_, Err(e)) => Err(e),
                 };
@@ -100,7 +116,15 @@ impl FileReader {
                     return;
                 }
                 pos += len as u64;
+                let ahead = verified_ahead(&verified, lengths, pos, range.end);
+                ahead_bytes.set(ahead as f64);
+                bitrate = bitrate.or_else(|| streams.bitrate(index));
+                if let Some(b) = bitrate.filter(|&b| b > 0) {
+                    ahead_seconds.set(ahead as f64 / b as f64);
+                }
             }
+            ahead_bytes.set(0.0);
+            ahead_seconds.set(0.0);
         });
         Self { chunks, recycle, current: None, producer }
     }
@@ -130,6 +154,21 @@ impl AsyncRead for FileReader {
             }
         }
     }
+}
+
+/// Verified bytes from `pos` on, contiguous, up to `end` (looking at [`AHEAD_SCAN`] pieces at
+/// most).
+fn verified_ahead(verified: &Verified, lengths: sluice_core::Lengths, pos: u64, end: u64) -> u64 {
+    let mut at = pos;
+    for _ in 0..AHEAD_SCAN {
+        match lengths.piece_at(ByteOffset(at)) {
+            Some(piece) if at < end && verified.has(piece) => {
+                at = lengths.piece_start(piece).0 + u64::from(lengths.piece_len(piece));
+            }
+            _ => break,
+        }
+    }
+    at.min(end) - pos
 }
 
 /// Closes the engine reader when the producer ends, however it ends (range delivered, error,

@@ -74,6 +74,11 @@ impl Streams {
         Some(FileReader::spawn(self.clone(), index, file.offset..file.offset + file.length, range))
     }
 
+    /// The media bitrate of file `index` in bytes per second, once its probe found it.
+    pub(crate) fn bitrate(&self, index: usize) -> Option<u64> {
+        self.files().get(&index)?.probed.as_ref()?.bitrate
+    }
+
     /// Opens an engine reader of file `index` at `offset`; the first one starts the probe.
     pub(crate) async fn open_engine_reader(self: &Arc<Self>, index: usize, offset: u64) -> Option<ReaderId> {
         let file = self.meta.files.get(index)?;

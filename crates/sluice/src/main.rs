@@ -1,6 +1,7 @@
 //! The `sluice` binary: parses the command line, sets up logging and wires the node together.
 //! No BitTorrent logic lives here.
 
+mod exporter;
 mod progress;
 mod serve;
 

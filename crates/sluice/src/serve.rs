@@ -100,7 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_file_size: args.max_file_size,
         ..HttpConfig::default()
     };
-    let app = api_router(library.clone(), config);
+    let app = api_router(library.clone(), config).merge(crate::exporter::router(library.clone())?);
     let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
     eprintln!("http on {}", listener.local_addr()?);
     if let Some(addr) = library.session.listen_addr() {
@@ -131,6 +131,13 @@ struct NodeLibrary {
     torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
     /// Magnets whose metadata was not known when their add returned.
     magnets: Mutex<HashMap<InfoHash, MagnetHandle>>,
+}
+
+impl crate::exporter::Torrents for NodeLibrary {
+    fn progress(&self) -> Vec<(InfoHash, sluice_node::Progress)> {
+        let torrents = self.torrents.lock().unwrap_or_else(|p| p.into_inner());
+        torrents.iter().map(|(hash, h)| (*hash, h.progress())).collect()
+    }
 }
 
 impl NodeLibrary {

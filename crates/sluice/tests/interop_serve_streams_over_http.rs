@@ -1,5 +1,6 @@
 //! `sluice serve`: a torrent POSTed to the API streams over HTTP while it downloads from
-//! rate-capped libtorrent seeders; ranged and full reads return exactly the file's bytes.
+//! rate-capped libtorrent seeders; ranged and full reads return exactly the file's bytes, and
+//! `/metrics` shows the streams and the torrent in Prometheus' format.
 
 mod common;
 
@@ -58,5 +59,34 @@ fn posted_torrent_streams_ranges_while_downloading() {
         assert_eq!(status, 200);
         assert!(body == std::fs::read(path(i)).expect("source file"), "file {i} differs");
     }
+
+    let (status, head, body) =
+        http_exchange(&http_addr, "GET /metrics HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\n\r\n", b"");
+    assert_eq!(status, 200, "{head}");
+    let text = String::from_utf8(body).expect("metrics are text");
+    let value = |line_start: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("{line_start}:\n{text}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    // One ranged read and one full read of every file, each with a first byte.
+    assert_eq!(value("sluice_stream_first_byte_seconds_count"), (1 + files.len()) as f64);
+    assert!(value("sluice_piece_wait_seconds_count") >= 1.0, "the first reads waited for pieces");
+    assert_eq!(value("sluice_streams_active"), 0.0);
+    // Per-file series exist for every streamed file (values depend on timing).
+    for name in ["sluice_stream_stalls_total", "sluice_stream_buffered_ahead_bytes"] {
+        let series = text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).count();
+        assert_eq!(series, files.len(), "{name}:\n{text}");
+    }
+    let served: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_stream_bytes_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let sizes: u64 = files.iter().map(|f| f["length"].as_u64().expect("length")).sum();
+    assert_eq!(served, (sizes + (to - from + 1) as u64) as f64);
+    assert_eq!(value(&format!("sluice_torrent_pieces{{torrent=\"{hash}\"}}")), 48.0);
+    // Every file was read whole, so every piece is verified.
+    assert_eq!(value(&format!("sluice_torrent_pieces_verified{{torrent=\"{hash}\"}}")), 48.0);
+    assert!(value(&format!("sluice_torrent_downloaded_bytes{{torrent=\"{hash}\"}}")) >= (12 * MIB) as f64);
     assert!(!serve.proc.stderr().contains("panicked"));
 }
