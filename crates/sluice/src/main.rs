@@ -1,6 +1,7 @@
 //! The `sluice` binary: parses the command line, sets up logging and wires the node together.
 //! No BitTorrent logic lives here.
 
+mod config;
 mod exporter;
 mod progress;
 mod serve;
@@ -24,6 +25,13 @@ use sluice_node::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Settings file (TOML; every option is a key, e.g. `[network] loopback_only = true`);
+    /// the command line and the environment override it.
+    #[arg(long, global = true, env = "SLUICE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the settings the command would run with (and where each came from), then exit.
+    #[arg(long, global = true)]
+    print_config: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -228,7 +236,17 @@ impl NetArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(config::Parsed { print: Some(text), .. }) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(parsed) => parsed.cli,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "sluice=info,warn".into()),
