@@ -109,6 +109,8 @@ struct Running {
     complete: bool,
     /// `Torrent::reprioritised` when the RAM cache was last told what to keep.
     retained_at: Option<u64>,
+    /// A piece was verified in this run (its first one is logged: time to first byte).
+    verified_one: bool,
 }
 
 impl TorrentTask {
@@ -124,6 +126,7 @@ impl TorrentTask {
             error: None,
             complete: self.engine.is_complete(),
             retained_at: None,
+            verified_one: false,
         };
         let mut next_progress = Instant::now();
         let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
@@ -310,6 +313,9 @@ impl TorrentTask {
             Done::Checked { piece, ok, buffer } => {
                 if !ok {
                     tracing::info!(%piece, "piece failed its hash check; fetching it again");
+                } else if !r.verified_one {
+                    r.verified_one = true;
+                    tracing::info!(info_hash = %self.meta.info_hash, %piece, "first piece verified");
                 }
                 self.engine.handle_input(Input::PieceChecked { piece, ok, buffer }, now);
                 // The RAM cache may have evicted it already (or had no room for it).
