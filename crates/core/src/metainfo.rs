@@ -173,6 +173,36 @@ impl Metainfo {
     }
 }
 
+impl Metainfo {
+    /// A `.torrent` file of this torrent: its trackers (`announce`, the first; `announce-list`,
+    /// every tier) and the `info` dictionary byte for byte, so it hashes to the same info-hash.
+    pub fn torrent_file(&self) -> Vec<u8> {
+        fn string(out: &mut Vec<u8>, s: &[u8]) {
+            out.extend_from_slice(s.len().to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(s);
+        }
+        let mut out = Vec::with_capacity(self.info_bytes.len() + 256);
+        out.push(b'd');
+        if let Some(first) = self.trackers.iter().flatten().next() {
+            string(&mut out, b"announce");
+            string(&mut out, first.as_bytes());
+            string(&mut out, b"announce-list");
+            out.push(b'l');
+            for tier in self.trackers.iter().filter(|t| !t.is_empty()) {
+                out.push(b'l');
+                tier.iter().for_each(|url| string(&mut out, url.as_bytes()));
+                out.push(b'e');
+            }
+            out.push(b'e');
+        }
+        string(&mut out, b"info");
+        out.extend_from_slice(&self.info_bytes);
+        out.push(b'e');
+        out
+    }
+}
+
 /// `dict[key]` as an integer that must not be negative.
 fn non_negative(dict: &Value<'_>, at: &str, key: &str) -> Result<u64, MetainfoError> {
     let v = dict.get(key.as_bytes()).ok_or_else(|| MetainfoError::Missing(format!("{at}.{key}")))?;

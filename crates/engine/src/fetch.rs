@@ -44,6 +44,8 @@ const MAX_RETRY: Duration = Duration::from_secs(60);
 /// Strikes (shared blame for a bad dictionary) that ban an address.
 const MAX_STRIKES: u32 = 2;
 const KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// Listen addresses of inbound peers kept for the torrent at most.
+const MAX_LISTENING: usize = 256;
 const CLIENT: &str = "Sluice 0.1";
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,9 @@ struct AddrState {
     strikes: u32,
     /// Connected and did not offer the extension protocol or `ut_metadata`: not dialled again.
     useless: bool,
+    /// It dialled us: the address is its outgoing port, never dialled and forgotten with the
+    /// connection.
+    inbound: bool,
 }
 
 /// Fetches one torrent's metadata; see the module docs.
@@ -182,6 +187,8 @@ pub struct MetadataFetcher {
     next_key: u64,
     addrs: BTreeMap<SocketAddr, AddrState>,
     banned: BTreeSet<SocketAddr>,
+    /// Where inbound peers said (extended handshake `p`) they accept connections.
+    listening: BTreeSet<SocketAddr>,
     assembly: Option<Assembly>,
     /// Pieces of the failed dictionary are to come from one peer (see the module docs).
     single_source: bool,
@@ -200,6 +207,7 @@ impl MetadataFetcher {
             next_key: 0,
             addrs: BTreeMap::new(),
             banned: BTreeSet::new(),
+            listening: BTreeSet::new(),
             assembly: None,
             single_source: false,
             verifying: None,
@@ -217,9 +225,12 @@ impl MetadataFetcher {
         self.done
     }
 
-    /// Addresses known and not banned, for the torrent that takes over.
+    /// Addresses known and not banned, for the torrent that takes over: inbound peers by the
+    /// port they listen on, not the one they dialled from.
     pub fn peers(&self) -> Vec<SocketAddr> {
-        self.addrs.keys().copied().collect()
+        let known = self.addrs.iter().filter(|(_, a)| !a.inbound).map(|(addr, _)| *addr);
+        let listening = self.listening.iter().filter(|a| !self.banned.contains(a) && !self.addrs.contains_key(a));
+        known.chain(listening.copied()).collect()
     }
 
     /// Connections open or being opened.
@@ -244,6 +255,20 @@ impl MetadataFetcher {
             self.addrs.insert(addr, AddrState { retry_at: now, ..AddrState::default() });
         }
         self.settle(now);
+    }
+
+    /// Takes a connection the peer opened to us (the driver read its handshake to route it
+    /// here, and feeds those bytes next as [`FetchInput::Data`]); `None` when it is refused:
+    /// banned, already connected, or no connection slot free.
+    pub fn accept(&mut self, addr: SocketAddr, now: Timestamp) -> Option<PeerKey> {
+        let taken = self.addrs.get(&addr).is_some_and(|a| a.live.is_some());
+        if self.done || taken || self.banned.contains(&addr) || self.conns.len() >= self.config.max_peers {
+            return None;
+        }
+        let key = self.open(addr, now);
+        self.addrs.entry(addr).or_insert_with(|| AddrState { inbound: true, ..AddrState::default() }).live = Some(key);
+        self.on_connected(key, now);
+        Some(key)
     }
 
     pub fn handle_input(&mut self, input: FetchInput<'_>, now: Timestamp) {
@@ -405,7 +430,9 @@ impl MetadataFetcher {
         let failed = loop {
             match c.decoder.next_message() {
                 Ok(Some(Message::Extended { id: 0, payload })) => match ExtendedHandshake::decode(payload) {
-                    Ok(ext) => acts.push(Act::Handshake(ext.extension_id(UT_METADATA), ext.metadata_size)),
+                    Ok(ext) => {
+                        acts.push(Act::Handshake(ext.extension_id(UT_METADATA), ext.metadata_size, ext.listen_port))
+                    }
                     Err(e) => break Some(e.to_string()),
                 },
                 Ok(Some(Message::Extended { id: OUR_UT_METADATA, payload })) => match MetadataMsg::decode(payload) {
@@ -466,10 +493,16 @@ impl MetadataFetcher {
 
     fn act(&mut self, key: PeerKey, act: Act, now: Timestamp) {
         match act {
-            Act::Handshake(id, size) => {
+            Act::Handshake(id, size, port) => {
                 let Some(c) = self.conns.get_mut(&key) else {
                     return;
                 };
+                if let Some(port) = port.filter(|&p| p != 0)
+                    && self.addrs.get(&c.addr).is_some_and(|a| a.inbound)
+                    && self.listening.len() < MAX_LISTENING
+                {
+                    self.listening.insert(SocketAddr::new(c.addr.ip(), port));
+                }
                 let Some(id) = id else {
                     if let Some(a) = self.addrs.get_mut(&c.addr) {
                         a.useless = true;
@@ -570,7 +603,9 @@ impl MetadataFetcher {
         let Some(c) = self.conns.remove(&key) else {
             return;
         };
-        if let Some(a) = self.addrs.get_mut(&c.addr) {
+        if self.addrs.get(&c.addr).is_some_and(|a| a.inbound) {
+            self.addrs.remove(&c.addr);
+        } else if let Some(a) = self.addrs.get_mut(&c.addr) {
             a.live = None;
             a.failures += 1;
             let pause = self.config.retry_after.saturating_mul(1 << a.failures.min(6).saturating_sub(1));
@@ -650,26 +685,30 @@ impl MetadataFetcher {
                 return;
             };
             let key = PeerKey(self.next_key);
-            self.next_key += 1;
             a.live = Some(key);
-            self.conns.insert(
-                key,
-                Conn {
-                    addr,
-                    phase: Phase::Connecting,
-                    since: now,
-                    decoder: Decoder::new(MAX_FRAME),
-                    ut_metadata: None,
-                    size: None,
-                    in_flight: Vec::new(),
-                    rejects: 0,
-                    backoff_until: Timestamp::ZERO,
-                    last_recv: now,
-                    last_sent: now,
-                },
-            );
+            self.open(addr, now);
             self.outputs.push_back(FetchOutput::Connect { peer: key, addr });
         }
+    }
+
+    fn open(&mut self, addr: SocketAddr, now: Timestamp) -> PeerKey {
+        let key = PeerKey(self.next_key);
+        self.next_key += 1;
+        let conn = Conn {
+            addr,
+            phase: Phase::Connecting,
+            since: now,
+            decoder: Decoder::new(MAX_FRAME),
+            ut_metadata: None,
+            size: None,
+            in_flight: Vec::new(),
+            rejects: 0,
+            backoff_until: Timestamp::ZERO,
+            last_recv: now,
+            last_sent: now,
+        };
+        self.conns.insert(key, conn);
+        key
     }
 
     /// Keeps the buffer while some peer can fill it; otherwise starts one for the size the
@@ -739,7 +778,7 @@ impl MetadataFetcher {
 
 /// What a peer's messages asked of us, collected while its decoder is borrowed.
 enum Act {
-    Handshake(Option<u8>, Option<u64>),
+    Handshake(Option<u8>, Option<u64>, Option<u16>),
     Data(u32, u64, Vec<u8>),
     Reject(u32),
     Refuse(u32),

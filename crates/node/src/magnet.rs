@@ -3,12 +3,21 @@
 //! info-hash (hashed here, on the blocking pool), then starts the torrent like
 //! `Session::add_torrent` and hands it every peer the fetch knew.
 //!
-//! The info-hash stays reserved in the session's routing table meanwhile, so the same
-//! torrent cannot be added twice; inbound connections for it are refused until it starts.
+//! Every peer source feeds the fetch: the link's `x.pe` peers, a tracker task announcing to
+//! the link's `tr` trackers (and the session's extra ones, by its mode), DHT lookups and local
+//! service discovery when the session has them, and inbound connections: the info-hash is
+//! routed to the fetch until the torrent takes the route over, so peers that learnt of us
+//! (from the same tracker, say) are served the handshake and asked for the dictionary too.
+//! The tracker task is aborted, not stopped, when the torrent starts: the torrent's own task
+//! announces right after, so no `stopped` goes out in between.
+//!
+//! The verified dictionary is saved as `<info-hash>.torrent` in the state folder (disk storage
+//! only), with the link's trackers; adding the same magnet again, after a restart, starts from
+//! that file instead of asking peers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_core::InfoHash;
@@ -20,8 +29,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::Encryption;
 use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
 use crate::session::{AddTorrent, NodeError, Shared, StartMode, TorrentHandle};
+use crate::torrent_task::{Command as Routed, Progress};
+use crate::trackers::{self, TrackerTask};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `left` announced before the torrent's size is known: not zero, so trackers count a leecher.
+const UNKNOWN_LEFT: u64 = 16 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct AddMagnet {
@@ -121,6 +134,12 @@ pub(crate) fn spawn(shared: Shared, add: AddMagnet) -> MagnetHandle {
     let handle = MagnetHandle { magnet: add.magnet.clone(), commands: cmd_tx, state: state_rx };
     tokio::spawn(async move {
         let hash = add.magnet.info_hash;
+        if let Some(meta) = saved(&shared, &add).await {
+            tracing::info!(info_hash = %hash, name = %meta.name, "metadata from the state folder");
+            let peers = add.magnet.peers.clone();
+            state_tx.send_replace(start_meta(&shared, add, meta, peers).await);
+            return;
+        }
         let state = match fetch(&shared, &add, cmd_rx, &state_tx).await {
             Some(fetched) => start(&shared, add, fetched).await,
             None => {
@@ -147,6 +166,13 @@ async fn start(shared: &Shared, add: AddMagnet, (info, peers): (Vec<u8>, Vec<Soc
         }
     };
     tracing::info!(info_hash = %hash, name = %meta.name, bytes = info.len(), "metadata fetched");
+    if shared.config.ram.is_none() {
+        save(&add.state_dir, &meta).await;
+    }
+    start_meta(shared, add, meta, peers).await
+}
+
+async fn start_meta(shared: &Shared, add: AddMagnet, meta: Metainfo, peers: Vec<SocketAddr>) -> MagnetState {
     let add = AddTorrent { meta, data_dir: add.data_dir, state_dir: add.state_dir, mode: add.mode };
     match shared.start(add).await {
         Ok(torrent) => {
@@ -158,6 +184,108 @@ async fn start(shared: &Shared, add: AddMagnet, (info, peers): (Vec<u8>, Vec<Soc
 }
 
 type Fetched = (Vec<u8>, Vec<SocketAddr>);
+
+/// Where a magnet's fetched metadata is kept, beside the torrent's resume journal.
+pub(crate) fn saved_torrent_path(state_dir: &Path, info_hash: &InfoHash) -> PathBuf {
+    state_dir.join(format!("{}.torrent", info_hash.to_hex()))
+}
+
+/// Writes the torrent file next to the resume journal (through a temporary file, so a crash
+/// never leaves half a file under the real name). A failure only costs a fetch next time.
+async fn save(state_dir: &Path, meta: &Metainfo) {
+    let path = saved_torrent_path(state_dir, &meta.info_hash);
+    let tmp = path.with_extension("torrent.tmp");
+    let bytes = meta.torrent_file();
+    let written = async {
+        tokio::fs::create_dir_all(state_dir).await?;
+        tokio::fs::write(&tmp, &bytes).await?;
+        tokio::fs::rename(&tmp, &path).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(path = %path.display(), error = %e, "cannot save the fetched metadata");
+    }
+}
+
+/// The metadata saved by an earlier fetch of this magnet, if it is there and hashes right.
+async fn saved(shared: &Shared, add: &AddMagnet) -> Option<Metainfo> {
+    if shared.config.ram.is_some() {
+        return None;
+    }
+    let path = saved_torrent_path(&add.state_dir, &add.magnet.info_hash);
+    let bytes = tokio::fs::read(&path).await.ok()?;
+    match Metainfo::from_bytes(&bytes) {
+        Ok(mut meta) if meta.info_hash == add.magnet.info_hash => {
+            // The link being added now names the trackers (as when it was fetched).
+            meta.trackers = add.magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+            Some(meta)
+        }
+        _ => {
+            tracing::warn!(path = %path.display(), "ignoring a saved torrent that does not match its magnet");
+            None
+        }
+    }
+}
+
+/// The fetch's other peer sources: its tracker task, DHT lookups and LSD announcements.
+struct Sources {
+    tracker: Option<(tokio::task::JoinHandle<()>, watch::Sender<Progress>)>,
+    dht: Option<tokio::task::JoinHandle<()>>,
+    lsd: bool,
+}
+
+impl Sources {
+    async fn start(shared: &Shared, add: &AddMagnet, inbox: &mpsc::Sender<Routed>) -> Self {
+        let hash = add.magnet.info_hash;
+        let own: Vec<Vec<String>> = add.magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+        let tiers = trackers::tiers(&own, &shared.config.trackers, shared.config.policy);
+        let tracker = (!tiers.is_empty()).then(|| {
+            let (progress_tx, progress) = watch::channel(Progress::default());
+            let task = TrackerTask {
+                announcer: trackers::schedule(&tiers, crate::random_seed(), &shared.clock),
+                client: shared.tracker_client.clone(),
+                clock: shared.clock,
+                info_hash: hash,
+                peer_id: shared.config.peer_id,
+                listen: shared.listen_addr,
+                key: shared.tracker_key,
+                total_length: UNKNOWN_LEFT,
+                progress,
+                commands: inbox.downgrade(),
+            };
+            (tokio::spawn(task.run()), progress_tx)
+        });
+        let dht = match (&shared.config.dht, shared.listen_addr) {
+            (Some(dht), Some(listen)) => {
+                Some(tokio::spawn(crate::session::dht_lookups(dht.clone(), hash, listen.port(), inbox.clone())))
+            }
+            _ => None,
+        };
+        if let Some(lsd) = &shared.lsd {
+            lsd.add(hash).await;
+        }
+        Self { tracker, dht, lsd: shared.lsd.is_some() }
+    }
+
+    /// The metadata is known: the torrent's own tasks take over (no `stopped` announce).
+    fn hand_over(self) {
+        if let Some((task, _)) = self.tracker {
+            task.abort();
+        }
+        if let Some(dht) = self.dht {
+            dht.abort();
+        }
+    }
+
+    /// The fetch was given up: trackers hear `stopped` (the task ends with its progress).
+    fn stop(self, shared: &Shared, info_hash: InfoHash) {
+        if let Some(dht) = self.dht {
+            dht.abort();
+        }
+        if let (true, Some(lsd)) = (self.lsd, &shared.lsd) {
+            lsd.remove(info_hash);
+        }
+    }
+}
 
 fn add_peers(shared: &Shared, fetcher: &mut MetadataFetcher, addrs: &[SocketAddr]) {
     for &a in addrs {
@@ -189,6 +317,16 @@ async fn fetch(
     let mut peers: HashMap<PeerKey, PeerIo> = HashMap::new();
     let mut verified: Option<Vec<u8>> = None;
     add_peers(shared, &mut fetcher, &add.magnet.peers);
+    let hash = add.magnet.info_hash;
+    let (inbox_tx, mut inbox) = mpsc::channel::<Routed>(64);
+    shared.route(hash, inbox_tx.clone());
+    let sources = Sources::start(shared, add, &inbox_tx).await;
+    drop(inbox_tx);
+    let (mut learnt, mut connected) = (false, false);
+    let cancelled = |sources: Sources| {
+        sources.stop(shared, hash);
+        None
+    };
 
     loop {
         while let Some(out) = fetcher.poll_output() {
@@ -219,6 +357,7 @@ async fn fetch(
             }
         }
         if let Some(info) = verified.take() {
+            sources.hand_over();
             return Some((info, fetcher.peers()));
         }
         let (received, size) = fetcher.progress();
@@ -229,6 +368,9 @@ async fn fetch(
                 let now = clock.now();
                 match ev {
                     PeerEvent::Connected { peer, stream } => {
+                        if !std::mem::replace(&mut connected, true) {
+                            tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
+                        }
                         let setup = match shared.config.encryption {
                             Encryption::Off => Setup::Ready(None),
                             encryption => Setup::Initiate { info_hash: add.magnet.info_hash, encryption },
@@ -256,14 +398,36 @@ async fn fetch(
                 }
                 fetcher.handle_input(FetchInput::MetadataChecked { ok }, clock.now());
             }
+            Some(routed) = inbox.recv() => match routed {
+                Routed::AddPeers(addrs) => {
+                    if !std::mem::replace(&mut learnt, true) {
+                        tracing::info!(info_hash = %hash, peers = addrs.len(), "magnet: first peers learnt");
+                    }
+                    add_peers(shared, &mut fetcher, &addrs);
+                }
+                Routed::Incoming { stream, addr, head, cipher } => {
+                    let now = clock.now();
+                    if let Some(peer) = fetcher.accept(addr, now) {
+                        if !std::mem::replace(&mut connected, true) {
+                            tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
+                        }
+                        peers.insert(peer, PeerIo::spawn(peer, stream, Setup::Ready(cipher), events_tx.clone()));
+                        fetcher.handle_input(FetchInput::Data { peer, bytes: &head }, now);
+                    }
+                }
+                Routed::Shutdown(reply) => {
+                    let _ = reply.send(());
+                }
+                _ => {}
+            },
             cmd = commands.recv() => match cmd {
                 Some(Command::AddPeers(addrs)) => add_peers(shared, &mut fetcher, &addrs),
                 Some(Command::Cancel(reply)) => {
                     fetcher.shutdown(clock.now());
                     let _ = reply.send(());
-                    return None;
+                    return cancelled(sources);
                 }
-                None => return None,
+                None => return cancelled(sources),
             },
             _ = tokio::time::sleep_until(wake.into()) => fetcher.handle_timeout(clock.now()),
         }

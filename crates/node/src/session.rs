@@ -124,10 +124,10 @@ pub(crate) struct Shared {
     pub(crate) listen_addr: Option<SocketAddr>,
     routes: Routes,
     pub(crate) clock: Clock,
-    lsd: Option<Arc<Lsd>>,
-    tracker_client: Arc<sluice_tracker::client::Client>,
+    pub(crate) lsd: Option<Arc<Lsd>>,
+    pub(crate) tracker_client: Arc<sluice_tracker::client::Client>,
     /// BEP 7's `key`: the same for every announce of this session.
-    tracker_key: u32,
+    pub(crate) tracker_key: u32,
 }
 
 impl Session {
@@ -189,8 +189,9 @@ impl Session {
         self.shared.start(add).await
     }
 
-    /// Starts fetching a magnet's metadata from its `x.pe` peers and any given later with
-    /// [`MagnetHandle::add_peers`]; once it hashes to the info-hash, the torrent starts as if
+    /// Starts fetching a magnet's metadata from its `x.pe` peers, its trackers and the extra
+    /// ones, the DHT and local discovery (when on), peers that connect to us, and any given
+    /// later with [`MagnetHandle::add_peers`]; once it hashes to the info-hash, the torrent starts as if
     /// added with [`Session::add_torrent`] (trackers from the link), with every peer the
     /// fetch knew. Returns at once; [`MagnetHandle::wait`] waits for the torrent.
     pub fn add_magnet(&self, add: AddMagnet) -> Result<MagnetHandle, NodeError> {
@@ -208,6 +209,14 @@ impl Shared {
         }
         routes.insert(info_hash, None);
         Ok(())
+    }
+
+    /// Routes inbound connections (and peers found by local discovery) for a reserved
+    /// `info_hash` to `tx`: a magnet's metadata fetch until its torrent starts.
+    pub(crate) fn route(&self, info_hash: InfoHash, tx: mpsc::Sender<Command>) {
+        if let Some(route) = self.routes.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&info_hash) {
+            *route = Some(tx);
+        }
     }
 
     /// Gives up a claim made by [`Shared::reserve`].
@@ -417,7 +426,7 @@ const DHT_RETRY_MAX: Duration = Duration::from_secs(120);
 
 /// Looks the torrent up in the DHT, hands what it finds to the torrent and announces our
 /// listen port, until the torrent stops.
-async fn dht_lookups(dht: Arc<dyn Dht>, info_hash: InfoHash, port: u16, torrent: mpsc::Sender<Command>) {
+pub(crate) async fn dht_lookups(dht: Arc<dyn Dht>, info_hash: InfoHash, port: u16, torrent: mpsc::Sender<Command>) {
     let mut retry = DHT_RETRY;
     loop {
         let peers = tokio::select! {

@@ -323,3 +323,17 @@ fn from_info_matches_the_torrent() {
     assert!(Metainfo::from_info(b"de", &[]).is_err());
     assert!(Metainfo::from_info(&[&meta.info_bytes[..], b"x"].concat(), &[]).is_err());
 }
+
+#[test]
+fn a_fetched_dictionary_saves_as_a_torrent_with_the_same_info_hash() {
+    let bytes = TorrentBuilder::single_file("clip.mp4", 16384, vec![7u8; 40_000]).build();
+    let info = Metainfo::from_bytes(&bytes).unwrap().info_bytes;
+    let trackers = ["http://127.0.0.1:1/announce".to_owned(), "udp://127.0.0.2:2".to_owned()];
+    let fetched = Metainfo::from_info(&info, &trackers).unwrap();
+    let saved = Metainfo::from_bytes(&fetched.torrent_file()).unwrap();
+    assert_eq!(saved.info_hash, fetched.info_hash);
+    assert_eq!(saved.info_bytes, info);
+    assert_eq!(saved.trackers, [[trackers[0].clone()], [trackers[1].clone()]]);
+    let bare = Metainfo::from_bytes(&Metainfo::from_info(&info, &[]).unwrap().torrent_file()).unwrap();
+    assert_eq!((bare.info_hash, bare.trackers.len()), (fetched.info_hash, 0));
+}

@@ -26,6 +26,8 @@ struct Remote {
     key: Option<PeerKey>,
     decoder: Decoder,
     requests: u32,
+    /// It dialled the fetcher and sent its handshake first.
+    inbound: bool,
 }
 
 struct Net {
@@ -65,6 +67,7 @@ impl Net {
                 key: None,
                 decoder: Decoder::new(1 << 20),
                 requests: 0,
+                inbound: false,
             })
             .collect();
         let mut net = Net {
@@ -132,12 +135,15 @@ impl Net {
         if let Ok(Some(hs)) = remote.decoder.next_handshake() {
             assert!(hs.supports(sluice_wire::reserved::EXTENSION_PROTOCOL));
             let mut out = Vec::new();
-            Handshake::new(hs.info_hash, PeerId([r as u8 + 1; 20])).encode(&mut out);
+            if !remote.inbound {
+                Handshake::new(hs.info_hash, PeerId([r as u8 + 1; 20])).encode(&mut out);
+            }
             Message::Bitfield(&[0xff]).encode(&mut out);
             let claimed = if let Kind::Claims(s) = remote.kind { s } else { size };
             let ext = ExtendedHandshake {
                 extensions: vec![("ut_metadata".into(), 2)],
                 metadata_size: Some(claimed),
+                listen_port: remote.inbound.then_some(7777),
                 ..Default::default()
             };
             let mut p = Vec::new();
@@ -214,6 +220,7 @@ fn a_lone_liar_is_banned_and_its_dictionary_discarded() {
         key: None,
         decoder: Decoder::new(1 << 20),
         requests: 0,
+        inbound: false,
     });
     net.f.add_peer(addr(2), net.now);
     net.run();
@@ -257,6 +264,7 @@ fn a_silent_peer_times_out_and_its_pieces_go_to_another() {
         key: None,
         decoder: Decoder::new(1 << 20),
         requests: 0,
+        inbound: false,
     });
     net.f.add_peer(addr(2), net.now);
     net.run();
@@ -277,4 +285,39 @@ fn closed_connections_are_dialled_again_later() {
     net.remotes[0].kind = Kind::Honest;
     net.advance(Duration::from_secs(5));
     assert_eq!(net.got.as_deref(), Some(net.info.as_slice()));
+}
+
+#[test]
+fn an_inbound_peer_serves_the_dictionary_and_its_port_is_not_handed_on() {
+    let mut net = Net::new(40_000, &[]);
+    let a = addr(9);
+    let key = net.f.accept(a, net.now).expect("a free slot");
+    assert_eq!(net.f.accept(a, net.now), None, "the same address twice");
+    let remote = Remote {
+        addr: a,
+        kind: Kind::Honest,
+        key: Some(key),
+        decoder: Decoder::new(1 << 20),
+        requests: 0,
+        inbound: true,
+    };
+    net.remotes.push(remote);
+    let mut hs = Handshake::new(net.f.info_hash(), PeerId([9; 20]));
+    hs.reserved[reserved::EXTENSION_PROTOCOL.0] |= reserved::EXTENSION_PROTOCOL.1;
+    let mut head = Vec::new();
+    hs.encode(&mut head);
+    net.f.handle_input(FetchInput::Data { peer: key, bytes: &head }, net.now);
+    net.run();
+    assert_eq!(net.got.as_deref(), Some(net.info.as_slice()));
+    let listening = SocketAddr::new(a.ip(), 7777);
+    assert_eq!(net.f.peers(), [listening], "an inbound peer is known by the port it listens on");
+    assert_eq!(net.f.accept(addr(10), net.now), None, "done: nothing more is accepted");
+}
+
+#[test]
+fn inbound_connections_are_refused_when_every_slot_is_taken() {
+    let kinds = vec![Kind::Silent; FetchConfig::default().max_peers];
+    let mut net = Net::new(40_000, &kinds);
+    assert_eq!(net.f.connections(), kinds.len());
+    assert_eq!(net.f.accept(addr(100), net.now), None);
 }
