@@ -4,6 +4,7 @@
 //! server, so this costs no new heavy dependency); `https://` trackers need the `https`
 //! feature. The loopback-only policy is checked on the URL's host before anything is resolved:
 //! a name other than `localhost` is never looked up, and resolved addresses are checked again.
+//! HTTP redirects (up to [`MAX_REDIRECTS`]) are followed under the same checks.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,6 +18,9 @@ use crate::http::{self, ReplyError};
 use crate::udp::{self, ConnectionId, PacketError};
 use crate::url::{Host, Scheme, TrackerUrl};
 use crate::{AnnounceReply, AnnounceRequest, ScrapeStats};
+
+/// Redirects an HTTP tracker exchange follows at most.
+pub const MAX_REDIRECTS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -254,6 +258,36 @@ impl Client {
     }
 
     async fn http_get_inner(&self, tracker: &TrackerUrl, addr: SocketAddr, url: &str) -> Result<Vec<u8>, ClientError> {
+        // The request target: everything after the authority.
+        let target = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or("/");
+        let (mut tracker, mut addr, mut target) = (tracker.clone(), addr, target.to_owned());
+        for _ in 0..=MAX_REDIRECTS {
+            let (status, location, body) = self.http_once(&tracker, addr, &target).await?;
+            if status.is_redirection() {
+                let location = location.ok_or(ClientError::Status(status.as_u16()))?;
+                (tracker, target) = redirect(&tracker, &location)?;
+                addr = self.resolve(&tracker).await?;
+                continue;
+            }
+            if !status.is_success() {
+                // Some trackers explain a refusal in a bencoded body under an error status.
+                if let Err(ReplyError::Failure(reason)) = http::parse_announce_reply(&body) {
+                    return Err(ClientError::Refused(reason));
+                }
+                return Err(ClientError::Status(status.as_u16()));
+            }
+            return Ok(body.to_vec());
+        }
+        Err(ClientError::Http(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// One GET of `target` from `tracker` at `addr`: status, `Location`, body.
+    async fn http_once(
+        &self,
+        tracker: &TrackerUrl,
+        addr: SocketAddr,
+        target: &str,
+    ) -> Result<(hyper::StatusCode, Option<String>, bytes::Bytes), ClientError> {
         if tracker.scheme == Scheme::Https {
             return Err(ClientError::HttpsUnsupported);
         }
@@ -268,31 +302,35 @@ impl Client {
         } else {
             format!("{}:{}", tracker.host, tracker.port)
         };
-        // The request target: everything after the authority.
-        let target = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or("/");
         let req = hyper::Request::get(target)
             .header(hyper::header::HOST, host)
             .header(hyper::header::USER_AGENT, concat!("Sluice/", env!("CARGO_PKG_VERSION")))
             .header(hyper::header::CONNECTION, "close")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        let (status, body) = exchange(stream, req).await?;
-        if !status.is_success() {
-            // Some trackers explain a refusal in a bencoded body under an error status.
-            if let Err(ReplyError::Failure(reason)) = http::parse_announce_reply(&body) {
-                return Err(ClientError::Refused(reason));
-            }
-            return Err(ClientError::Status(status.as_u16()));
-        }
-        Ok(body.to_vec())
+        exchange(stream, req).await
     }
+}
+
+/// Where a redirect's `Location` points: the same tracker's path when it starts with `/`, else
+/// an absolute http(s) URL (its host goes through the same policy checks when resolved).
+fn redirect(from: &TrackerUrl, location: &str) -> Result<(TrackerUrl, String), ClientError> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Ok((from.clone(), location.to_owned()));
+    }
+    let to = TrackerUrl::parse(location).map_err(|e| ClientError::Http(format!("bad redirect {location:?}: {e}")))?;
+    if to.scheme == Scheme::Udp {
+        return Err(ClientError::Http(format!("redirect to a non-HTTP URL {location:?}")));
+    }
+    let target = to.path.clone();
+    Ok((to, target))
 }
 
 /// Sends `req` on `stream` and reads the reply (at most [`http::MAX_REPLY`] bytes of body).
 async fn exchange<S>(
     stream: S,
     req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
-) -> Result<(hyper::StatusCode, bytes::Bytes), ClientError>
+) -> Result<(hyper::StatusCode, Option<String>, bytes::Bytes), ClientError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -305,13 +343,14 @@ where
     let driver = AbortOnDrop(tokio::spawn(conn));
     let response = sender.send_request(req).await.map_err(http_err)?;
     let status = response.status();
+    let location = response.headers().get(hyper::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = http_body_util::Limited::new(response.into_body(), http::MAX_REPLY)
         .collect()
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?
         .to_bytes();
     drop(driver);
-    Ok((status, body))
+    Ok((status, location, body))
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

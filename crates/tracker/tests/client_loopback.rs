@@ -37,6 +37,15 @@ fn client() -> Client {
 /// An HTTP server answering each connection with `status` and `body`; returns its address and
 /// the request heads it saw.
 async fn http_tracker(status: &'static str, body: Vec<u8>) -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    http_tracker_with(status, String::new(), body).await
+}
+
+/// [`http_tracker`] with `headers` (each line ending in CRLF) in every reply.
+async fn http_tracker_with(
+    status: &'static str,
+    headers: String,
+    body: Vec<u8>,
+) -> (SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -53,7 +62,8 @@ async fn http_tracker(status: &'static str, body: Vec<u8>) -> (SocketAddr, Arc<s
                 }
             }
             log.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let head =
+                format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = s.write_all(head.as_bytes()).await;
             let _ = s.write_all(&body).await;
         }
@@ -91,6 +101,49 @@ async fn http_refusals_and_bad_replies_are_errors() {
     let (addr, _) = http_tracker("200 OK", vec![b'x'; sluice_tracker::http::MAX_REPLY + 1]).await;
     let url = TrackerUrl::parse(&format!("http://{addr}/announce")).unwrap();
     assert!(matches!(client().announce(&url, &request(), None).await, Err(ClientError::Http(_))));
+}
+
+#[tokio::test]
+async fn http_redirects_are_followed_within_limits_and_policy() {
+    let mut body = b"d8:intervali900e5:peers6:".to_vec();
+    body.extend_from_slice(&[127, 0, 0, 9, 0x1b, 0x58]);
+    body.push(b'e');
+    let (real, real_seen) = http_tracker("200 OK", body).await;
+    // An absolute redirect to another tracker, keeping the query the client built.
+    let (moved, _) =
+        http_tracker_with("301 Moved Permanently", format!("Location: http://{real}/announce?moved=1\r\n"), vec![])
+            .await;
+    let url = TrackerUrl::parse(&format!("http://{moved}/announce")).unwrap();
+    let reply = client().announce(&url, &request(), None).await.unwrap();
+    assert_eq!(reply.peers.len(), 1);
+    let head = real_seen.lock().unwrap()[0].clone();
+    assert!(head.starts_with("GET /announce?moved=1 HTTP/1.1"), "{head}");
+    assert!(head.contains(&format!("{real}")), "Host names the new tracker: {head}");
+
+    // A relative one, on the same tracker, then to the real one.
+    let (hop, hop_seen) =
+        http_tracker_with("302 Found", format!("Location: http://{real}/announce?hop=1\r\n"), vec![]).await;
+    let (relative, _) = http_tracker_with("307 Temporary Redirect", "Location: /elsewhere\r\n".into(), vec![]).await;
+    let url = TrackerUrl::parse(&format!("http://{relative}/announce")).unwrap();
+    assert!(
+        matches!(client().announce(&url, &request(), None).await, Err(ClientError::Http(e)) if e.contains("redirects"))
+    );
+    let url = TrackerUrl::parse(&format!("http://{hop}/announce")).unwrap();
+    assert!(client().announce(&url, &request(), None).await.is_ok());
+    assert_eq!(hop_seen.lock().unwrap().len(), 1);
+
+    // Loopback-only holds for the redirect's target: no lookup, no connection.
+    let (away, _) =
+        http_tracker_with("302 Found", "Location: http://tracker.invalid/announce\r\n".into(), vec![]).await;
+    let url = TrackerUrl::parse(&format!("http://{away}/announce")).unwrap();
+    assert!(matches!(client().announce(&url, &request(), None).await, Err(ClientError::NotLoopback(_))));
+    // A redirect to a UDP URL, or without a Location, is an error.
+    let (to_udp, _) = http_tracker_with("302 Found", "Location: udp://127.0.0.1:6969\r\n".into(), vec![]).await;
+    let url = TrackerUrl::parse(&format!("http://{to_udp}/announce")).unwrap();
+    assert!(matches!(client().announce(&url, &request(), None).await, Err(ClientError::Http(_))));
+    let (bare, _) = http_tracker("302 Found", vec![]).await;
+    let url = TrackerUrl::parse(&format!("http://{bare}/announce")).unwrap();
+    assert!(matches!(client().announce(&url, &request(), None).await, Err(ClientError::Status(302))));
 }
 
 #[tokio::test]
