@@ -26,6 +26,7 @@ pub mod meta;
 pub mod range;
 mod server;
 pub mod source;
+pub mod torrserver;
 
 pub use api::{Added, AddedFile, Library, LibraryError, api_router};
 pub use server::{HttpConfig, error, router};
