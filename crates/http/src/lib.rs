@@ -16,6 +16,8 @@
 //!   response retries, while a "complete" short file would be silently corrupt.
 //! - [`router`]: the axum routes, errors as `{"error":{"code","message"}}` JSON;
 //!   [`api_router`] adds the torrent management routes of [`api`].
+//! - [`torrserver`]: the TorrServer-compatible API ([`torrserver_router`]) for the apps that
+//!   speak it, behind the [`TorrServerBackend`] seam.
 //!
 //! Every response carries one `Content-Length` (never chunked encoding), so a client can
 //! always tell a cut-off stream from a finished one.
@@ -31,3 +33,4 @@ pub mod torrserver;
 pub use api::{Added, AddedFile, Library, LibraryError, api_router};
 pub use server::{HttpConfig, error, router};
 pub use source::{FileIndex, FileInfo, FileReader, SourceError, StreamSource};
+pub use torrserver::{TorrServerBackend, torrserver_router};

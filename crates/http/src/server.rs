@@ -64,11 +64,24 @@ async fn stream(State(app): State<Arc<App>>, method: Method, params: RawPathPara
     let Some(index) = param("index").and_then(|i| i.parse().ok()).map(FileIndex) else {
         return error(StatusCode::BAD_REQUEST, "bad_file_index", "the file index must be a number");
     };
-    let file = match app.source.file(torrent, index) {
+    serve_file(&*app.source, &app.config, torrent, index, &method, &headers)
+}
+
+/// The byte-serving response for one file: `Range`/`If-Range`, `HEAD`, DLNA headers. Shared
+/// with the TorrServer routes, which add their own headers to it.
+pub(crate) fn serve_file(
+    source: &dyn StreamSource,
+    config: &HttpConfig,
+    torrent: InfoHash,
+    index: FileIndex,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let file = match source.file(torrent, index) {
         Ok(file) => file,
         Err(e) => return source_error(e),
     };
-    if app.config.max_file_size.is_some_and(|max| file.length > max) {
+    if config.max_file_size.is_some_and(|max| file.length > max) {
         return error(StatusCode::FORBIDDEN, "file_too_large", "the file is larger than this server streams");
     }
 
@@ -119,7 +132,7 @@ async fn stream(State(app): State<Arc<App>>, method: Method, params: RawPathPara
     let body = if method == Method::HEAD || served.is_empty() {
         Body::empty()
     } else {
-        let reader = match app.source.open(torrent, index, served.start..served.end) {
+        let reader = match source.open(torrent, index, served.start..served.end) {
             Ok(reader) => reader,
             Err(e) => return source_error(e),
         };
@@ -129,8 +142,8 @@ async fn stream(State(app): State<Arc<App>>, method: Method, params: RawPathPara
             index,
             served.start,
             served.len(),
-            app.config.chunk_size,
-            app.config.read_timeout,
+            config.chunk_size,
+            config.read_timeout,
         ))
     };
     (status, out, body).into_response()

@@ -491,7 +491,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> R
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Decodes a JSON object into `T` after renaming its keys to the canonical spelling in
+/// Decodes a JSON object (anything else is an error, as for Go structs) into `T` after renaming its keys to the canonical spelling in
 /// `names` when they match ignoring ASCII case (an exact match wins, as in Go).
 pub fn decode<T: DeserializeOwned>(value: serde_json::Value, names: &[&str]) -> Result<T, serde_json::Error> {
     let value = match value {
@@ -508,7 +508,7 @@ pub fn decode<T: DeserializeOwned>(value: serde_json::Value, names: &[&str]) -> 
             }
             serde_json::Value::Object(out)
         }
-        other => other,
+        _ => return Err(serde::de::Error::custom("expected a JSON object")),
     };
     serde_json::from_value(value)
 }
@@ -537,6 +537,7 @@ mod tests {
         assert_eq!((s.preload_cache, s.connections_limit, s.reader_read_a_head), (100, 25, 5));
         assert!(!s.use_disk, "no save path");
         assert!(BTSets::from_request(json!({"CacheSize": "big"})).is_err());
+        assert!(BTSets::from_request(json!([])).is_err());
     }
 
     #[test]
