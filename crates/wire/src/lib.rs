@@ -1,6 +1,6 @@
 //! The BitTorrent peer wire protocol: the 68-byte handshake, BEP 3 messages with the BEP 5
 //! port, BEP 6 fast-extension and BEP 10 extension-protocol additions, BEP 9 `ut_metadata`
-//! messages, and an incremental decoder for one connection.
+//! and BEP 11 `ut_pex` messages, and an incremental decoder for one connection.
 //!
 //! Everything here is sans-IO: the caller pushes whatever bytes its socket produced and pulls
 //! decoded values out. Every input is treated as hostile: malformed input becomes a
@@ -15,12 +15,14 @@ mod extended;
 mod handshake;
 mod message;
 mod metadata;
+mod pex;
 
 pub use decoder::Decoder;
 pub use extended::ExtendedHandshake;
 pub use handshake::Handshake;
 pub use message::{Message, encode_piece_header};
 pub use metadata::{METADATA_PIECE_LEN, MetadataMsg, UT_METADATA, metadata_piece_range, metadata_pieces};
+pub use pex::{PEX_MAX_ENTRIES, PEX_MAX_PAYLOAD, PexError, PexMessage, PexPeer, UT_PEX, pex_flags};
 
 /// Reserved bits we set and test.
 pub mod reserved {
@@ -46,4 +48,6 @@ pub enum WireError {
     BadExtendedHandshake(String),
     #[error("bad ut_metadata message: {0}")]
     BadMetadataMessage(String),
+    #[error(transparent)]
+    BadPex(#[from] PexError),
 }
