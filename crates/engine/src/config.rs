@@ -8,6 +8,9 @@ pub struct Config {
     pub peer_id: PeerId,
     /// Port we accept connections on, sent in the extended handshake (`p`).
     pub listen_port: Option<u16>,
+    /// The metainfo says `private=1` (BEP 27): peers come only from the tracker, so no peer
+    /// exchange (BEP 11) in either direction.
+    pub private: bool,
     /// Seed of the engine's PRNG (tie-breaks, optimistic unchoke). Same seed, same run.
     pub rng_seed: u64,
     /// Connected peers at most (TorrServer uses 25 per torrent).
@@ -64,6 +67,7 @@ impl Default for Config {
         Self {
             peer_id: PeerId::sluice(*b"000000000000"),
             listen_port: None,
+            private: false,
             rng_seed: 0,
             max_peers: 50,
             max_half_open: 16,

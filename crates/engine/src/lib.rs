@@ -93,6 +93,14 @@
 //! builds the metainfo and starts a [`Torrent`], which serves the dictionary to others once
 //! given it with [`Torrent::set_metadata`].
 //!
+//! # Peer exchange
+//!
+//! Unless [`Config::private`], the engine speaks BEP 11 `ut_pex` by itself: peers that take it
+//! are told, once a minute, which listen addresses of our peers came and went, and peers they
+//! tell us about join the address book (rate-limited per peer and capped in number) and are
+//! dialled like a tracker's, so the driver sees only [`Output::Connect`]s. Details:
+//! `src/torrent/pex.rs`.
+//!
 //! # Errors and panics
 //!
 //! Anything a peer sends is untrusted: malformed or out-of-range input disconnects (and

@@ -250,6 +250,7 @@ impl Shared {
         let mut engine_cfg = self.config.engine.clone();
         engine_cfg.peer_id = self.config.peer_id;
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
+        engine_cfg.private = meta.private;
         engine_cfg.rng_seed ^= u64::from_le_bytes(info_hash.0[..8].try_into().unwrap_or([0; 8]));
         if let Some(cache) = &self.config.ram {
             let budget = cache.stats().budget;

@@ -230,9 +230,11 @@ mod tests {
         assert_eq!(PexMessage::decode(b"dexyz").unwrap(), PexMessage::default());
     }
 
+    type Expect = fn(&PexError) -> bool;
+
     #[test]
     fn rejects_malformed_lengths_and_shapes() {
-        let cases: [(&[u8], fn(&PexError) -> bool); 8] = [
+        let cases: [(&[u8], Expect); 8] = [
             (b"", |e| matches!(e, PexError::Bencode(_))),
             (b"d5:added", |e| matches!(e, PexError::Bencode(_))),
             (b"le", |e| matches!(e, PexError::NotADictionary("a list"))),
@@ -253,8 +255,9 @@ mod tests {
     #[test]
     fn rejects_floods() {
         let entries = |n: usize| {
-            let added: Vec<PexPeer> =
-                (0..n).map(|i| PexPeer { addr: SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1)), flags: 0 }).collect();
+            let added: Vec<PexPeer> = (0..n)
+                .map(|i| PexPeer { addr: SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 1)), flags: 0 })
+                .collect();
             let mut out = Vec::new();
             PexMessage { added: added.clone(), dropped: added.iter().map(|p| p.addr).collect() }.encode(&mut out);
             out
@@ -265,7 +268,8 @@ mod tests {
             Err(PexError::TooMany { what: "added", count: PEX_MAX_ENTRIES + 1, max: PEX_MAX_ENTRIES })
         );
         let mut dropped = Vec::new();
-        let many: Vec<SocketAddr> = (0..=PEX_MAX_ENTRIES as u16).map(|p| SocketAddr::from(([10, 0, 0, 1], p))).collect();
+        let many: Vec<SocketAddr> =
+            (0..=PEX_MAX_ENTRIES as u16).map(|p| SocketAddr::from(([10, 0, 0, 1], p))).collect();
         PexMessage { added: Vec::new(), dropped: many }.encode(&mut dropped);
         assert!(matches!(PexMessage::decode(&dropped), Err(PexError::TooMany { what: "dropped", .. })));
         // The most a message may carry, all IPv6, fits the payload limit.
@@ -274,7 +278,10 @@ mod tests {
             .collect();
         round_trip(&PexMessage { dropped: v6.iter().map(|p| p.addr).collect(), added: v6 });
         let big = vec![b'x'; PEX_MAX_PAYLOAD + 1];
-        assert_eq!(PexMessage::decode(&big), Err(PexError::TooLarge { len: PEX_MAX_PAYLOAD + 1, max: PEX_MAX_PAYLOAD }));
+        assert_eq!(
+            PexMessage::decode(&big),
+            Err(PexError::TooLarge { len: PEX_MAX_PAYLOAD + 1, max: PEX_MAX_PAYLOAD })
+        );
     }
 
     fn arb_addr() -> impl Strategy<Value = SocketAddr> {

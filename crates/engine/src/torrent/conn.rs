@@ -37,12 +37,14 @@ impl Torrent {
         bitfield.max(sluice_core::BLOCK_SIZE + 9).max(1 << 16)
     }
 
-    pub(super) fn learn_addr(&mut self, addr: SocketAddr, now: Timestamp) {
+    /// Adds `addr` to the address book, queued for dialing; whether it was new.
+    pub(super) fn learn_addr(&mut self, addr: SocketAddr, now: Timestamp) -> bool {
         if self.shut_down || self.banned.contains(&addr) || self.addrs.contains_key(&addr) {
-            return;
+            return false;
         }
         self.addrs.insert(addr, AddrEntry { queued: Some(now), ..AddrEntry::default() });
         self.connect_queue.insert((now, addr));
+        true
     }
 
     pub(super) fn can_dial(&self) -> bool {
@@ -247,6 +249,9 @@ impl Torrent {
         if let Some(r) = peer.rejected_until() {
             t = t.min(r);
         }
+        if let Some(p) = peer.pex_next {
+            t = t.min(p);
+        }
         if !peer.snubbed
             && let Some(w) = peer.waiting_since
         {
@@ -303,11 +308,15 @@ impl Torrent {
             peer.snubbed = true;
         }
         let forgiven = peer.expire_rejections(now);
+        let pex_due = peer.pex_next.is_some_and(|t| now >= t);
         if peer.probation_until.is_some_and(|t| now >= t) {
             peer.probation_until = None;
             self.queue_fill(key);
         } else if forgiven {
             self.queue_fill(key);
+        }
+        if pex_due {
+            self.send_pex(key, now);
         }
     }
 }

@@ -38,6 +38,18 @@ impl Torrent {
         let allowance = self.metadata_allowance();
         assert!(self.peers.values().all(|p| p.metadata_served <= allowance), "metadata served past the allowance");
 
+        // Peer exchange: bounded learning, nothing at all for a private torrent, a PEX timer only
+        // for handshaken peers that take PEX, and what a peer was told bounded by the peers.
+        assert!(self.pex_learned <= super::pex::PEX_BOOK_MAX, "PEX grew the address book past its cap");
+        assert!(self.pex_learned <= self.addrs.len(), "more PEX-learned addresses than addresses");
+        assert!(!self.config.private || self.pex_learned == 0, "a private torrent learned from PEX");
+        for p in self.peers.values() {
+            assert!(!self.config.private || (p.ut_pex.is_none() && p.pex_told.is_empty()), "PEX in a private torrent");
+            assert!(p.pex_next.is_none() || (p.ut_pex.is_some() && p.is_active()), "PEX timer of {:?}", p.key);
+            assert!(p.pex_told.len() <= self.config.max_peers, "PEX told {:?} more than our peers", p.key);
+            assert!(!p.outbound || p.listen_addr == Some(p.addr), "dialled {:?} listens elsewhere", p.key);
+        }
+
         // Departed peers: gone, and only kept while blocks they sent are in flight.
         if !self.departed.is_empty() {
             let contributors = self.picker.contributors_in_flight();

@@ -3,7 +3,8 @@
 //! [`Torrent`] is split by concern: `conn` (address book, connecting, bans, dropping peers),
 //! `protocol` (handshakes and message dispatch), `requests` (our download pipeline, piece
 //! buffers and verification results), `blame` (who sent the bad block of a failed piece), `upload` (serving peers' requests), `choker` (who we upload to), `rate` (meters
-//! and token buckets) and `invariants` (the checks STATE.md lists).
+//! and token buckets), `metadata` and `pex` (BEP 9 and BEP 11 extensions) and `invariants`
+//! (the checks STATE.md lists).
 
 mod blame;
 mod choker;
@@ -11,6 +12,7 @@ mod conn;
 mod invariants;
 mod metadata;
 mod peer;
+mod pex;
 mod protocol;
 mod rate;
 mod requests;
@@ -256,6 +258,8 @@ pub struct Torrent {
     shut_down: bool,
     /// The raw info dictionary, served to peers that fetch it (BEP 9); see `set_metadata`.
     metadata: Option<Vec<u8>>,
+    /// Addresses that entered the address book from PEX (BEP 11), capped.
+    pex_learned: usize,
 }
 
 impl Torrent {
@@ -319,6 +323,7 @@ impl Torrent {
             scratch: Vec::new(),
             shut_down: false,
             metadata: None,
+            pex_learned: 0,
             config,
         }
     }
@@ -370,7 +375,7 @@ impl Torrent {
     /// connects when it has room (limits, backoff, bans).
     pub fn add_peer(&mut self, addr: SocketAddr, now: Timestamp) {
         self.now = now;
-        self.learn_addr(addr, now);
+        let _ = self.learn_addr(addr, now);
         self.try_connect(now);
     }
 

@@ -1,7 +1,7 @@
 //! One connection's state: protocol flags, what the peer has, our requests to it, its
 //! requests to us, and its outbox.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -51,6 +51,17 @@ pub(crate) struct Peer {
     pub ut_metadata: Option<u8>,
     /// Metadata pieces sent to it on this connection.
     pub metadata_served: u32,
+    /// Where it accepts connections: its address if we dialled it, else its address with the
+    /// port from its extended handshake (`p`), if it sent one. What PEX tells others.
+    pub listen_addr: Option<SocketAddr>,
+    /// The extended id it takes `ut_pex` messages as (BEP 11).
+    pub ut_pex: Option<u8>,
+    /// When our next PEX message to it is due (set while it takes them).
+    pub pex_next: Option<Timestamp>,
+    /// The listen addresses our PEX messages told it about and did not drop since.
+    pub pex_told: BTreeSet<SocketAddr>,
+    /// When we last took peers from a PEX message it sent.
+    pub pex_taken_at: Option<Timestamp>,
 
     pub am_choking: bool,
     pub am_interested: bool,
@@ -134,6 +145,11 @@ impl Peer {
             reqq: None,
             ut_metadata: None,
             metadata_served: 0,
+            listen_addr: outbound.then_some(addr),
+            ut_pex: None,
+            pex_next: None,
+            pex_told: BTreeSet::new(),
+            pex_taken_at: None,
             am_choking: true,
             am_interested: false,
             interested_since: Timestamp::ZERO,

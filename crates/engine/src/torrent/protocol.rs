@@ -2,10 +2,11 @@
 //! `protocol_error`, which disconnects the peer; nothing a peer sends can panic.
 
 use sluice_core::{Bitfield, Timestamp};
-use sluice_wire::{ExtendedHandshake, Handshake, Message, UT_METADATA, reserved};
+use sluice_wire::{ExtendedHandshake, Handshake, Message, UT_METADATA, UT_PEX, reserved};
 
 use super::metadata::OUR_UT_METADATA;
 use super::peer::Phase;
+use super::pex::OUR_UT_PEX;
 use super::{DisconnectReason, Event, PeerKey, Torrent};
 
 /// Client name sent in the extended handshake.
@@ -119,6 +120,9 @@ impl Torrent {
                 ext.extensions.push((UT_METADATA.to_owned(), OUR_UT_METADATA));
                 ext.metadata_size = Some(info.len() as u64);
             }
+            if !self.config.private {
+                ext.extensions.push((UT_PEX.to_owned(), OUR_UT_PEX));
+            }
             let mut payload = Vec::new();
             ext.encode(&mut payload);
             peer.send(&Message::Extended { id: 0, payload: &payload }, now, &mut self.flush);
@@ -216,10 +220,12 @@ impl Torrent {
                 Ok(ext) => {
                     peer.reqq = ext.reqq;
                     peer.ut_metadata = ext.extension_id(UT_METADATA);
+                    self.pex_handshake(key, &ext, now);
                 }
                 Err(e) => self.protocol_error(key, e.to_string(), now),
             },
             Message::Extended { id: OUR_UT_METADATA, payload } => self.on_metadata_message(key, payload, now),
+            Message::Extended { id: OUR_UT_PEX, payload } => self.on_pex_message(key, payload, now),
             Message::Extended { .. } => {}
         }
     }

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_core::{Bitfield, InfoHash, Lengths, PeerId, PieceIndex, Timestamp};
-use sluice_wire::{Decoder, ExtendedHandshake, Handshake, Message, MetadataMsg, reserved};
+use sluice_wire::{
+    Decoder, ExtendedHandshake, Handshake, Message, MetadataMsg, PexMessage, PexPeer, pex_flags, reserved,
+};
 
 use super::*;
 
@@ -42,6 +44,22 @@ struct Wire {
     remotes: Vec<Remote>,
     verified: Vec<PieceIndex>,
     disconnects: Vec<(PeerKey, DisconnectReason)>,
+    /// Every `Connect` asked for.
+    dials: Vec<(PeerKey, SocketAddr)>,
+}
+
+impl Remote {
+    fn new(key: PeerKey) -> Self {
+        Self {
+            key,
+            decoder: Decoder::new(1 << 20),
+            handshaken: false,
+            requests: Vec::new(),
+            pending: Vec::new(),
+            cancels: Vec::new(),
+            extended: Vec::new(),
+        }
+    }
 }
 
 impl Wire {
@@ -49,7 +67,14 @@ impl Wire {
         let n = total.div_ceil(piece_len);
         let lengths = Lengths::new(total, piece_len, n).unwrap();
         let t = Torrent::new(INFO_HASH, lengths, Bitfield::new(n as u32), config, Timestamp::ZERO);
-        Self { t, now: Timestamp::ZERO, remotes: Vec::new(), verified: Vec::new(), disconnects: Vec::new() }
+        Self {
+            t,
+            now: Timestamp::ZERO,
+            remotes: Vec::new(),
+            verified: Vec::new(),
+            disconnects: Vec::new(),
+            dials: Vec::new(),
+        }
     }
 
     /// An inbound remote with address `i`; `fast`: it negotiates the fast extension.
@@ -62,18 +87,46 @@ impl Wire {
         }
         let mut bytes = Vec::new();
         hs.encode(&mut bytes);
-        self.remotes.push(Remote {
-            key,
-            decoder: Decoder::new(1 << 20),
-            handshaken: false,
-            requests: Vec::new(),
-            pending: Vec::new(),
-            cancels: Vec::new(),
-            extended: Vec::new(),
-        });
+        self.remotes.push(Remote::new(key));
         let r = self.remotes.len() - 1;
         self.data(r, &bytes);
         r
+    }
+
+    /// An outbound remote: the engine is told of `addr(i)`, dials it, and the remote answers
+    /// the handshake (extension protocol only).
+    fn dial(&mut self, i: u8) -> usize {
+        self.t.add_peer(addr(i), self.now);
+        self.drain();
+        let key = self.dials.iter().rev().find(|(_, a)| *a == addr(i)).expect("dialled").0;
+        self.t.handle_input(Input::Connected { peer: key }, self.now);
+        self.remotes.push(Remote::new(key));
+        self.drain();
+        let mut hs = Handshake::new(INFO_HASH, PeerId([i; 20]));
+        hs.reserved = [0; 8];
+        hs.reserved[reserved::EXTENSION_PROTOCOL.0] |= reserved::EXTENSION_PROTOCOL.1;
+        let mut bytes = Vec::new();
+        hs.encode(&mut bytes);
+        let r = self.remotes.len() - 1;
+        self.data(r, &bytes);
+        r
+    }
+
+    /// The remote's extended handshake: its listen port, and its id for `ut_pex` if it takes it.
+    fn ext_handshake(&mut self, r: usize, port: Option<u16>, pex: Option<u8>) {
+        let ext = ExtendedHandshake {
+            extensions: pex.map(|id| ("ut_pex".to_owned(), id)).into_iter().collect(),
+            listen_port: port,
+            ..ExtendedHandshake::default()
+        };
+        let mut payload = Vec::new();
+        ext.encode(&mut payload);
+        self.send(r, Message::Extended { id: 0, payload: &payload });
+    }
+
+    /// The PEX messages remote `r` received, sent to it as extended id `id`.
+    fn pex_received(&self, r: usize, id: u8) -> Vec<PexMessage> {
+        self.remotes[r].extended.iter().filter(|(i, _)| *i == id).map(|(_, p)| PexMessage::decode(p).unwrap()).collect()
     }
 
     fn send(&mut self, r: usize, msg: Message<'_>) {
@@ -130,6 +183,7 @@ impl Wire {
                     self.t.handle_input(Input::PieceChecked { piece, ok: true, buffer: data }, self.now);
                 }
                 Output::Disconnect { peer, reason } => self.disconnects.push((peer, reason)),
+                Output::Connect { peer, addr } => self.dials.push((peer, addr)),
                 Output::Event(Event::PeerDisconnected { peer, reason }) if reason == DisconnectReason::Closed => {
                     self.disconnects.push((peer, reason));
                 }
@@ -482,4 +536,168 @@ fn without_metadata_nothing_is_advertised() {
     let (_, payload) = w.remotes[r].extended.first().cloned().expect("extended handshake");
     let ours = ExtendedHandshake::decode(&payload).unwrap();
     assert_eq!((ours.metadata_size, ours.extension_id("ut_metadata")), (None, None));
+}
+
+fn listen(i: u8, port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, i], port))
+}
+
+/// Silence is no reason to drop a remote in the PEX tests, which wait minutes.
+fn patient() -> Config {
+    Config { idle_timeout: Duration::from_secs(3600), ..Config::default() }
+}
+
+/// The first PEX message lists the listen addresses of the handshaken peers (dialled: the
+/// address dialled; inbound: the port given as `p`), never the recipient itself, inbound
+/// peers without a port, nor dials pending or failed; later ones list what changed, and
+/// nothing is sent when nothing did.
+#[test]
+fn pex_lists_the_other_peers_listen_addresses_then_changes() {
+    let mut w = Wire::new(4 << 16, 1 << 16, patient());
+    let r1 = w.connect(1, false);
+    let ours = ExtendedHandshake::decode(&w.remotes[r1].extended[0].1).unwrap();
+    assert_eq!(ours.extension_id("ut_pex"), Some(pex::OUR_UT_PEX));
+    w.ext_handshake(r1, Some(6001), Some(5));
+    let r2 = w.connect(2, false);
+    w.ext_handshake(r2, Some(6002), None);
+    let r3 = w.connect(3, false);
+    w.ext_handshake(r3, None, Some(5));
+    let _o4 = w.dial(4);
+    w.t.add_peer(addr(8), w.now);
+    w.drain();
+    let failed = w.dials.last().unwrap().0;
+    w.t.handle_input(Input::Closed { peer: failed }, w.now);
+    w.drain();
+    w.t.add_peer(addr(9), w.now);
+    w.drain();
+
+    w.advance_to(secs(2));
+    assert!(w.pex_received(r1, 5).is_empty(), "sent before the first delay");
+    w.advance_to(secs(3));
+    let first = w.pex_received(r1, 5);
+    assert_eq!(
+        first,
+        [PexMessage {
+            added: vec![
+                PexPeer { addr: listen(2, 6002), flags: 0 },
+                PexPeer { addr: addr(4), flags: pex_flags::REACHABLE },
+            ],
+            dropped: vec![],
+        }]
+    );
+    // r3 takes PEX too and hears of r1's listen address; r2 never offered it.
+    assert_eq!(
+        w.pex_received(r3, 5)[0].added.iter().map(|p| p.addr).collect::<Vec<_>>(),
+        [listen(1, 6001), listen(2, 6002), addr(4)]
+    );
+    assert!(w.remotes[r2].extended.iter().all(|(id, _)| *id == 0));
+
+    w.close(r2);
+    let r5 = w.connect(5, false);
+    w.ext_handshake(r5, Some(6005), None);
+    w.advance_to(secs(62));
+    assert_eq!(w.pex_received(r1, 5).len(), 1, "a second message within the minute");
+    w.advance_to(secs(63));
+    let second = w.pex_received(r1, 5);
+    assert_eq!(
+        second[1..],
+        [PexMessage { added: vec![PexPeer { addr: listen(5, 6005), flags: 0 }], dropped: vec![listen(2, 6002)] }]
+    );
+    w.advance_to(secs(200));
+    assert_eq!(w.pex_received(r1, 5).len(), 2, "a message without changes");
+    assert!(w.connected(r1));
+}
+
+/// A message adds at most 50 peers; the rest follow a minute later.
+#[test]
+fn pex_adds_at_most_fifty_peers_per_message() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config { max_peers: 100, ..patient() });
+    let r0 = w.connect(200, false);
+    w.ext_handshake(r0, Some(6000), Some(7));
+    for i in 1..=60 {
+        let r = w.connect(i, false);
+        w.ext_handshake(r, Some(6000), None);
+    }
+    w.advance_to(secs(3));
+    w.advance_to(secs(63));
+    let sent = w.pex_received(r0, 7);
+    assert_eq!(sent.iter().map(|m| m.added.len()).collect::<Vec<_>>(), [50, 10]);
+    let mut all: Vec<SocketAddr> = sent.iter().flat_map(|m| m.added.iter().map(|p| p.addr)).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60);
+}
+
+fn pex_payload(added: impl IntoIterator<Item = SocketAddr>) -> Vec<u8> {
+    let added = added.into_iter().map(|addr| PexPeer { addr, flags: 0 }).collect();
+    let mut out = Vec::new();
+    PexMessage { added, dropped: Vec::new() }.encode(&mut out);
+    out
+}
+
+fn far(i: u32) -> SocketAddr {
+    SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 6881))
+}
+
+/// Peers from PEX are dialled; one message is taken per 45 s per peer, 50 entries of it, and
+/// no more than 500 addresses ever come from PEX. The sender itself, port 0 and unspecified
+/// addresses are skipped.
+#[test]
+fn peers_from_pex_are_dialled_within_flood_limits() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config { max_half_open: 4, ..patient() });
+    let r = w.connect(1, false);
+    w.ext_handshake(r, Some(6001), None);
+    let junk = [listen(1, 6001), listen(1, 7000), listen(5, 0), SocketAddr::from(([0, 0, 0, 0], 1))];
+    w.send(
+        r,
+        Message::Extended { id: pex::OUR_UT_PEX, payload: &pex_payload(junk.into_iter().chain((0..60).map(far))) },
+    );
+    assert_eq!(w.t.stats().peers_known, 50);
+    assert_eq!(w.dials.len(), 4, "dials beyond max_half_open");
+    assert!(w.dials.iter().all(|(_, a)| (0..50).map(far).any(|f| f == *a)));
+
+    let mut next = 1000;
+    let mut flood = |w: &mut Wire| {
+        let batch = pex_payload((next..next + 60).map(far));
+        next += 60;
+        w.send(r, Message::Extended { id: pex::OUR_UT_PEX, payload: &batch });
+    };
+    w.advance_to(secs(44));
+    flood(&mut w);
+    assert_eq!(w.t.stats().peers_known, 50, "a message 44 s after the last was taken");
+    for i in 1..=12 {
+        w.advance_to(secs(45 * i));
+        flood(&mut w);
+    }
+    assert_eq!(w.t.stats().peers_known, 500);
+    // Other sources still add peers.
+    w.t.add_peer(far(9999), w.now);
+    assert_eq!(w.t.stats().peers_known, 501);
+    assert!(w.connected(r));
+}
+
+#[test]
+fn a_malformed_pex_message_disconnects() {
+    let mut w = Wire::new(4 << 16, 1 << 16, patient());
+    let r = w.connect(1, false);
+    w.send(r, Message::Extended { id: pex::OUR_UT_PEX, payload: b"d5:added5:abcdee" });
+    assert!(!w.connected(r));
+}
+
+/// A private torrent does not offer PEX, sends none to a peer that offers it, and ignores
+/// what a peer sends anyway.
+#[test]
+fn a_private_torrent_has_no_pex() {
+    let mut w = Wire::new(4 << 16, 1 << 16, Config { private: true, ..patient() });
+    let r1 = w.connect(1, false);
+    let ours = ExtendedHandshake::decode(&w.remotes[r1].extended[0].1).unwrap();
+    assert_eq!(ours.extension_id("ut_pex"), None);
+    w.ext_handshake(r1, Some(6001), Some(5));
+    let r2 = w.connect(2, false);
+    w.ext_handshake(r2, Some(6002), Some(5));
+    w.send(r1, Message::Extended { id: pex::OUR_UT_PEX, payload: &pex_payload((0..5).map(far)) });
+    w.advance_to(secs(200));
+    assert!(w.pex_received(r1, 5).is_empty() && w.pex_received(r2, 5).is_empty());
+    assert_eq!(w.t.stats().peers_known, 0);
+    assert!(w.dials.is_empty());
 }
