@@ -15,12 +15,14 @@
 //! message less than [`PEX_RECV_INTERVAL`] after the last one taken from that peer is
 //! ignored; at most [`PEX_TAKE_MAX`] added entries are looked at per message; at most
 //! [`PEX_BOOK_MAX`] addresses enter the address book from PEX over the torrent's life.
+//! Entries naming the sender or a peer we are connected to are skipped.
 //! Learned addresses join the address book like a tracker's (`learn_addr`: bans, backoff and
 //! connection limits apply; the driver still filters what it dials). Dropped lists are
 //! ignored: the address may still be good, and backoff copes if not. A malformed message
 //! disconnects. A private torrent ([`crate::Config::private`]) neither offers, sends nor takes
 //! PEX.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -69,7 +71,7 @@ impl Torrent {
         let (Some(id), addr, listen) = (to.ut_pex, to.addr, to.listen_addr) else {
             return;
         };
-        let current: std::collections::BTreeMap<SocketAddr, u8> = self
+        let current: BTreeMap<SocketAddr, u8> = self
             .peers
             .values()
             .filter(|p| p.key != key && p.is_active())
@@ -113,8 +115,12 @@ impl Torrent {
             return;
         }
         from.pex_taken_at = Some(now);
-        let (addr, listen) = (from.addr, from.listen_addr);
-        let candidates = msg.added.iter().map(|p| p.addr).filter(|&a| dialable(a) && a != addr && Some(a) != listen);
+        let sender = from.addr;
+        // Peers connected already (an inbound one is not in the address book under its listen
+        // address), the sender included, would only be dialled to be found duplicates.
+        let connected: BTreeSet<SocketAddr> = self.peers.values().filter_map(|p| p.listen_addr).collect();
+        let candidates =
+            msg.added.iter().map(|p| p.addr).filter(|&a| dialable(a) && a != sender && !connected.contains(&a));
         for a in candidates.take(PEX_TAKE_MAX) {
             if self.pex_learned >= PEX_BOOK_MAX {
                 break;

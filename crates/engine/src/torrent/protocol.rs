@@ -82,9 +82,18 @@ impl Torrent {
             self.remove_peer(key, DisconnectReason::Banned, true, now);
             return;
         }
-        if self.peers.values().any(|p| p.key != key && p.peer_id == Some(hs.peer_id)) {
-            self.remove_peer(key, DisconnectReason::Duplicate, true, now);
-            return;
+        let twin = self.peers.values().find(|p| p.key != key && p.peer_id == Some(hs.peer_id));
+        if let Some((twin, twin_outbound)) = twin.map(|p| (p.key, p.outbound)) {
+            // Both sides dialled each other at once (PEX tells both about each other): keep the
+            // connection the lower peer id opened, as the other side does, not both sides' newer
+            // one, which would close both. Otherwise the newer connection goes.
+            let outbound = self.peers.get(&key).is_some_and(|p| p.outbound);
+            let keep_new = twin_outbound != outbound && outbound == (self.config.peer_id < hs.peer_id);
+            if !keep_new {
+                self.remove_peer(key, DisconnectReason::Duplicate, true, now);
+                return;
+            }
+            self.remove_peer(twin, DisconnectReason::Duplicate, true, now);
         }
         let have = self.picker.have();
         let Some(peer) = self.peers.get_mut(&key) else {
