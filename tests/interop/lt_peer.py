@@ -11,7 +11,8 @@ Subcommands:
   make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
   seed          serve a torrent from a data dir (optionally with some pieces deliberately corrupted)
   leech         download a torrent (from a .torrent or a magnet link) from the given peers and exit 0
-                once complete
+                once complete; --report-peers prints each peer it gets to know and where from,
+                --no-pex turns its peer exchange (BEP 11, on by default in libtorrent) off
 """
 
 import argparse
@@ -266,13 +267,18 @@ def cmd_leech(args):
         params.ti = lt.torrent_info(args.torrent)
     params.save_path = args.out
     params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+    if args.no_pex:
+        params.flags |= lt.torrent_flags.disable_pex
     handle = ses.add_torrent(params)
     for peer in args.peer:
         handle.connect_peer(peer)
     first_byte = None
     hash_failures = 0
     last_report = start
+    reported = {}
     while True:
+        if args.report_peers:
+            report_peers(handle, reported, start)
         st = handle.status()
         if first_byte is None and st.total_wanted_done > 0:
             first_byte = time.monotonic() - start
@@ -319,6 +325,22 @@ def cmd_leech(args):
     )
 
 
+def report_peers(handle, reported, start):
+    """Print `peer IP:PORT source BITS outgoing 0|1 at SECONDS` for each connected peer whose source
+    bits (peer_info: tracker 1, dht 2, pex 4, lsd 8, resume 16, incoming 32) are new."""
+    for p in handle.get_peer_info():
+        endpoint = f"{p.ip[0]}:{p.ip[1]}"
+        if reported.get(endpoint) == p.source:
+            continue
+        reported[endpoint] = p.source
+        outgoing = int(bool(p.flags & lt.peer_info.outgoing_connection))
+        print(
+            f"peer {endpoint} source {p.source} outgoing {outgoing} at {time.monotonic() - start:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -357,6 +379,8 @@ def main():
     lc.add_argument("--listen", required=True, type=parse_endpoint)
     lc.add_argument("--timeout", type=float, default=600)
     lc.add_argument("--encryption", choices=["default", "require"], default="default")
+    lc.add_argument("--report-peers", action="store_true", help="print each peer and its sources on stderr")
+    lc.add_argument("--no-pex", action="store_true", help="no peer exchange for this torrent")
     lc.set_defaults(func=cmd_leech)
 
     args = parser.parse_args()
