@@ -572,6 +572,17 @@ impl TorrentHandle {
         self.progress.borrow().clone()
     }
 
+    /// The pieces readers can read now (verified and, in RAM mode, still cached).
+    pub fn verified(&self) -> Bitfield {
+        self.streams.verified.snapshot(self.meta.lengths.num_pieces())
+    }
+
+    /// Caps the download rate below the session's limit, or lifts the cap with `None`
+    /// (see `sluice_engine::Torrent::cap_download`).
+    pub async fn cap_download(&self, cap: Option<u64>) -> Result<(), NodeError> {
+        self.commands.send(Command::CapDownload(cap)).await.map_err(|_| NodeError::Stopped)
+    }
+
     /// A receiver that wakes on every progress update.
     pub fn watch(&self) -> watch::Receiver<Progress> {
         self.progress.clone()

@@ -70,6 +70,8 @@ pub(crate) enum Command {
     CloseReader {
         id: ReaderId,
     },
+    /// See `sluice_engine::Torrent::cap_download`.
+    CapDownload(Option<u64>),
 }
 
 /// Results of blocking work.
@@ -195,6 +197,7 @@ impl TorrentTask {
                     }
                     Some(Command::ReaderProtect { id, ranges }) => self.engine.protect(id, &ranges, self.clock.now()),
                     Some(Command::CloseReader { id }) => self.engine.close_reader(id, self.clock.now()),
+                    Some(Command::CapDownload(cap)) => self.engine.cap_download(cap, self.clock.now()),
                     Some(Command::Shutdown(reply)) => {
                         shutdown_reply = Some(reply);
                         break;

@@ -56,6 +56,15 @@ impl Verified {
         self.words.get(i / 64).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (i % 64)) != 0)
     }
 
+    /// The readable pieces now, as a bitfield of `len` pieces.
+    pub(crate) fn snapshot(&self, len: u32) -> Bitfield {
+        let mut out = Bitfield::new(len);
+        for p in (0..len).map(PieceIndex::new_unchecked).filter(|&p| self.has(p)) {
+            out.set(p);
+        }
+        out
+    }
+
     /// Returns once `piece` is verified. Woken by piece completion only, never by a timer.
     pub(crate) async fn wait_for(&self, piece: PieceIndex) {
         loop {

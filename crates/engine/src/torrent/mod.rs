@@ -501,6 +501,24 @@ impl Torrent {
         Some(next)
     }
 
+    /// Caps the download rate below [`Config::download_rate_limit`] until the cap is lifted
+    /// with `None` (a server slows torrents nobody watches while another one streams).
+    /// Requests already sent are not withdrawn; a cap of 0 lets nothing more be requested
+    /// beyond the bucket's first two blocks.
+    pub fn cap_download(&mut self, cap: Option<u64>, now: Timestamp) {
+        self.now = now;
+        let limit = match (self.config.download_rate_limit, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        self.down_bucket = limit.map(|r| TokenBucket::new(r, now));
+        if self.down_blocked {
+            self.down_blocked = false;
+            self.refill_all = true;
+        }
+        self.settle(now);
+    }
+
     /// Sets the base priority tier of a range of pieces (streaming readers may raise it,
     /// never lower it). Cost is proportional to the range (times the readers).
     pub fn set_priority(&mut self, pieces: Range<u32>, priority: Priority, now: Timestamp) {
