@@ -1,21 +1,20 @@
-//! `sluice serve`: the node behind the HTTP streaming API. This file only adapts the node's
-//! torrent handles to the HTTP crate's [`Library`] seam.
+//! `sluice serve`: the torrent catalog behind the HTTP streaming API. This file only adapts
+//! the catalog to the HTTP crate's [`Library`] seam.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Meta, Snapshot, Source};
 use sluice_core::InfoHash;
-use sluice_core::magnet::Magnet;
-use sluice_core::metainfo::Metainfo;
+use sluice_db::Db;
 use sluice_http::api::BoxFuture;
 use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, api_router};
-use sluice_node::{AddMagnet, AddTorrent, MagnetHandle, NodeError, RamCache, Session, StartMode, TorrentHandle};
+use sluice_node::{RamCache, Session};
 
 use crate::NetArgs;
 
@@ -31,6 +30,14 @@ pub struct ServeArgs {
     /// Folder the torrents' files are downloaded into (resume data in DATA_DIR/.sluice).
     #[arg(long, default_value = "sluice-data")]
     data_dir: PathBuf,
+    /// The database of added torrents, viewed marks and settings [default:
+    /// DATA_DIR/.sluice/sluice.db].
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// A torrent nothing reads from and no API call touches for this many seconds releases
+    /// its peers and memory (it stays known and starts again when used).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    disconnect_timeout: u64,
     /// A read that waits longer than this for downloaded bytes ends the response, in seconds.
     #[arg(long, default_value_t = 120)]
     read_timeout: u64,
@@ -79,188 +86,132 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = args.net.session_config(args.peer_listen, 6881, &args.data_dir.join(".sluice"))?;
+    let state_dir = args.data_dir.join(".sluice");
+    let mut config = args.net.session_config(args.peer_listen, 6881, &state_dir)?;
     if args.storage == StorageKind::Ram {
         config.ram = Some(RamCache::new(args.ram_budget));
     }
-    let session = Session::start(config).await?;
     let http = args.net.listen_or(args.listen, 8090);
     if args.net.loopback_only && !http.ip().is_loopback() {
         anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
     }
+    let db_path = args.db.unwrap_or_else(|| state_dir.join("sluice.db"));
+    if let Some(parent) = db_path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let db = Db::open(&db_path).with_context(|| format!("opening the database {}", db_path.display()))?;
+    let session = Session::start(config).await?;
+    let options = CatalogOptions {
+        disconnect_timeout: std::time::Duration::from_secs(args.disconnect_timeout),
+        state_dir,
+        ..CatalogOptions::new(args.data_dir)
+    };
+    let catalog = Catalog::open(session, db, options).await?;
     let library = Arc::new(NodeLibrary {
-        session,
-        data_dir: args.data_dir,
+        catalog: catalog.clone(),
         metadata_timeout: std::time::Duration::from_secs(args.metadata_timeout),
-        torrents: Mutex::default(),
-        magnets: Mutex::default(),
     });
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
         ..HttpConfig::default()
     };
-    let app = api_router(library.clone(), config).merge(crate::exporter::router(library.clone())?);
+    let app = api_router(library, config).merge(crate::exporter::router(catalog.clone())?);
     let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
     eprintln!("http on {}", listener.local_addr()?);
-    if let Some(addr) = library.session.listen_addr() {
+    if let Some(addr) = catalog.session().listen_addr() {
         eprintln!("listening on {addr}");
     }
     axum::serve(listener, app).with_graceful_shutdown(crate::progress::shutdown_signal()).await?;
-    let magnets: Vec<MagnetHandle> =
-        library.magnets.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, m)| m).collect();
-    for m in magnets {
-        m.cancel().await;
-        if let Some(t) = m.torrent() {
-            library.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(t.info_hash(), t);
-        }
-    }
-    let handles: Vec<TorrentHandle> =
-        library.torrents.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-    for h in handles {
-        h.shutdown().await;
-    }
-    library.session.save_dht().await;
+    catalog.close().await;
+    catalog.session().save_dht().await;
     Ok(())
 }
 
+/// The catalog behind the HTTP crate's [`Library`] seam.
 struct NodeLibrary {
-    session: Session,
-    data_dir: PathBuf,
+    catalog: Catalog,
     metadata_timeout: std::time::Duration,
-    torrents: Mutex<HashMap<InfoHash, TorrentHandle>>,
-    /// Magnets whose metadata was not known when their add returned.
-    magnets: Mutex<HashMap<InfoHash, MagnetHandle>>,
 }
 
-impl crate::exporter::Torrents for NodeLibrary {
-    fn progress(&self) -> Vec<(InfoHash, sluice_node::Progress)> {
-        let torrents = self.torrents.lock().unwrap_or_else(|p| p.into_inner());
-        torrents.iter().map(|(hash, h)| (*hash, h.progress())).collect()
-    }
-}
-
-impl NodeLibrary {
-    /// The running torrent; a magnet whose metadata arrived since is moved over on the way.
-    fn handle(&self, torrent: InfoHash) -> Option<TorrentHandle> {
-        if let Some(h) = self.torrents.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent) {
-            return Some(h.clone());
+/// The API's view of an added torrent; `pending` while a magnet's metadata is unknown.
+fn added(s: &Snapshot, created: bool) -> Added {
+    match &s.info {
+        Some(info) => {
+            // Stream URLs index the metainfo's file list, pad files included.
+            let mut files = Vec::new();
+            for f in &info.files {
+                files.resize(f.index, AddedFile { path: String::new(), length: 0 });
+                files.push(AddedFile { path: f.path.clone(), length: f.length });
+            }
+            Added { info_hash: s.info_hash, name: info.name.clone(), files, created, pending: false }
         }
-        let ready = self.magnets.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent)?.torrent()?;
-        self.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(torrent, ready.clone());
-        self.magnets.lock().unwrap_or_else(|p| p.into_inner()).remove(&torrent);
-        Some(ready)
-    }
-
-    fn magnet(&self, torrent: InfoHash) -> Option<MagnetHandle> {
-        self.magnets.lock().unwrap_or_else(|p| p.into_inner()).get(&torrent).cloned()
+        None => Added { info_hash: s.info_hash, name: s.title.clone(), files: Vec::new(), created, pending: true },
     }
 }
 
-fn added(meta: &Metainfo, created: bool) -> Added {
-    let files = meta.files.iter().map(|f| AddedFile { path: f.path.join("/"), length: f.length }).collect();
-    Added { info_hash: meta.info_hash, name: meta.name.clone(), files, created, pending: false }
-}
-
-/// A magnet still fetching its metadata: named by its `dn`, else its info-hash.
-fn pending(magnet: &Magnet, created: bool) -> Added {
-    let name = magnet.name.clone().unwrap_or_else(|| magnet.info_hash.to_hex());
-    Added { info_hash: magnet.info_hash, name, files: Vec::new(), created, pending: true }
+fn library_error(e: CatalogError) -> LibraryError {
+    match e {
+        CatalogError::BadTorrent(m) => LibraryError::BadTorrent(m),
+        CatalogError::UnknownTorrent => LibraryError::UnknownTorrent,
+        e => LibraryError::Unavailable(e.to_string()),
+    }
 }
 
 impl StreamSource for NodeLibrary {
     fn file(&self, torrent: InfoHash, index: FileIndex) -> Result<FileInfo, SourceError> {
-        let handle = self.handle(torrent).ok_or(SourceError::UnknownTorrent)?;
-        let file = handle.metainfo().files.get(index.0).filter(|f| !f.pad).ok_or(SourceError::UnknownFile)?;
-        Ok(FileInfo { path: file.path.join("/"), length: file.length, modified: None })
+        let status = self.catalog.status(torrent).ok_or(SourceError::UnknownTorrent)?;
+        let info = status.info.ok_or_else(|| SourceError::Unavailable("the metadata is not known yet".into()))?;
+        let file = info.file(index.0).ok_or(SourceError::UnknownFile)?;
+        Ok(FileInfo { path: file.path.clone(), length: file.length, modified: None })
     }
 
     fn open(&self, torrent: InfoHash, index: FileIndex, range: Range<u64>) -> Result<Box<dyn FileReader>, SourceError> {
-        let handle = self.handle(torrent).ok_or(SourceError::UnknownTorrent)?;
-        let reader = handle.open_reader(index.0, range).ok_or(SourceError::UnknownFile)?;
-        Ok(Box::new(reader))
+        match self.catalog.open_reader(torrent, index.0, range) {
+            Ok(reader) => Ok(Box::new(reader)),
+            Err(CatalogError::UnknownTorrent) => Err(SourceError::UnknownTorrent),
+            Err(CatalogError::UnknownFile) => Err(SourceError::UnknownFile),
+            Err(e) => Err(SourceError::Unavailable(e.to_string())),
+        }
     }
 }
 
 impl Library for NodeLibrary {
     fn add_torrent(&self, torrent: axum::body::Bytes) -> BoxFuture<'_, Result<Added, LibraryError>> {
         Box::pin(async move {
-            let meta = Metainfo::from_bytes(&torrent).map_err(|e| LibraryError::BadTorrent(e.to_string()))?;
-            if let Some(h) = self.handle(meta.info_hash) {
-                return Ok(added(h.metainfo(), false));
-            }
-            let add = AddTorrent {
-                meta: meta.clone(),
-                data_dir: self.data_dir.clone(),
-                state_dir: self.data_dir.join(".sluice"),
-                mode: StartMode::Resume,
-            };
-            match self.session.add_torrent(add).await {
-                Ok(handle) => {
-                    self.torrents.lock().unwrap_or_else(|p| p.into_inner()).insert(meta.info_hash, handle);
-                    Ok(added(&meta, true))
+            let done = self.catalog.add(Source::Torrent(torrent.to_vec()), Meta::default()).await;
+            let done = done.map_err(library_error)?;
+            // Answer once it runs, so a torrent whose storage cannot open is refused here
+            // (and not kept) rather than failing its first stream.
+            if let Ok(Err(e)) =
+                tokio::time::timeout(self.metadata_timeout, self.catalog.activate(done.snapshot.info_hash)).await
+            {
+                if done.created {
+                    let _ = self.catalog.remove(done.snapshot.info_hash, false).await;
                 }
-                Err(NodeError::Duplicate(_)) => Ok(added(&meta, false)),
-                Err(e @ NodeError::IntoStateDir(_)) => Err(LibraryError::BadTorrent(e.to_string())),
-                Err(e) => Err(LibraryError::Unavailable(e.to_string())),
+                return Err(library_error(e));
             }
+            Ok(added(&done.snapshot, done.created))
         })
     }
 
     fn add_magnet(&self, link: String) -> BoxFuture<'_, Result<Added, LibraryError>> {
         Box::pin(async move {
-            let magnet = Magnet::parse(&link).map_err(|e| LibraryError::BadTorrent(e.to_string()))?;
-            let hash = magnet.info_hash;
-            if let Some(h) = self.handle(hash) {
-                return Ok(added(h.metainfo(), false));
+            let done = self.catalog.add(Source::Link(link), Meta::default()).await.map_err(library_error)?;
+            let hash = done.snapshot.info_hash;
+            if done.snapshot.info.is_some() {
+                return Ok(added(&done.snapshot, done.created));
             }
-            let (fetch, created) = match self.magnet(hash) {
-                Some(fetch) => {
-                    let _ = fetch.add_peers(magnet.peers.clone()).await;
-                    (fetch, false)
-                }
-                None => {
-                    let add = AddMagnet {
-                        magnet: magnet.clone(),
-                        data_dir: self.data_dir.clone(),
-                        state_dir: self.data_dir.join(".sluice"),
-                        mode: StartMode::Resume,
-                    };
-                    match self.session.add_magnet(add) {
-                        Ok(fetch) => {
-                            self.magnets.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, fetch.clone());
-                            (fetch, true)
-                        }
-                        // Being added from a .torrent right now.
-                        Err(NodeError::Duplicate(_)) => return Ok(pending(&magnet, false)),
-                        Err(e) => return Err(LibraryError::Unavailable(e.to_string())),
-                    }
-                }
-            };
-            match tokio::time::timeout(self.metadata_timeout, fetch.wait()).await {
-                Ok(Ok(torrent)) => {
-                    let meta = torrent.metainfo().clone();
-                    self.handle(hash);
-                    Ok(added(&meta, created))
-                }
-                Ok(Err(e)) => {
-                    self.magnets.lock().unwrap_or_else(|p| p.into_inner()).remove(&hash);
-                    Err(LibraryError::Unavailable(e.to_string()))
-                }
-                Err(_) => Ok(pending(&magnet, created)),
+            match tokio::time::timeout(self.metadata_timeout, self.catalog.activate(hash)).await {
+                Ok(Ok(s)) => Ok(added(&s, done.created)),
+                Ok(Err(e)) => Err(library_error(e)),
+                Err(_) => Ok(added(&done.snapshot, done.created)),
             }
         })
     }
 
     fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>> {
-        Box::pin(async move {
-            let result = match (self.handle(torrent), self.magnet(torrent)) {
-                (Some(handle), _) => handle.add_peers(peers).await,
-                (None, Some(fetch)) => fetch.add_peers(peers).await,
-                (None, None) => return Err(LibraryError::UnknownTorrent),
-            };
-            result.map_err(|e| LibraryError::Unavailable(e.to_string()))
-        })
+        Box::pin(async move { self.catalog.add_peers(torrent, peers).await.map_err(library_error) })
     }
 }
 

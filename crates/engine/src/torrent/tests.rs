@@ -416,6 +416,25 @@ fn rate_limit_slows_the_download() {
     assert!(steps >= 400, "{steps}");
 }
 
+#[test]
+fn a_download_cap_holds_the_download_until_lifted() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(config(2), None);
+    let now = net.now;
+    net.nodes[leech].t.cap_download(Some(0), now);
+    net.nodes[leech].t.add_peer(addr_of(seed), now);
+    for _ in 0..2_000 {
+        net.step();
+    }
+    // The bucket's two blocks and one grant past its balance, then nothing.
+    assert!(net.nodes[leech].t.stats().downloaded <= 3 * 16384, "{:?}", net.nodes[leech].t.stats());
+    let now = net.now;
+    net.nodes[leech].t.cap_download(None, now);
+    net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert_eq!(net.nodes[leech].data, body);
+}
+
 /// A leecher connected to a scripted peer: returns the torrent, the peer's key, and the
 /// bytes the torrent sent so far.
 fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {
