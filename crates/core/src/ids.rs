@@ -44,6 +44,15 @@ impl PeerId {
         id[8..].copy_from_slice(&random);
         Self(id)
     }
+
+    /// `prefix` (a client's Azureus-style `-XX1234-`, or anything up to 20 bytes; longer is cut)
+    /// followed by as much of `random` as fills the 20 bytes.
+    pub fn prefixed(prefix: &[u8], random: [u8; 20]) -> Self {
+        let mut id = random;
+        let n = prefix.len().min(20);
+        id[..n].copy_from_slice(&prefix[..n]);
+        Self(id)
+    }
 }
 
 impl fmt::Debug for PeerId {
@@ -64,5 +73,14 @@ mod tests {
         let h = InfoHash([0xab; 20]);
         assert_eq!(InfoHash::from_hex(&h.to_hex()), Some(h));
         assert_eq!(InfoHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn prefixed_peer_id_keeps_the_prefix_and_fills_the_rest() {
+        let id = PeerId::prefixed(b"-qB4390-", [7; 20]);
+        assert_eq!(&id.0[..8], b"-qB4390-");
+        assert_eq!(&id.0[8..], &[7; 12]);
+        assert_eq!(PeerId::prefixed(&[1; 25], [0; 20]), PeerId([1; 20]));
+        assert_eq!(PeerId::prefixed(b"-SL0100-", [3; 20]), PeerId::sluice([3; 12]));
     }
 }

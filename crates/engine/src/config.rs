@@ -11,6 +11,8 @@ pub struct Config {
     /// The metainfo says `private=1` (BEP 27): peers come only from the tracker, so no peer
     /// exchange (BEP 11) in either direction.
     pub private: bool,
+    /// Our client and version, sent in the extended handshake (`v`; empty: not sent).
+    pub client_name: String,
     /// Seed of the engine's PRNG (tie-breaks, optimistic unchoke). Same seed, same run.
     pub rng_seed: u64,
     /// Connected peers at most (TorrServer uses 25 per torrent).
@@ -68,8 +70,9 @@ impl Default for Config {
             peer_id: PeerId::sluice(*b"000000000000"),
             listen_port: None,
             private: false,
+            client_name: crate::CLIENT_NAME.to_owned(),
             rng_seed: 0,
-            max_peers: 50,
+            max_peers: 25,
             max_half_open: 16,
             buffer_budget: 32 * 1024 * 1024,
             download_rate_limit: None,

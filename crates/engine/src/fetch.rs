@@ -46,13 +46,14 @@ const MAX_STRIKES: u32 = 2;
 const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// Listen addresses of inbound peers kept for the torrent at most.
 const MAX_LISTENING: usize = 256;
-const CLIENT: &str = "Sluice 0.1";
 
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
     pub peer_id: PeerId,
     /// Our listen port, sent in the extended handshake.
     pub listen_port: Option<u16>,
+    /// Sent as the extended handshake's `v` (empty: not sent).
+    pub client_name: String,
     /// Peers advertising a larger dictionary are not asked.
     pub max_metadata_size: u32,
     /// Connections (including attempts) at most.
@@ -74,6 +75,7 @@ impl Default for FetchConfig {
         Self {
             peer_id: PeerId::sluice(*b"000000000000"),
             listen_port: None,
+            client_name: crate::CLIENT_NAME.to_owned(),
             max_metadata_size: 16 * 1024 * 1024,
             max_peers: 8,
             requests_per_peer: 4,
@@ -482,7 +484,7 @@ impl MetadataFetcher {
         let ext = ExtendedHandshake {
             extensions: vec![(UT_METADATA.to_owned(), OUR_UT_METADATA)],
             listen_port: self.config.listen_port,
-            client: Some(CLIENT.to_owned()),
+            client: Some(self.config.client_name.clone()).filter(|c| !c.is_empty()),
             ..ExtendedHandshake::default()
         };
         let mut payload = Vec::new();

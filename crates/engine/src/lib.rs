@@ -119,3 +119,6 @@ pub use fetch::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher};
 pub use picker::Priority;
 pub use stream::{ReaderId, ReaderWindow};
 pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, Stats, Torrent};
+
+/// What Sluice calls itself in extended handshakes unless told otherwise (`Config::client_name`).
+pub const CLIENT_NAME: &str = concat!("Sluice ", env!("CARGO_PKG_VERSION"));

@@ -23,6 +23,7 @@
 
 mod clock;
 mod encryption;
+mod limits;
 mod magnet;
 mod net;
 mod peer_conn;
@@ -36,6 +37,7 @@ mod verified;
 
 pub use clock::Clock;
 pub use encryption::Encryption;
+pub use limits::ConnectionLimits;
 pub use net::NetPolicy;
 pub use reader::FileReader;
 pub use session::Progress;
@@ -55,6 +57,14 @@ pub fn random_peer_id() -> sluice_core::PeerId {
     let mut tail = [0u8; 12];
     rand::rngs::StdRng::from_os_rng().fill_bytes(&mut tail);
     sluice_core::PeerId::sluice(tail)
+}
+
+/// A fresh peer id starting with `prefix` (e.g. another client's `-qB4390-`), random after it.
+pub fn random_peer_id_with_prefix(prefix: &[u8]) -> sluice_core::PeerId {
+    use rand::{RngCore, SeedableRng};
+    let mut random = [0u8; 20];
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut random);
+    sluice_core::PeerId::prefixed(prefix, random)
 }
 
 /// A random seed for an engine's PRNG.

@@ -25,6 +25,7 @@ use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
 use sluice_engine::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher, PeerKey};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
 
 use crate::Encryption;
 use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
@@ -288,12 +289,8 @@ impl Sources {
 }
 
 fn add_peers(shared: &Shared, fetcher: &mut MetadataFetcher, addrs: &[SocketAddr]) {
-    for &a in addrs {
-        if shared.config.policy.allows(&a) {
-            fetcher.add_peer(a, shared.clock.now());
-        } else {
-            tracing::warn!(addr = %a, "not dialling a non-loopback address (loopback-only)");
-        }
+    for a in shared.gate.filter(addrs.iter().copied()) {
+        fetcher.add_peer(a, shared.clock.now());
     }
 }
 
@@ -309,12 +306,14 @@ async fn fetch(
     let config = FetchConfig {
         peer_id: shared.config.peer_id,
         listen_port: shared.listen_addr.map(|a| a.port()),
+        client_name: shared.config.engine.client_name.clone(),
         ..FetchConfig::default()
     };
     let mut fetcher = MetadataFetcher::new(add.magnet.info_hash, config);
     let (events_tx, mut events_rx) = mpsc::channel::<PeerEvent>(64);
     let (hashed_tx, mut hashed_rx) = mpsc::unbounded_channel::<(bool, Vec<u8>)>();
     let mut peers: HashMap<PeerKey, PeerIo> = HashMap::new();
+    let mut dialing: HashMap<PeerKey, AbortHandle> = HashMap::new();
     let mut verified: Option<Vec<u8>> = None;
     add_peers(shared, &mut fetcher, &add.magnet.peers);
     let hash = add.magnet.info_hash;
@@ -331,7 +330,14 @@ async fn fetch(
     loop {
         while let Some(out) = fetcher.poll_output() {
             match out {
-                FetchOutput::Connect { peer, addr } => spawn_connect(peer, addr, CONNECT_TIMEOUT, events_tx.clone()),
+                FetchOutput::Connect { peer, addr } => {
+                    if shared.gate.allows(&addr) {
+                        let dial = spawn_connect(peer, addr, &shared.slots, CONNECT_TIMEOUT, events_tx.clone());
+                        dialing.insert(peer, dial);
+                    } else {
+                        fetcher.handle_input(FetchInput::Closed { peer }, clock.now());
+                    }
+                }
                 FetchOutput::Transmit { peer, data } => {
                     if let Some(io) = peers.get(&peer)
                         && !io.send(data)
@@ -343,6 +349,9 @@ async fn fetch(
                 FetchOutput::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, ?reason, "metadata peer disconnected");
                     peers.remove(&peer);
+                    if let Some(dial) = dialing.remove(&peer) {
+                        dial.abort();
+                    }
                 }
                 FetchOutput::VerifyMetadata { data } => {
                     let (tx, hash) = (hashed_tx.clone(), add.magnet.info_hash);
@@ -367,7 +376,10 @@ async fn fetch(
             Some(ev) = events_rx.recv() => {
                 let now = clock.now();
                 match ev {
-                    PeerEvent::Connected { peer, stream } => {
+                    PeerEvent::Connected { peer, stream, slot } => {
+                        if dialing.remove(&peer).is_none() {
+                            continue;
+                        }
                         if !std::mem::replace(&mut connected, true) {
                             tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
                         }
@@ -375,7 +387,7 @@ async fn fetch(
                             Encryption::Off => Setup::Ready(None),
                             encryption => Setup::Initiate { info_hash: add.magnet.info_hash, encryption },
                         };
-                        peers.insert(peer, PeerIo::spawn(peer, stream, setup, events_tx.clone()));
+                        peers.insert(peer, PeerIo::spawn(peer, stream, slot, setup, events_tx.clone()));
                         fetcher.handle_input(FetchInput::Connected { peer }, now);
                     }
                     PeerEvent::Data { peer, bytes } => {
@@ -385,6 +397,7 @@ async fn fetch(
                     }
                     PeerEvent::Sent { .. } => {}
                     PeerEvent::Closed { peer } => {
+                        dialing.remove(&peer);
                         peers.remove(&peer);
                         fetcher.handle_input(FetchInput::Closed { peer }, now);
                     }
@@ -405,13 +418,13 @@ async fn fetch(
                     }
                     add_peers(shared, &mut fetcher, &addrs);
                 }
-                Routed::Incoming { stream, addr, head, cipher } => {
+                Routed::Incoming { stream, slot, addr, head, cipher } => {
                     let now = clock.now();
                     if let Some(peer) = fetcher.accept(addr, now) {
                         if !std::mem::replace(&mut connected, true) {
                             tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
                         }
-                        peers.insert(peer, PeerIo::spawn(peer, stream, Setup::Ready(cipher), events_tx.clone()));
+                        peers.insert(peer, PeerIo::spawn(peer, stream, slot, Setup::Ready(cipher), events_tx.clone()));
                         fetcher.handle_input(FetchInput::Data { peer, bytes: &head }, now);
                     }
                 }

@@ -30,7 +30,9 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::encryption::{Encryption, Ready, initiate};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::limits::{Slot, Slots};
 
 /// How much one socket read may take at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -41,7 +43,7 @@ pub(crate) const MAX_QUEUED: usize = 8 * 1024 * 1024;
 
 #[derive(Debug)]
 pub(crate) enum PeerEvent {
-    Connected { peer: PeerKey, stream: TcpStream },
+    Connected { peer: PeerKey, stream: TcpStream, slot: Slot },
     Data { peer: PeerKey, bytes: Vec<u8> },
     Sent { peer: PeerKey, bytes: usize },
     Closed { peer: PeerKey },
@@ -67,10 +69,18 @@ pub(crate) struct PeerIo {
     queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// The connection's share of the session's limit, held as long as the connection.
+    _slot: Slot,
 }
 
 impl PeerIo {
-    pub(crate) fn spawn(peer: PeerKey, stream: TcpStream, setup: Setup, events: mpsc::Sender<PeerEvent>) -> Self {
+    pub(crate) fn spawn(
+        peer: PeerKey,
+        stream: TcpStream,
+        slot: Slot,
+        setup: Setup,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Self {
         // Latency of small messages (requests, haves) matters more than packet count.
         let _ = stream.set_nodelay(true);
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -154,7 +164,7 @@ impl PeerIo {
                 }
             }
         });
-        Self { tx, spare, queued, reader, writer }
+        Self { tx, spare, queued, reader, writer, _slot: slot }
     }
 
     /// Hands a read buffer back for the next read (dropped if enough are spare).
@@ -182,20 +192,25 @@ impl Drop for PeerIo {
     }
 }
 
-/// Dials `addr` and reports the result on the torrent's event channel.
-pub(crate) fn spawn_connect(peer: PeerKey, addr: SocketAddr, timeout: Duration, events: mpsc::Sender<PeerEvent>) {
+/// Dials `addr` once `slots` has room and reports the result on the torrent's event channel.
+/// Aborting the returned handle gives up the dial (and its wait for a slot).
+pub(crate) fn spawn_connect(
+    peer: PeerKey,
+    addr: SocketAddr,
+    slots: &Slots,
+    timeout: Duration,
+    events: mpsc::Sender<PeerEvent>,
+) -> AbortHandle {
+    let slots = slots.clone();
     tokio::spawn(async move {
-        let ev = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => PeerEvent::Connected { peer, stream },
-            Ok(Err(e)) => {
+        let ev = match slots.dial(addr, timeout).await {
+            Ok((stream, slot)) => PeerEvent::Connected { peer, stream, slot },
+            Err(e) => {
                 tracing::debug!(%addr, error = %e, "connect failed");
-                PeerEvent::Closed { peer }
-            }
-            Err(_) => {
-                tracing::debug!(%addr, "connect timed out");
                 PeerEvent::Closed { peer }
             }
         };
         let _ = events.send(ev).await;
-    });
+    })
+    .abort_handle()
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sluice_core::blocklist::Blocklist;
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{Bitfield, InfoHash, PeerId};
 use sluice_dht::Dht;
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileReader;
 use crate::encryption::{self, PLAINTEXT_HEAD};
+use crate::limits::{ConnectionLimits, Gate, Slot, Slots};
 pub use crate::magnet::{AddMagnet, MagnetHandle, MagnetState};
 use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
@@ -67,6 +69,13 @@ pub struct SessionConfig {
     pub trackers: TrackerSettings,
     /// MSE/PE for peer connections, both ways.
     pub encryption: Encryption,
+    /// Ceilings on connections across all torrents (each torrent's engine has its own too).
+    pub limits: ConnectionLimits,
+    /// Addresses never dialled nor accepted, nor taken from trackers, the DHT or LSD.
+    pub blocklist: Option<Arc<Blocklist>>,
+    /// The HTTP `User-Agent` sent to trackers; `None`: Sluice's own. (What peers see is
+    /// `peer_id` and `engine.client_name`.)
+    pub tracker_user_agent: Option<String>,
 }
 
 impl SessionConfig {
@@ -85,6 +94,9 @@ impl SessionConfig {
             lsd: None,
             trackers: TrackerSettings::default(),
             encryption: Encryption::default(),
+            limits: ConnectionLimits::default(),
+            blocklist: None,
+            tracker_user_agent: None,
         }
     }
 }
@@ -124,6 +136,8 @@ pub(crate) struct Shared {
     pub(crate) listen_addr: Option<SocketAddr>,
     routes: Routes,
     pub(crate) clock: Clock,
+    pub(crate) gate: Gate,
+    pub(crate) slots: Slots,
     pub(crate) lsd: Option<Arc<Lsd>>,
     pub(crate) tracker_client: Arc<sluice_tracker::client::Client>,
     /// BEP 7's `key`: the same for every announce of this session.
@@ -133,6 +147,8 @@ pub(crate) struct Shared {
 impl Session {
     pub async fn start(config: SessionConfig) -> Result<Self, NodeError> {
         let routes: Routes = Arc::default();
+        let gate = Gate { policy: config.policy, blocklist: config.blocklist.clone() };
+        let slots = Slots::new(config.limits);
         let mut listen_addr = None;
         let mut accept_task = None;
         if let Some(addr) = config.listen {
@@ -142,14 +158,15 @@ impl Session {
             let listener = TcpListener::bind(addr).await.map_err(|source| NodeError::Listen { addr, source })?;
             let local = listener.local_addr().map_err(|source| NodeError::Listen { addr, source })?;
             listen_addr = Some(local);
-            accept_task = Some(tokio::spawn(accept_loop(listener, routes.clone(), config.policy, config.encryption)));
+            let accepting = accept_loop(listener, routes.clone(), gate.clone(), slots.clone(), config.encryption);
+            accept_task = Some(tokio::spawn(accepting));
         }
         let lsd = match (config.lsd, listen_addr) {
             (Some(interface), Some(listen)) => {
                 let lsd_config =
                     LsdConfig { interface, port: listen.port(), loopback_only: config.policy.loopback_only };
                 let cookie = format!("sluice-{:016x}", crate::random_seed());
-                let on_peer = lsd_router(routes.clone(), config.policy);
+                let on_peer = lsd_router(routes.clone(), gate.clone());
                 match Lsd::start(lsd_config, cookie, on_peer) {
                     Ok(lsd) => Some(lsd),
                     Err(e) => {
@@ -160,14 +177,19 @@ impl Session {
             }
             _ => None,
         };
-        let tracker_client = Arc::new(sluice_tracker::client::Client::new(sluice_tracker::client::ClientConfig {
+        let mut tracker_config = sluice_tracker::client::ClientConfig {
             loopback_only: config.policy.loopback_only,
             // Announce from the address peers are accepted on, so trackers record that one.
             bind_ip: listen_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
             ..Default::default()
-        }));
+        };
+        if let Some(agent) = &config.tracker_user_agent {
+            tracker_config.user_agent.clone_from(agent);
+        }
+        let tracker_client = Arc::new(sluice_tracker::client::Client::new(tracker_config));
         let tracker_key = crate::random_seed() as u32;
-        let shared = Shared { config, listen_addr, routes, clock: Clock::new(), lsd, tracker_client, tracker_key };
+        let clock = Clock::new();
+        let shared = Shared { config, listen_addr, routes, clock, gate, slots, lsd, tracker_client, tracker_key };
         Ok(Self { shared, accept_task })
     }
 
@@ -298,7 +320,8 @@ impl Shared {
         let task = TorrentTask {
             engine,
             clock: self.clock,
-            policy: self.config.policy,
+            gate: self.gate.clone(),
+            slots: self.slots.clone(),
             encryption: self.config.encryption,
             meta: meta.clone(),
             store: store.clone(),
@@ -405,9 +428,9 @@ fn recheck_threads() -> usize {
 }
 
 /// Hands peers that local service discovery found to their torrent's task.
-fn lsd_router(routes: Routes, policy: NetPolicy) -> sluice_lsd::OnPeer {
+fn lsd_router(routes: Routes, gate: Gate) -> sluice_lsd::OnPeer {
     Box::new(move |info_hash, peer| {
-        if !policy.allows(&peer) {
+        if !gate.allows(&peer) {
             return;
         }
         let tx = routes.lock().unwrap_or_else(|p| p.into_inner()).get(&info_hash).cloned().flatten();
@@ -456,7 +479,10 @@ pub(crate) async fn dht_lookups(dht: Arc<dyn Dht>, info_hash: InfoHash, port: u1
 const PENDING_HANDSHAKES: usize = 64;
 
 /// Reads each inbound connection's handshake to find its torrent, then hands it over.
-async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy, encryption: Encryption) {
+///
+/// A connection from a refused address, or one over the session's connection limit, is
+/// closed right after the accept.
+async fn accept_loop(listener: TcpListener, routes: Routes, gate: Gate, slots: Slots, encryption: Encryption) {
     let pending = Arc::new(tokio::sync::Semaphore::new(PENDING_HANDSHAKES));
     loop {
         let Ok(permit) = pending.clone().acquire_owned().await else {
@@ -471,12 +497,17 @@ async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy, e
                 continue;
             }
         };
-        if !policy.allows(&addr) {
+        if let Some(why) = gate.refuses(&addr) {
+            tracing::debug!(%addr, why, "inbound connection refused");
             continue;
         }
+        let Some(slot) = slots.try_inbound() else {
+            tracing::debug!(%addr, "inbound connection refused: the session's connection limit is reached");
+            continue;
+        };
         let routes = routes.clone();
         tokio::spawn(async move {
-            let routed = route_inbound(stream, addr, routes, encryption).await;
+            let routed = route_inbound(stream, addr, slot, routes, encryption).await;
             drop(permit);
             if let Err(e) = routed {
                 tracing::debug!(%addr, error = %e, "inbound connection dropped");
@@ -489,6 +520,7 @@ async fn accept_loop(listener: TcpListener, routes: Routes, policy: NetPolicy, e
 async fn route_inbound(
     mut stream: TcpStream,
     addr: SocketAddr,
+    slot: Slot,
     routes: Routes,
     encryption: Encryption,
 ) -> Result<(), String> {
@@ -528,7 +560,7 @@ async fn route_inbound(
         .cloned()
         .flatten()
         .ok_or_else(|| format!("unknown torrent {info_hash}"))?;
-    tx.send(Command::Incoming { stream, addr, head, cipher }).await.map_err(|_| "torrent stopped".to_string())
+    tx.send(Command::Incoming { stream, slot, addr, head, cipher }).await.map_err(|_| "torrent stopped".to_string())
 }
 
 /// A running torrent.

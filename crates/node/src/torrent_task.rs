@@ -1,6 +1,6 @@
 //! The task that owns one torrent's engine and carries out its outputs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,10 +13,11 @@ use sluice_storage::{PieceStore, RamStore, Resume};
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
+use crate::limits::{Gate, Slot, Slots};
 use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
-use crate::{Clock, Encryption, NetPolicy};
+use crate::{Clock, Encryption};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the progress snapshot is refreshed at most.
@@ -43,6 +44,7 @@ pub(crate) enum Command {
     /// torrent; `cipher` when it negotiated RC4.
     Incoming {
         stream: TcpStream,
+        slot: Slot,
         addr: SocketAddr,
         head: Vec<u8>,
         cipher: Option<Box<Cipher>>,
@@ -84,7 +86,8 @@ enum Done {
 pub(crate) struct TorrentTask {
     pub(crate) engine: Torrent,
     pub(crate) clock: Clock,
-    pub(crate) policy: NetPolicy,
+    pub(crate) gate: Gate,
+    pub(crate) slots: Slots,
     pub(crate) encryption: Encryption,
     pub(crate) meta: Arc<Metainfo>,
     pub(crate) store: Arc<dyn PieceStore>,
@@ -101,7 +104,8 @@ pub(crate) struct TorrentTask {
 
 struct Running {
     peers: HashMap<PeerKey, PeerIo>,
-    connecting: HashSet<PeerKey>,
+    /// Dials under way (or waiting for a slot of the session's limits).
+    connecting: HashMap<PeerKey, AbortHandle>,
     events_tx: mpsc::Sender<PeerEvent>,
     done_tx: mpsc::UnboundedSender<Done>,
     /// Blocking jobs (hash + write + journal, reads, checkpoints); awaited on shutdown so no
@@ -121,7 +125,7 @@ impl TorrentTask {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut r = Running {
             peers: HashMap::new(),
-            connecting: HashSet::new(),
+            connecting: HashMap::new(),
             events_tx,
             done_tx,
             jobs: JoinSet::new(),
@@ -176,16 +180,12 @@ impl TorrentTask {
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::AddPeers(addrs)) => {
                         let now = self.clock.now();
-                        for a in addrs {
-                            if self.policy.allows(&a) {
-                                self.engine.add_peer(a, now);
-                            } else {
-                                tracing::warn!(addr = %a, "not dialling a non-loopback address (loopback-only)");
-                            }
+                        for a in self.gate.filter(addrs) {
+                            self.engine.add_peer(a, now);
                         }
                     }
-                    Some(Command::Incoming { stream, addr, head, cipher }) => {
-                        self.on_incoming(&mut r, stream, addr, head, cipher);
+                    Some(Command::Incoming { stream, slot, addr, head, cipher }) => {
+                        self.on_incoming(&mut r, stream, slot, addr, head, cipher);
                     }
                     Some(Command::OpenReader { file, offset, reply }) => {
                         let id = self.engine.open_reader(file, offset, self.clock.now());
@@ -214,6 +214,9 @@ impl TorrentTask {
         self.engine.shutdown(self.clock.now());
         self.drain(&mut r);
         r.peers.clear();
+        for dial in r.connecting.values() {
+            dial.abort();
+        }
         // Every piece handed to a worker is written and journaled before the final checkpoint.
         while r.jobs.join_next().await.is_some() {}
         self.checkpoint(&mut r);
@@ -262,6 +265,7 @@ impl TorrentTask {
         &mut self,
         r: &mut Running,
         stream: TcpStream,
+        slot: Slot,
         addr: SocketAddr,
         head: Vec<u8>,
         cipher: Option<Box<Cipher>>,
@@ -270,20 +274,20 @@ impl TorrentTask {
         let Some(peer) = self.engine.accept(addr, now) else {
             return;
         };
-        r.peers.insert(peer, PeerIo::spawn(peer, stream, Setup::Ready(cipher), r.events_tx.clone()));
+        r.peers.insert(peer, PeerIo::spawn(peer, stream, slot, Setup::Ready(cipher), r.events_tx.clone()));
         self.engine.handle_input(Input::Data { peer, bytes: &head }, now);
     }
 
     fn on_peer_event(&mut self, r: &mut Running, ev: PeerEvent) {
         let now = self.clock.now();
         match ev {
-            PeerEvent::Connected { peer, stream } => {
-                if r.connecting.remove(&peer) {
+            PeerEvent::Connected { peer, stream, slot } => {
+                if r.connecting.remove(&peer).is_some() {
                     let setup = match self.encryption {
                         Encryption::Off => Setup::Ready(None),
                         encryption => Setup::Initiate { info_hash: self.meta.info_hash, encryption },
                     };
-                    r.peers.insert(peer, PeerIo::spawn(peer, stream, setup, r.events_tx.clone()));
+                    r.peers.insert(peer, PeerIo::spawn(peer, stream, slot, setup, r.events_tx.clone()));
                     self.engine.handle_input(Input::Connected { peer }, now);
                 }
             }
@@ -302,7 +306,7 @@ impl TorrentTask {
                 }
             }
             PeerEvent::Closed { peer } => {
-                let known = r.connecting.remove(&peer) || r.peers.remove(&peer).is_some();
+                let known = r.connecting.remove(&peer).is_some() || r.peers.remove(&peer).is_some();
                 if known {
                     self.engine.handle_input(Input::Closed { peer }, now);
                 }
@@ -343,9 +347,9 @@ impl TorrentTask {
         while let Some(out) = self.engine.poll_output() {
             match out {
                 Output::Connect { peer, addr } => {
-                    if self.policy.allows(&addr) {
-                        r.connecting.insert(peer);
-                        spawn_connect(peer, addr, CONNECT_TIMEOUT, r.events_tx.clone());
+                    if self.gate.allows(&addr) {
+                        let dial = spawn_connect(peer, addr, &self.slots, CONNECT_TIMEOUT, r.events_tx.clone());
+                        r.connecting.insert(peer, dial);
                     } else {
                         self.engine.handle_input(Input::Closed { peer }, self.clock.now());
                     }
@@ -362,7 +366,9 @@ impl TorrentTask {
                 Output::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, ?reason, "disconnect");
                     r.peers.remove(&peer);
-                    r.connecting.remove(&peer);
+                    if let Some(dial) = r.connecting.remove(&peer) {
+                        dial.abort();
+                    }
                 }
                 Output::VerifyPiece { piece, data } => self.verify(r, piece, data),
                 Output::ReadBlock { peer, block } => self.read(r, peer, block),

@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use sluice_core::blocklist::Blocklist;
 use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
 use sluice_node::{
-    AddMagnet, AddTorrent, Dht, DhtConfig, DhtError, Encryption, MainlineDht, NetPolicy, Session, SessionConfig,
-    StartMode, TorrentHandle, TrackerMode, TrackerSettings,
+    AddMagnet, AddTorrent, ConnectionLimits, Dht, DhtConfig, DhtError, Encryption, MainlineDht, NetPolicy, Session,
+    SessionConfig, StartMode, TorrentHandle, TrackerMode, TrackerSettings,
 };
 
 #[derive(Parser, Debug)]
@@ -124,6 +125,56 @@ struct NetArgs {
     /// accept either inbound; `require` allows only RC4-encrypted peers; `off` only plaintext ones.
     #[arg(long, value_enum, default_value_t = EncryptionArg::Allow)]
     encryption: EncryptionArg,
+    /// Peer connections open at once across all torrents (inbound ones over it are closed
+    /// at once; dials wait).
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().connections)]
+    max_connections: usize,
+    /// Outbound connection attempts in flight at once across all torrents.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().half_open)]
+    max_half_open: usize,
+    /// Peer connections per torrent at most.
+    #[arg(long, value_name = "N", default_value_t = sluice_node::EngineConfig::default().max_peers)]
+    peers_per_torrent: usize,
+    /// An IP blocklist in P2P format (`description:first-last` per line): its addresses are
+    /// never dialled, their connections closed on accept.
+    #[arg(long, value_name = "FILE")]
+    blocklist: Option<PathBuf>,
+    /// Present Sluice to peers and trackers as another client: `torrserver` as TorrServer
+    /// does (qBittorrent 4.3.9: peer id `-qB4390-`…, `qBittorrent/4.3.9`), `qbittorrent` as
+    /// qBittorrent 4.6.5 [default: none, Sluice says what it is].
+    #[arg(long, value_enum, value_name = "CLIENT")]
+    masquerade: Option<Masquerade>,
+    /// Client name sent to peers in the extended handshake (wins over --masquerade's)
+    /// [default: "Sluice <version>"].
+    #[arg(long, value_name = "NAME")]
+    client_name: Option<String>,
+    /// Start of the peer id, random after it: up to 20 printable ASCII characters (wins over
+    /// --masquerade's) [default: -SL0100-].
+    #[arg(long, value_name = "PREFIX", value_parser = parse_peer_id_prefix)]
+    peer_id_prefix: Option<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Masquerade {
+    Torrserver,
+    Qbittorrent,
+}
+
+impl Masquerade {
+    /// Peer id prefix, extended handshake name, tracker User-Agent.
+    fn identity(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Masquerade::Torrserver => ("-qB4390-", "qBittorrent/4.3.9", "qBittorrent/4.3.9"),
+            Masquerade::Qbittorrent => ("-qB4650-", "qBittorrent/4.6.5", "qBittorrent/4.6.5"),
+        }
+    }
+}
+
+fn parse_peer_id_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("1 to 20 printable ASCII characters".into());
+    }
+    Ok(s.to_owned())
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,24 +230,44 @@ impl NetArgs {
         default_port: u16,
         state_dir: &Path,
     ) -> anyhow::Result<SessionConfig> {
-        let engine = sluice_node::EngineConfig {
+        let mut engine = sluice_node::EngineConfig {
             rng_seed: sluice_node::random_seed(),
             download_rate_limit: self.download_limit,
             upload_rate_limit: self.upload_limit,
+            max_peers: self.peers_per_torrent.max(1),
             ..Default::default()
+        };
+        let (prefix, name, agent) = self.identity();
+        if let Some(name) = name {
+            engine.client_name = name;
+        }
+        let peer_id = match prefix {
+            Some(p) => sluice_node::random_peer_id_with_prefix(p.as_bytes()),
+            None => sluice_node::random_peer_id(),
         };
         let listen = self.listen_or(listen, default_port);
         Ok(SessionConfig {
             listen: Some(listen),
             policy: NetPolicy { loopback_only: self.loopback_only },
-            peer_id: sluice_node::random_peer_id(),
+            peer_id,
             engine,
             ram: None,
             encryption: self.encryption.into(),
             dht: self.start_dht(listen, state_dir)?,
             lsd: self.lsd_interface(listen),
             trackers: TrackerSettings { extra: self.trackers.clone(), mode: self.tracker_mode.into() },
+            limits: ConnectionLimits { connections: self.max_connections.max(1), half_open: self.max_half_open.max(1) },
+            blocklist: self.blocklist.as_deref().map(load_blocklist).transpose()?.map(Arc::new),
+            tracker_user_agent: agent,
         })
+    }
+
+    /// Peer id prefix, client name and tracker User-Agent, where they differ from Sluice's own.
+    fn identity(&self) -> (Option<String>, Option<String>, Option<String>) {
+        let masked = self.masquerade.map(Masquerade::identity);
+        let prefix = self.peer_id_prefix.clone().or(masked.map(|m| m.0.to_owned()));
+        let name = self.client_name.clone().or(masked.map(|m| m.1.to_owned()));
+        (prefix, name, masked.map(|m| m.2.to_owned()))
     }
 
     /// The interface address local service discovery announces through, if it is on.
@@ -268,6 +339,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Blocklist files larger than this are refused (real lists are a few tens of MiB).
+const MAX_BLOCKLIST_FILE: u64 = 512 * 1024 * 1024;
+
+fn load_blocklist(path: &Path) -> anyhow::Result<Blocklist> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_BLOCKLIST_FILE + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > MAX_BLOCKLIST_FILE {
+        bail!("{} is larger than {} MiB: not a blocklist", path.display(), MAX_BLOCKLIST_FILE >> 20);
+    }
+    let (list, stats) = Blocklist::parse(&String::from_utf8_lossy(&bytes));
+    if list.is_empty() {
+        bail!("{} holds no address range ({} lines skipped)", path.display(), stats.skipped_lines);
+    }
+    tracing::info!(ranges = stats.ranges, skipped_lines = stats.skipped_lines, "blocklist {}", path.display());
+    Ok(list)
 }
 
 /// .torrent files larger than this are refused unread (real ones are well under 10 MiB).

@@ -33,6 +33,8 @@ pub struct ClientConfig {
     pub http_timeout: Duration,
     /// How long each UDP attempt waits for its reply; one attempt per entry.
     pub udp_timeouts: Vec<Duration>,
+    /// The HTTP `User-Agent` of announces and scrapes.
+    pub user_agent: String,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +46,7 @@ impl Default for ClientConfig {
             // BEP 15 allows nine attempts (over an hour); a streaming client would rather move
             // on to the next tracker after 15 + 30 + 60 s.
             udp_timeouts: (0..3).map(udp::retransmit_timeout).collect(),
+            user_agent: concat!("Sluice/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
 }
@@ -304,7 +307,7 @@ impl Client {
         };
         let req = hyper::Request::get(target)
             .header(hyper::header::HOST, host)
-            .header(hyper::header::USER_AGENT, concat!("Sluice/", env!("CARGO_PKG_VERSION")))
+            .header(hyper::header::USER_AGENT, self.config.user_agent.as_str())
             .header(hyper::header::CONNECTION, "close")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| ClientError::Http(e.to_string()))?;

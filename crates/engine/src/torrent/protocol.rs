@@ -10,7 +10,6 @@ use super::pex::OUR_UT_PEX;
 use super::{DisconnectReason, Event, PeerKey, Torrent};
 
 /// Client name sent in the extended handshake.
-const CLIENT: &str = "Sluice 0.1";
 /// Requests from one peer we queue at most, advertised as `reqq`.
 pub(super) const REQQ: u32 = 2048;
 
@@ -121,7 +120,7 @@ impl Torrent {
         if peer.extended {
             let mut ext = ExtendedHandshake {
                 listen_port: self.config.listen_port,
-                client: Some(CLIENT.to_owned()),
+                client: Some(self.config.client_name.clone()).filter(|c| !c.is_empty()),
                 reqq: Some(REQQ),
                 ..ExtendedHandshake::default()
             };

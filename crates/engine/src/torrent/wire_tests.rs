@@ -414,7 +414,7 @@ fn a_late_block_of_a_request_that_timed_out_is_kept() {
 
 #[test]
 fn each_peer_with_bytes_to_send_gets_one_transmit_per_drain() {
-    let mut w = Wire::new(2 << 15, 1 << 15, Config::default());
+    let mut w = Wire::new(2 << 15, 1 << 15, Config { max_peers: 50, ..Config::default() });
     let seed = w.connect(1, false);
     w.send(seed, Message::Bitfield(&[0x80]));
     let others: Vec<usize> = (2..40).map(|i| w.connect(i, false)).collect();
