@@ -1,5 +1,12 @@
 //! Connection lifecycle: the address book, dialing with backoff, accepting, timers, dropping
 //! peers and banning them.
+//!
+//! Addresses are dialled in the order they become due, except that an address that sent
+//! blocks on an earlier connection goes before those that never did: a streaming client wants
+//! its slots on peers known to deliver. Each failure (a dial that fails, a connection dropped
+//! before it was healthy) doubles the address's wait. At the peer limit, a peer that has sent
+//! nothing for `REPLACE_IDLE` gives its slot to an address never tried (one per rechoke), so a
+//! torrent whose slots filled with useless peers keeps looking.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +22,10 @@ const BACKOFF_BASE: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// A connection that lived this long resets the failure count.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Due queue entries looked at for one that delivered before (and for an untried one).
+const PREFER_SCAN: usize = 64;
+/// A peer that sent no block for this long may be replaced at the peer limit.
+const REPLACE_IDLE: Duration = Duration::from_secs(60);
 
 /// A dialable address.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +39,8 @@ pub(crate) struct AddrEntry {
     pub seed: bool,
     /// Ourselves: never dialed again.
     pub is_self: bool,
+    /// It sent blocks on an earlier connection: dialled before addresses that never did.
+    pub delivered: bool,
 }
 
 impl Torrent {
@@ -64,13 +77,10 @@ impl Torrent {
 
     pub(super) fn try_connect(&mut self, now: Timestamp) {
         while self.can_dial() {
-            let Some(&(at, addr)) = self.connect_queue.first() else {
+            let Some((at, addr)) = self.next_dial(now) else {
                 break;
             };
-            if at > now {
-                break;
-            }
-            self.connect_queue.pop_first();
+            self.connect_queue.remove(&(at, addr));
             let complete = self.picker.is_complete();
             let Some(entry) = self.addrs.get_mut(&addr) else {
                 continue;
@@ -87,6 +97,46 @@ impl Torrent {
             self.arm_timer(key);
             self.half_open += 1;
             self.outputs.push_back(Output::Connect { peer: key, addr });
+        }
+    }
+
+    /// Due queue entries, earliest first (a bounded look-ahead).
+    fn due(&self, now: Timestamp) -> impl Iterator<Item = &(Timestamp, SocketAddr)> {
+        self.connect_queue.iter().take_while(move |(at, _)| *at <= now).take(PREFER_SCAN)
+    }
+
+    /// The due entry to dial next: one that delivered before, else the earliest.
+    fn next_dial(&self, now: Timestamp) -> Option<(Timestamp, SocketAddr)> {
+        let delivered = |(_, a): &&(Timestamp, SocketAddr)| self.addrs.get(a).is_some_and(|e| e.delivered);
+        self.due(now).find(delivered).or_else(|| self.due(now).next()).copied()
+    }
+
+    /// At the peer limit, with an address never tried due: drops the active peer that has sent
+    /// no block for longest (`REPLACE_IDLE` at least; never one we are uploading to), whose
+    /// slot then goes to the next dial. Not once the torrent is complete.
+    pub(super) fn replace_idle_peer(&mut self, now: Timestamp) {
+        if self.shut_down
+            || self.picker.is_complete()
+            || self.peers.len() < self.config.max_peers
+            || self.half_open >= self.config.max_half_open
+        {
+            return;
+        }
+        let untried = |(_, a): &&(Timestamp, SocketAddr)| {
+            self.addrs.get(a).is_some_and(|e| e.failures == 0 && e.peer.is_none() && !e.is_self)
+        };
+        if !self.due(now).any(|e| untried(&e)) {
+            return;
+        }
+        let victim = self
+            .peers
+            .values()
+            .filter(|p| p.is_active() && (p.am_choking || !p.peer_interested))
+            .map(|p| (p.last_block_at.unwrap_or(p.active_since), p.key))
+            .filter(|(since, _)| now.saturating_since(*since) >= REPLACE_IDLE)
+            .min();
+        if let Some((_, key)) = victim {
+            self.remove_peer(key, DisconnectReason::Replaced, true, now);
         }
     }
 
@@ -157,6 +207,7 @@ impl Torrent {
             self.outputs.push_back(Output::Disconnect { peer: key, reason: reason.clone() });
         }
         let both_seeds = reason == DisconnectReason::NotUseful && peer.has.is_full();
+        let replaced = reason == DisconnectReason::Replaced;
         self.emit(Event::PeerDisconnected { peer: key, reason });
 
         if let Some(entry) = self.addrs.get_mut(&peer.addr)
@@ -164,7 +215,8 @@ impl Torrent {
         {
             entry.peer = None;
             entry.seed |= both_seeds;
-            if peer.is_active() && now.saturating_since(peer.active_since) >= HEALTHY_AFTER {
+            entry.delivered |= peer.delivered > 0;
+            if !replaced && peer.is_active() && now.saturating_since(peer.active_since) >= HEALTHY_AFTER {
                 entry.failures = 0;
             }
             entry.failures += 1;

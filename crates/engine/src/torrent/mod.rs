@@ -9,6 +9,8 @@
 mod blame;
 mod choker;
 mod conn;
+#[cfg(test)]
+mod conn_tests;
 mod invariants;
 mod metadata;
 mod peer;
@@ -78,6 +80,9 @@ pub enum DisconnectReason {
     Closed,
     /// Both sides are seeds, or the connection limit was reached.
     NotUseful,
+    /// It sent no block for long while the torrent was at its peer limit and an address never
+    /// tried was waiting: its slot went to that address.
+    Replaced,
     Shutdown,
 }
 
@@ -429,6 +434,7 @@ impl Torrent {
         self.due = due;
         if now >= self.next_rechoke {
             self.rechoke(now);
+            self.replace_idle_peer(now);
         }
         if self.down_blocked && self.down_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
             self.down_blocked = false;

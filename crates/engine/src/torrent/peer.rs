@@ -103,6 +103,7 @@ pub(crate) struct Peer {
     /// (except in endgame), so its blocks go to others instead of back to it.
     pub probation_until: Option<Timestamp>,
     pub first_block_at: Option<Timestamp>,
+    pub last_block_at: Option<Timestamp>,
 
     /// Its requests to us not yet read from storage, and those being read.
     pub upload_queue: VecDeque<BlockRef>,
@@ -172,6 +173,7 @@ impl Peer {
             delivered: 0,
             probation_until: None,
             first_block_at: None,
+            last_block_at: None,
             upload_queue: VecDeque::new(),
             reading: VecDeque::new(),
             reading_bytes: 0,

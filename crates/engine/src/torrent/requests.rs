@@ -234,6 +234,7 @@ impl Torrent {
             peer.rtt_min = Some(peer.rtt_min.map_or(rtt, |r| r.min(rtt)));
         }
         peer.first_block_at.get_or_insert(now);
+        peer.last_block_at = Some(now);
         peer.pipeline_cap = (peer.pipeline_cap + 1).clamp(min, max);
         peer.snubbed = false;
         peer.probation_until = None;
