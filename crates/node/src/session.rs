@@ -497,6 +497,9 @@ async fn accept_loop(listener: TcpListener, routes: Routes, gate: Gate, slots: S
                 continue;
             }
         };
+        // A dual-stack listener ([::]) sees IPv4 peers as ::ffff:a.b.c.d: the same peers as
+        // their IPv4 addresses everywhere else (address book, bans, blocklist).
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
         if let Some(why) = gate.refuses(&addr) {
             tracing::debug!(%addr, why, "inbound connection refused");
             continue;
