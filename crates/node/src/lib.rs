@@ -27,6 +27,7 @@ mod limits;
 mod magnet;
 mod net;
 mod peer_conn;
+mod portmap;
 mod probe;
 mod reader;
 mod session;

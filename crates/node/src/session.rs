@@ -76,6 +76,9 @@ pub struct SessionConfig {
     /// The HTTP `User-Agent` sent to trackers; `None`: Sluice's own. (What peers see is
     /// `peer_id` and `engine.client_name`.)
     pub tracker_user_agent: Option<String>,
+    /// Map the listen port on the network's UPnP gateway (never under loopback-only, nor for a
+    /// loopback listen address).
+    pub upnp: bool,
 }
 
 impl SessionConfig {
@@ -97,6 +100,7 @@ impl SessionConfig {
             limits: ConnectionLimits::default(),
             blocklist: None,
             tracker_user_agent: None,
+            upnp: false,
         }
     }
 }
@@ -127,6 +131,8 @@ type Routes = Arc<Mutex<HashMap<InfoHash, Option<mpsc::Sender<Command>>>>>;
 pub struct Session {
     shared: Shared,
     accept_task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the port mapping task (if any) to remove its mappings and end.
+    stop_portmap: watch::Sender<bool>,
 }
 
 /// What adding a torrent needs, shared with the tasks that fetch magnets' metadata.
@@ -187,10 +193,14 @@ impl Session {
             tracker_config.user_agent.clone_from(agent);
         }
         let tracker_client = Arc::new(sluice_tracker::client::Client::new(tracker_config));
+        let (stop_portmap, portmap_stopped) = watch::channel(false);
+        if let Some(listen) = listen_addr.filter(|_| crate::portmap::wanted(config.upnp, config.policy, listen_addr)) {
+            tokio::spawn(crate::portmap::run(listen, portmap_stopped));
+        }
         let tracker_key = crate::random_seed() as u32;
         let clock = Clock::new();
         let shared = Shared { config, listen_addr, routes, clock, gate, slots, lsd, tracker_client, tracker_key };
-        Ok(Self { shared, accept_task })
+        Ok(Self { shared, accept_task, stop_portmap })
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -359,6 +369,7 @@ impl Drop for Session {
         if let Some(t) = &self.accept_task {
             t.abort();
         }
+        self.stop_portmap.send_replace(true);
     }
 }
 

@@ -152,6 +152,10 @@ struct NetArgs {
     /// --masquerade's) [default: -SL0100-].
     #[arg(long, value_name = "PREFIX", value_parser = parse_peer_id_prefix)]
     peer_id_prefix: Option<String>,
+    /// Do not map the listen port on the network's UPnP gateway [default: mapped, except with
+    /// --loopback-only].
+    #[arg(long)]
+    no_upnp: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +263,7 @@ impl NetArgs {
             limits: ConnectionLimits { connections: self.max_connections.max(1), half_open: self.max_half_open.max(1) },
             blocklist: self.blocklist.as_deref().map(load_blocklist).transpose()?.map(Arc::new),
             tracker_user_agent: agent,
+            upnp: !self.no_upnp && !self.loopback_only,
         })
     }
 
