@@ -5,6 +5,7 @@ mod config;
 mod exporter;
 mod progress;
 mod serve;
+mod torrserver;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ use sluice_core::InfoHash;
 use sluice_db::Db;
 use sluice_http::api::BoxFuture;
 use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
-use sluice_http::{StreamSource, api_router};
+use sluice_http::{StreamSource, api_router, torrserver_router};
 use sluice_node::{RamCache, Session};
 
 use crate::NetArgs;
@@ -107,31 +107,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..CatalogOptions::new(args.data_dir)
     };
     let catalog = Catalog::open(session, db, options).await?;
+    let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
+    let shutdown = Arc::new(tokio::sync::Notify::new());
     let library = Arc::new(NodeLibrary {
         catalog: catalog.clone(),
         metadata_timeout: std::time::Duration::from_secs(args.metadata_timeout),
+        http_addr: listener.local_addr()?,
+        shutdown: shutdown.clone(),
     });
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
         ..HttpConfig::default()
     };
-    let app = api_router(library, config).merge(crate::exporter::router(catalog.clone())?);
-    let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
+    let app = api_router(library.clone(), config.clone())
+        .merge(torrserver_router(library, config))
+        .merge(crate::exporter::router(catalog.clone())?);
     eprintln!("http on {}", listener.local_addr()?);
     if let Some(addr) = catalog.session().listen_addr() {
         eprintln!("listening on {addr}");
     }
-    axum::serve(listener, app).with_graceful_shutdown(crate::progress::shutdown_signal()).await?;
+    let stop = async move {
+        tokio::select! {
+            () = crate::progress::shutdown_signal() => {}
+            () = shutdown.notified() => {}
+        }
+    };
+    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
     catalog.close().await;
     catalog.session().save_dht().await;
     Ok(())
 }
 
-/// The catalog behind the HTTP crate's [`Library`] seam.
-struct NodeLibrary {
-    catalog: Catalog,
-    metadata_timeout: std::time::Duration,
+/// The catalog behind the HTTP crate's [`Library`] seam (and the TorrServer routes', see
+/// [`crate::torrserver`]).
+pub(crate) struct NodeLibrary {
+    pub(crate) catalog: Catalog,
+    pub(crate) metadata_timeout: std::time::Duration,
+    /// Where this server's HTTP listens (ffprobe reads streams from it).
+    pub(crate) http_addr: SocketAddr,
+    /// Notified to stop the server gracefully (TorrServer's `/shutdown`).
+    pub(crate) shutdown: Arc<tokio::sync::Notify>,
 }
 
 /// The API's view of an added torrent; `pending` while a magnet's metadata is unknown.

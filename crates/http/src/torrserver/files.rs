@@ -38,11 +38,13 @@ pub struct TorrentFiles {
 impl TorrentFiles {
     /// From the metainfo's `(path, length)` list, in metainfo order.
     pub fn new(files: impl IntoIterator<Item = (String, u64)>) -> Self {
-        let mut files: Vec<TsFile> = files
-            .into_iter()
-            .enumerate()
-            .map(|(i, (path, length))| TsFile { id: 0, index: FileIndex(i), path, length })
-            .collect();
+        Self::with_indices(files.into_iter().enumerate().map(|(i, (path, length))| (FileIndex(i), path, length)))
+    }
+
+    /// From files that carry their metainfo position (a list with pad files left out).
+    pub fn with_indices(files: impl IntoIterator<Item = (FileIndex, String, u64)>) -> Self {
+        let mut files: Vec<TsFile> =
+            files.into_iter().map(|(index, path, length)| TsFile { id: 0, index, path, length }).collect();
         files.sort_by(|a, b| natural_cmp(&a.path, &b.path).then(a.index.cmp(&b.index)));
         for (i, f) in files.iter_mut().enumerate() {
             f.id = u32::try_from(i + 1).unwrap_or(u32::MAX);
