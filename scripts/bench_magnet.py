@@ -180,7 +180,7 @@ class Server:
 class Sluice(Server):
     name = "sluice"
     http = f"{SLUICE_IP}:8090"
-    encryption = "prefer"
+    encryption = "allow"
 
     def command(self):
         return [self.binary, "serve", "--listen", self.http, "--peer-listen", f"{SLUICE_IP}:6881",
@@ -295,8 +295,8 @@ def main():
     ap.add_argument("--seed-rate", type=int, default=1_500_000, help="each seeder's upload cap, bytes/s (0: none)")
     ap.add_argument("--clients", default="sluice,rqbit")
     ap.add_argument("--timeout", type=int, default=120, help="seconds one run may take")
-    ap.add_argument("--sluice-encryption", choices=("prefer", "require", "off"), default="prefer",
-                    help="Sluice's peer encryption policy (default prefer, Sluice's own default)")
+    ap.add_argument("--sluice-encryption", choices=("allow", "prefer", "require", "off"), default="allow",
+                    help="Sluice's peer encryption policy (default allow, Sluice's own default)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     Sluice.encryption = args.sluice_encryption
