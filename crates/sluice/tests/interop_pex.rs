@@ -75,9 +75,22 @@ fn peers_learned_only_through_pex_are_connected_both_ways() {
     );
     let b_addr = peer_addr(BLOCK, 51, PORT);
     let b = lt_leecher("lt-leech-b", &fx, &b_addr, &[&a.endpoint], &["--no-pex"], tmp.path());
+    // B's peer list names A while it is still connecting; A only puts an incoming peer in its
+    // PEX messages once that peer's handshakes are done (its listen port known), and a peer
+    // left out of A's first message waits for the next one a minute later. Data from A means
+    // the handshakes are done.
+    let b_has_data = |report: &str| {
+        report.lines().any(|l| {
+            l.strip_prefix("progress ")
+                .and_then(|r| r.split('%').next())
+                .and_then(|p| p.parse::<f64>().ok())
+                .is_some_and(|p| p > 0.0)
+        })
+    };
     assert!(
-        wait_until(Duration::from_secs(30), || reported_at(&b.stderr(), &a.endpoint, 0).is_some()),
-        "B never connected to A:\n{}",
+        wait_until(Duration::from_secs(30), || reported_at(&b.stderr(), &a.endpoint, 0).is_some()
+            && b_has_data(&b.stderr())),
+        "B never downloaded from A:\n{}",
         tail(&b.stderr(), 20)
     );
 
@@ -103,7 +116,8 @@ fn peers_learned_only_through_pex_are_connected_both_ways() {
 
     // Sluice's only way to B's listen address is A's PEX message (B dials nobody but A).
     let dialled_b = format!("addr={b_addr}");
-    let sluice_met_b = wait_until(Duration::from_secs(60), || {
+    // Normally seconds; up to A's next PEX message (60 s later) if its first one missed B.
+    let sluice_met_b = wait_until(Duration::from_secs(150), || {
         sluice.stderr().lines().any(|l| l.contains("peer connected") && l.contains(&dialled_b))
     });
     let t_b = start.elapsed();
