@@ -2,10 +2,11 @@
 """A libtorrent peer for Sluice's interop tests and benchmark.
 
 Run with Debian's interpreter (/usr/bin/python3), which is the one python3-libtorrent installs into.
-Every session is confined to the loopback address it is given: no DHT, LSD, UPnP, NAT-PMP or uTP,
-and no trackers unless a test names one (--tracker), so a test only ever talks to the peers and
+Every session is confined to the loopback address it is given: no DHT, LSD, UPnP or NAT-PMP, and
+no trackers unless a test names one (--tracker), so a test only ever talks to the peers and
 trackers it names. `--encryption require` makes seed and leech insist on MSE/PE with RC4 both ways
-(libtorrent's pe_forced, allowed level rc4).
+(libtorrent's pe_forced, allowed level rc4). `--transport` picks the peer transports, both ways:
+tcp (the default), utp (uTP only: TCP is neither accepted nor dialled) or both.
 
 Subcommands:
   make-torrent  generate pseudo-random multi-file data from a seed and a .torrent for it
@@ -29,6 +30,7 @@ import time
 import libtorrent as lt
 
 MIB = 1 << 20
+TRANSPORTS = ["tcp", "utp", "both"]
 
 
 def die_with_parent():
@@ -56,7 +58,9 @@ def parse_endpoint(text):
     return host, int(port)
 
 
-def session_for(listen_ip, listen_port, upload_rate=0, encryption="default"):
+def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", transport="tcp"):
+    tcp = transport in ("tcp", "both")
+    utp = transport in ("utp", "both")
     settings = {
         "listen_interfaces": f"{listen_ip}:{listen_port}",
         "outgoing_interfaces": listen_ip,
@@ -64,8 +68,10 @@ def session_for(listen_ip, listen_port, upload_rate=0, encryption="default"):
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
+        "enable_incoming_tcp": tcp,
+        "enable_outgoing_tcp": tcp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_utp": utp,
         "enable_ip_notifier": False,
         "allow_multiple_connections_per_ip": True,
         "upload_rate_limit": upload_rate,
@@ -206,7 +212,7 @@ def cmd_seed(args):
         pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
         data = corrupt_copy(ti, data, pieces, work)
 
-    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption)
+    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport)
     if args.corrupt_pieces:
         # Trust the data without checking it, so the bad pieces are served as they are.
         ses.apply_settings({"disable_hash_checks": True})
@@ -255,7 +261,7 @@ def cmd_seed(args):
 def cmd_leech(args):
     die_with_parent()
     ip, port = args.listen
-    ses = session_for(ip, port, encryption=args.encryption)
+    ses = session_for(ip, port, encryption=args.encryption, transport=args.transport)
     start = time.monotonic()
     deadline = start + args.timeout
     wait_listening(ses, deadline)
@@ -368,6 +374,7 @@ def main():
     sd.add_argument("--report", action="store_true", help="print 'uploaded <payload bytes>' lines")
     sd.add_argument("--tracker", action="append", default=[], help="also announce to this tracker (repeatable)")
     sd.add_argument("--encryption", choices=["default", "require"], default="default")
+    sd.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")
@@ -381,6 +388,7 @@ def main():
     lc.add_argument("--encryption", choices=["default", "require"], default="default")
     lc.add_argument("--report-peers", action="store_true", help="print each peer and its sources on stderr")
     lc.add_argument("--no-pex", action="store_true", help="no peer exchange for this torrent")
+    lc.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
     lc.set_defaults(func=cmd_leech)
 
     args = parser.parse_args()

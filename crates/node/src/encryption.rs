@@ -1,11 +1,12 @@
 //! MSE/PE on real sockets: the policy, the sniff that tells an inbound plaintext handshake from
-//! an encrypted one, and the loops that run [`sluice_mse::Handshake`] over a TCP stream.
+//! an encrypted one, and the loops that run [`sluice_mse::Handshake`] over a peer stream (TCP
+//! or uTP alike).
 //!
 //! Outbound, the setup runs in the connection's writer task after the engine was told
 //! `Connected`, and holds the engine's first bytes (its BitTorrent handshake) until it knows how
 //! the peer wants to talk: they travel as MSE's initial payload, or in the clear. Nothing reaches
-//! the engine before that is settled, so a failed first attempt can redial the other way and
-//! replay those bytes without the engine noticing.
+//! the engine before that is settled, so a failed first attempt can redial the other way (over
+//! the same transport) and replay those bytes without the engine noticing.
 //!
 //! The default is [`Encryption::Allow`], plaintext first, because MSE costs two more round trips
 //! before the first request, and a seeder with an upload cap (libtorrent's rate limiter hands out
@@ -20,8 +21,9 @@ use std::time::Duration;
 use rand::SeedableRng;
 use sluice_core::InfoHash;
 use sluice_mse::{Allowed, Cipher, Handshake, MseError, SkeyLookup};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::transport::{Dialer, PeerStream, Transport};
 
 /// How peer connections use Message Stream Encryption.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,32 +67,41 @@ pub(crate) enum HandshakeError {
     Timeout,
     #[error("the peer closed the connection during the handshake")]
     Eof,
+    #[error("the peer closed before its BitTorrent handshake")]
+    Closed,
 }
 
 /// A connection ready for the peer wire protocol.
 pub(crate) struct Ready {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: PeerStream,
     pub(crate) cipher: Option<Cipher>,
     /// Payload the peer sent right behind its handshake, already decrypted.
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Outbound: the connection set up under `encryption` (never [`Encryption::Off`]) with `first`
-/// (the engine's first bytes) on the wire when this returns `Ok`.
+/// Outbound: the connection set up under `encryption` with `first` (the engine's first bytes)
+/// on the wire when this returns `Ok`: plaintext alone under [`Encryption::Off`], otherwise
+/// plaintext or MSE first with a redial the other way over the same transport.
 pub(crate) async fn initiate(
-    stream: TcpStream,
+    mut stream: PeerStream,
+    dialer: &Dialer,
     addr: SocketAddr,
     info_hash: InfoHash,
     encryption: Encryption,
     first: &[u8],
 ) -> Result<Ready, HandshakeError> {
+    if encryption == Encryption::Off {
+        stream.write_all(first).await?;
+        return Ok(Ready { stream, cipher: None, leftover: Vec::new() });
+    }
+    let transport = stream.transport();
     let allowed = encryption.allowed();
     if encryption == Encryption::Allow {
         return match tokio::time::timeout(MSE_TIMEOUT, plaintext_initiate(stream, first)).await {
             Ok(Ok(ready)) => Ok(ready),
             Ok(Err(err)) => {
-                tracing::debug!(%addr, error = %err, "plaintext handshake refused; redialling with MSE");
-                let stream = redial(addr).await?;
+                tracing::debug!(%addr, ?transport, error = %err, "plaintext handshake refused; redialling with MSE");
+                let stream = redial(dialer, addr, transport).await?;
                 tokio::time::timeout(MSE_TIMEOUT, mse_initiate(stream, info_hash, allowed, first))
                     .await
                     .map_err(|_| HandshakeError::Timeout)?
@@ -108,21 +119,20 @@ pub(crate) async fn initiate(
         return Err(err);
     }
     tracing::debug!(%addr, error = %err, "MSE failed; redialling in plaintext");
-    let mut stream = redial(addr).await?;
+    let mut stream = redial(dialer, addr, transport).await?;
     stream.write_all(first).await?;
     Ok(Ready { stream, cipher: None, leftover: Vec::new() })
 }
 
-async fn redial(addr: SocketAddr) -> Result<TcpStream, HandshakeError> {
-    let stream =
-        tokio::time::timeout(MSE_TIMEOUT, TcpStream::connect(addr)).await.map_err(|_| HandshakeError::Timeout)??;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+async fn redial(dialer: &Dialer, addr: SocketAddr, transport: Transport) -> Result<PeerStream, HandshakeError> {
+    Ok(tokio::time::timeout(MSE_TIMEOUT, dialer.connect(addr, transport))
+        .await
+        .map_err(|_| HandshakeError::Timeout)??)
 }
 
 /// Sends `first` in the clear and waits for the peer's first bytes: a peer that requires
 /// encryption closes (or resets) the connection instead, which is the error returned.
-async fn plaintext_initiate(mut stream: TcpStream, first: &[u8]) -> Result<Ready, HandshakeError> {
+async fn plaintext_initiate(mut stream: PeerStream, first: &[u8]) -> Result<Ready, HandshakeError> {
     stream.write_all(first).await?;
     let mut leftover = vec![0u8; READ];
     let n = stream.read(&mut leftover).await?;
@@ -134,7 +144,7 @@ async fn plaintext_initiate(mut stream: TcpStream, first: &[u8]) -> Result<Ready
 }
 
 async fn mse_initiate(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     info_hash: InfoHash,
     allowed: Allowed,
     first: &[u8],
@@ -163,7 +173,7 @@ async fn mse_initiate(
 /// Inbound MSE, after `head` (the sniffed bytes) was read: returns the torrent, the cipher and
 /// what the peer sent first (its initial payload and anything behind it), decrypted.
 pub(crate) async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut PeerStream,
     head: &[u8],
     encryption: Encryption,
     lookup: SkeyLookup,
@@ -186,7 +196,11 @@ pub(crate) async fn respond(
 
 /// Runs `hs` to its end over `stream`, `already` being bytes read before it started. Returns
 /// the bytes read past the handshake (still as they came off the wire).
-async fn drive(stream: &mut TcpStream, hs: &mut Handshake, already: &[u8]) -> Result<Vec<u8>, HandshakeError> {
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    hs: &mut Handshake,
+    already: &[u8],
+) -> Result<Vec<u8>, HandshakeError> {
     let mut buf = vec![0u8; READ.max(already.len())];
     let mut pending = already.len();
     buf[..pending].copy_from_slice(already);
@@ -204,4 +218,22 @@ async fn drive(stream: &mut TcpStream, hs: &mut Handshake, already: &[u8]) -> Re
             return Err(HandshakeError::Eof);
         }
     }
+}
+
+/// Reads (and decrypts) until `ready.leftover` holds at least a whole BitTorrent handshake:
+/// the proof that the peer accepted us on this connection.
+pub(crate) async fn await_peer_handshake(ready: &mut Ready) -> Result<(), HandshakeError> {
+    while ready.leftover.len() < sluice_wire::Handshake::LEN {
+        let start = ready.leftover.len();
+        ready.leftover.resize(start + READ, 0);
+        let n = ready.stream.read(&mut ready.leftover[start..]).await?;
+        ready.leftover.truncate(start + n);
+        if n == 0 {
+            return Err(HandshakeError::Closed);
+        }
+        if let Some(c) = &mut ready.cipher {
+            c.recv.apply(&mut ready.leftover[start..]);
+        }
+    }
+    Ok(())
 }

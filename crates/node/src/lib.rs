@@ -34,6 +34,7 @@ mod session;
 mod streams;
 mod torrent_task;
 mod trackers;
+mod transport;
 mod verified;
 
 pub use clock::Clock;

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::blocklist::Blocklist;
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::NetPolicy;
+use crate::transport::{Dialer, Dialled};
 
 /// Ceilings for the whole session (all torrents and magnet fetches together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct ConnectionLimits {
     /// Peer connections open at once, inbound and outbound, including those still dialling or
     /// handshaking.
     pub connections: usize,
-    /// Outbound TCP connects in flight at once.
+    /// Outbound connects (TCP or uTP) in flight at once.
     pub half_open: usize,
 }
 
@@ -61,16 +61,24 @@ impl Slots {
         self.connections.clone().try_acquire_owned().ok().map(|p| Slot { _permit: p })
     }
 
-    /// Waits for a connection slot and a half-open one, then connects within `timeout`
-    /// (counted from the start of the connect, not of the wait).
-    pub(crate) async fn dial(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<(TcpStream, Slot)> {
+    /// Waits for a connection slot and a half-open one, then connects through `dialer` within
+    /// `timeout` (counted from the start of the connect, not of the wait). The half-open slot
+    /// is held until the first transport connects; a transport still racing after that runs
+    /// within the connection's slot.
+    pub(crate) async fn dial(
+        &self,
+        dialer: &Dialer,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<(Dialled, Slot)> {
         let closed = || std::io::Error::other("session stopped");
         let slot = Slot { _permit: self.connections.clone().acquire_owned().await.map_err(|_| closed())? };
         let _half_open = self.half_open.acquire().await.map_err(|_| closed())?;
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-        Ok((stream, slot))
+        let dialled = tokio::time::timeout(timeout, dialer.dial(addr)).await.map_err(|_| {
+            dialer.forget(addr);
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+        })??;
+        Ok((dialled, slot))
     }
 
     #[cfg(test)]

@@ -27,7 +27,6 @@ use sluice_engine::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher, PeerK
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::Encryption;
 use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
 use crate::session::{AddTorrent, NodeError, Shared, StartMode, TorrentHandle};
 use crate::torrent_task::{Command as Routed, Progress};
@@ -332,7 +331,8 @@ async fn fetch(
             match out {
                 FetchOutput::Connect { peer, addr } => {
                     if shared.gate.allows(&addr) {
-                        let dial = spawn_connect(peer, addr, &shared.slots, CONNECT_TIMEOUT, events_tx.clone());
+                        let dialer = shared.dialer.clone();
+                        let dial = spawn_connect(peer, addr, &shared.slots, dialer, CONNECT_TIMEOUT, events_tx.clone());
                         dialing.insert(peer, dial);
                     } else {
                         fetcher.handle_input(FetchInput::Closed { peer }, clock.now());
@@ -376,18 +376,21 @@ async fn fetch(
             Some(ev) = events_rx.recv() => {
                 let now = clock.now();
                 match ev {
-                    PeerEvent::Connected { peer, stream, slot } => {
+                    PeerEvent::Connected { peer, addr, dialled, slot } => {
                         if dialing.remove(&peer).is_none() {
                             continue;
                         }
                         if !std::mem::replace(&mut connected, true) {
                             tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
                         }
-                        let setup = match shared.config.encryption {
-                            Encryption::Off => Setup::Ready(None),
-                            encryption => Setup::Initiate { info_hash: add.magnet.info_hash, encryption },
+                        let setup = Setup::Dialled {
+                            dialled,
+                            addr,
+                            dialer: shared.dialer.clone(),
+                            info_hash: add.magnet.info_hash,
+                            encryption: shared.config.encryption,
                         };
-                        peers.insert(peer, PeerIo::spawn(peer, stream, slot, setup, events_tx.clone()));
+                        peers.insert(peer, PeerIo::spawn(peer, slot, setup, events_tx.clone()));
                         fetcher.handle_input(FetchInput::Connected { peer }, now);
                     }
                     PeerEvent::Data { peer, bytes } => {
@@ -424,7 +427,7 @@ async fn fetch(
                         if !std::mem::replace(&mut connected, true) {
                             tracing::info!(info_hash = %hash, "magnet: first metadata peer connected");
                         }
-                        peers.insert(peer, PeerIo::spawn(peer, stream, slot, Setup::Ready(cipher), events_tx.clone()));
+                        peers.insert(peer, PeerIo::spawn(peer, slot, Setup::Accepted { stream, cipher }, events_tx.clone()));
                         fetcher.handle_input(FetchInput::Data { peer, bytes: &head }, now);
                     }
                 }

@@ -1,4 +1,4 @@
-//! One peer connection: a reader task and a writer task around a TCP stream.
+//! One peer connection: a reader task and a writer task around a peer stream (TCP or uTP).
 //!
 //! The reader forwards whatever the socket gives as [`PeerEvent::Data`] over the torrent's
 //! bounded event channel, so a busy torrent task slows the reader and TCP flow control pushes
@@ -11,10 +11,12 @@
 //! engine has consumed it, so a busy connection reads without allocating. An encrypted
 //! connection decrypts each read buffer and encrypts each queued batch in place.
 //!
-//! An outbound connection that may encrypt ([`Setup::Initiate`]) starts in the writer task: it
-//! takes the engine's first batch (sent in the clear or as MSE's initial payload), settles how
-//! the peer talks, then hands the read half (and the receiving cipher) to the reader task, which
-//! waits for it.
+//! An outbound connection ([`Setup::Dialled`]) starts in the writer task: it takes the engine's
+//! first batch (its BitTorrent handshake), sends it over every transport that connected (in the
+//! clear or as MSE's initial payload, with a redial the other way over the same transport as
+//! the policy says), keeps the first one on which the peer's handshake arrives, then hands the
+//! read half (the peer's handshake in its leftover, and the receiving cipher) to the reader
+//! task, which waits for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,14 +27,12 @@ use sluice_core::InfoHash;
 use sluice_engine::PeerKey;
 use sluice_mse::{Cipher, Rc4Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
-
-use crate::encryption::{Encryption, Ready, initiate};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use crate::encryption::{Encryption, HandshakeError, Ready, await_peer_handshake, initiate};
 use crate::limits::{Slot, Slots};
+use crate::transport::{Dialer, Dialled, PeerStream, ReadHalf};
 
 /// How much one socket read may take at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -40,10 +40,14 @@ const READ_CHUNK: usize = 64 * 1024;
 const SPARE_BUFFERS: usize = 4;
 /// Bytes queued for a peer's socket at most before the peer is dropped.
 pub(crate) const MAX_QUEUED: usize = 8 * 1024 * 1024;
+/// How long a dial's second transport may still take to connect once the first has failed its
+/// handshake. Both started together, and the failed one took a round trip to connect and
+/// another to be refused, so a peer that answers the second at all has mostly done so by then.
+const LATE_CONNECT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(crate) enum PeerEvent {
-    Connected { peer: PeerKey, stream: TcpStream, slot: Slot },
+    Connected { peer: PeerKey, addr: SocketAddr, dialled: Dialled, slot: Slot },
     Data { peer: PeerKey, bytes: Vec<u8> },
     Sent { peer: PeerKey, bytes: usize },
     Closed { peer: PeerKey },
@@ -52,15 +56,15 @@ pub(crate) enum PeerEvent {
 /// How a connection gets ready for the peer wire protocol.
 #[derive(Debug)]
 pub(crate) enum Setup {
-    /// Plaintext, or an inbound MSE handshake already done.
-    Ready(Option<Box<Cipher>>),
-    /// Outbound setup under `encryption` (never [`Encryption::Off`]): plaintext first or MSE
-    /// first, with a redial the other way (see [`crate::encryption`]).
-    Initiate { info_hash: InfoHash, encryption: Encryption },
+    /// Inbound, its handshake read: plaintext, or with the MSE handshake already done.
+    Accepted { stream: PeerStream, cipher: Option<Box<Cipher>> },
+    /// Outbound: the handshakes (plaintext first or MSE first under `encryption`, see
+    /// [`crate::encryption`]) race over the transports [`Dialer::dial`] connected.
+    Dialled { dialled: Dialled, addr: SocketAddr, dialer: Dialer, info_hash: InfoHash, encryption: Encryption },
 }
 
 /// What the writer hands the reader once the connection is ready.
-type ReadSide = (OwnedReadHalf, Option<Rc4Stream>, Vec<u8>);
+type ReadSide = (ReadHalf, Option<Rc4Stream>, Vec<u8>);
 
 #[derive(Debug)]
 pub(crate) struct PeerIo {
@@ -74,15 +78,7 @@ pub(crate) struct PeerIo {
 }
 
 impl PeerIo {
-    pub(crate) fn spawn(
-        peer: PeerKey,
-        stream: TcpStream,
-        slot: Slot,
-        setup: Setup,
-        events: mpsc::Sender<PeerEvent>,
-    ) -> Self {
-        // Latency of small messages (requests, haves) matters more than packet count.
-        let _ = stream.set_nodelay(true);
+    pub(crate) fn spawn(peer: PeerKey, slot: Slot, setup: Setup, events: mpsc::Sender<PeerEvent>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let queued = Arc::new(AtomicUsize::new(0));
         let written = queued.clone();
@@ -116,20 +112,22 @@ impl PeerIo {
         });
         let writer = tokio::spawn(async move {
             let (ready, first) = match setup {
-                Setup::Ready(cipher) => (Ready { stream, cipher: cipher.map(|c| *c), leftover: Vec::new() }, None),
-                Setup::Initiate { info_hash, encryption } => {
+                Setup::Accepted { stream, cipher } => {
+                    (Ready { stream, cipher: cipher.map(|c| *c), leftover: Vec::new() }, None)
+                }
+                Setup::Dialled { dialled, addr, dialer, info_hash, encryption } => {
                     let Some(first) = rx.recv().await else {
                         return;
                     };
-                    let addr = stream.peer_addr();
-                    let ready = match addr {
-                        Ok(addr) => initiate(stream, addr, info_hash, encryption, &first).await,
-                        Err(e) => Err(e.into()),
-                    };
-                    match ready {
-                        Ok(r) => (r, Some(first.len())),
+                    match establish(dialled, &dialer, addr, info_hash, encryption, &first).await {
+                        Ok(r) => {
+                            tracing::debug!(?peer, %addr, transport = ?r.stream.transport(), "handshake received");
+                            dialer.learn(addr, r.stream.transport());
+                            (r, Some(first.len()))
+                        }
                         Err(e) => {
-                            tracing::debug!(?peer, error = %e, "outbound MSE handshake failed");
+                            tracing::debug!(?peer, %addr, error = %e, "outbound handshake failed");
+                            dialer.forget(addr);
                             let _ = events.send(PeerEvent::Closed { peer }).await;
                             return;
                         }
@@ -192,19 +190,78 @@ impl Drop for PeerIo {
     }
 }
 
-/// Dials `addr` once `slots` has room and reports the result on the torrent's event channel.
-/// Aborting the returned handle gives up the dial (and its wait for a slot).
+/// Sends `first` over every transport in `dialled` (each its own MSE or plaintext handshake)
+/// and returns the first connection on which the peer's BitTorrent handshake arrives; the
+/// others are dropped (closed). A transport still connecting when the other one has failed
+/// gets [`LATE_CONNECT`] more, not the rest of the connect timeout: a dial to a peer that
+/// closes its only transport frees its session slot soon after.
+async fn establish(
+    dialled: Dialled,
+    dialer: &Dialer,
+    addr: SocketAddr,
+    info_hash: InfoHash,
+    encryption: Encryption,
+    first: &[u8],
+) -> Result<Ready, HandshakeError> {
+    let attempt = |stream: PeerStream| async move {
+        let transport = stream.transport();
+        let run = async {
+            let mut ready = initiate(stream, dialer, addr, info_hash, encryption, first).await?;
+            await_peer_handshake(&mut ready).await?;
+            Ok(ready)
+        };
+        run.await.inspect_err(|e: &HandshakeError| tracing::debug!(%addr, ?transport, error = %e, "handshake failed"))
+    };
+    let a = attempt(dialled.first);
+    let Some(mut other) = dialled.other else {
+        return a.await;
+    };
+    tokio::pin!(a);
+    let connected = tokio::select! {
+        r = &mut a => {
+            let err = match r {
+                Ok(ready) => return Ok(ready),
+                Err(e) => e,
+            };
+            return match tokio::time::timeout(LATE_CONNECT, other).await {
+                Ok(Ok(stream)) => attempt(stream).await,
+                _ => Err(err),
+            };
+        }
+        s = &mut other => s,
+    };
+    let Ok(stream) = connected else {
+        return a.await;
+    };
+    let b = attempt(stream);
+    tokio::pin!(b);
+    tokio::select! {
+        r = &mut a => match r {
+            Ok(ready) => Ok(ready),
+            Err(_) => b.await,
+        },
+        r = &mut b => match r {
+            Ok(ready) => Ok(ready),
+            Err(_) => a.await,
+        },
+    }
+}
+
+/// Dials `addr` over the dialer's transports once `slots` has room and reports the first that
+/// connects on the torrent's event channel. Aborting the returned handle gives up the dial
+/// (and its wait for a slot).
 pub(crate) fn spawn_connect(
     peer: PeerKey,
     addr: SocketAddr,
     slots: &Slots,
+    dialer: Dialer,
     timeout: Duration,
     events: mpsc::Sender<PeerEvent>,
 ) -> AbortHandle {
     let slots = slots.clone();
     tokio::spawn(async move {
-        let ev = match slots.dial(addr, timeout).await {
-            Ok((stream, slot)) => PeerEvent::Connected { peer, stream, slot },
+        let ev = match slots.dial(&dialer, addr, timeout).await {
+            Ok((dialled, slot)) => PeerEvent::Connected { peer, addr, dialled, slot },
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "connect failed");
                 PeerEvent::Closed { peer }

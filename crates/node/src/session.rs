@@ -1,5 +1,5 @@
-//! The session: the listener shared by all torrents and the table that routes inbound
-//! connections to them.
+//! The session: the listeners shared by all torrents (TCP, and uTP on the same port) and the
+//! table that routes inbound connections to them.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,7 +16,7 @@ use sluice_lsd::{Lsd, LsdConfig};
 use sluice_storage::{CacheEvents, FsStore, PieceStore, RamCache, RamStore, Resume};
 use sluice_wire::Handshake;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileReader;
@@ -27,6 +27,7 @@ use crate::streams::Streams;
 pub use crate::torrent_task::Progress;
 use crate::torrent_task::{Command, TorrentTask};
 use crate::trackers::{self, TrackerSettings, TrackerTask};
+use crate::transport::{Dialer, PeerStream};
 use crate::verified::Verified;
 use crate::{Clock, Encryption, NetPolicy};
 
@@ -79,13 +80,18 @@ pub struct SessionConfig {
     /// Map the listen port on the network's UPnP gateway (never under loopback-only, nor for a
     /// loopback listen address).
     pub upnp: bool,
+    /// uTP (BEP 29) beside TCP: accepted on a UDP socket at the listen address, and raced
+    /// against TCP when dialling (see `transport`). Needs the `utp` feature (a default one);
+    /// without it, ignored with a warning.
+    pub utp: bool,
 }
 
 impl SessionConfig {
     /// A session confined to loopback: it listens on 127.0.0.1 (a port the system picks), has a
     /// random peer id and the default engine, stores on disk, uses no DHT, no local discovery
-    /// and no extra trackers, and encrypts by `Encryption::Allow` (the default). For tests and tools; change
-    /// fields with struct update syntax.
+    /// and no extra trackers, encrypts by `Encryption::Allow` (the default), and speaks uTP
+    /// beside TCP when built with it. For tests and tools; change fields with struct update
+    /// syntax.
     pub fn loopback() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
@@ -101,6 +107,7 @@ impl SessionConfig {
             blocklist: None,
             tracker_user_agent: None,
             upnp: false,
+            utp: cfg!(feature = "utp"),
         }
     }
 }
@@ -133,6 +140,9 @@ pub struct Session {
     accept_task: Option<tokio::task::JoinHandle<()>>,
     /// Tells the port mapping task (if any) to remove its mappings and end.
     stop_portmap: watch::Sender<bool>,
+    /// Stops the uTP socket's own tasks (and with them every uTP connection).
+    #[cfg(feature = "utp")]
+    utp_stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// What adding a torrent needs, shared with the tasks that fetch magnets' metadata.
@@ -148,6 +158,7 @@ pub(crate) struct Shared {
     pub(crate) tracker_client: Arc<sluice_tracker::client::Client>,
     /// BEP 7's `key`: the same for every announce of this session.
     pub(crate) tracker_key: u32,
+    pub(crate) dialer: Dialer,
 }
 
 impl Session {
@@ -167,6 +178,20 @@ impl Session {
             let accepting = accept_loop(listener, routes.clone(), gate.clone(), slots.clone(), config.encryption);
             accept_task = Some(tokio::spawn(accepting));
         }
+        #[cfg(feature = "utp")]
+        let (dialer, utp_stop) = if config.utp {
+            let (dialer, stop) = start_utp(listen_addr, &routes, &gate, &slots, &config).await?;
+            (dialer, Some(stop))
+        } else {
+            (Dialer::tcp(), None)
+        };
+        #[cfg(not(feature = "utp"))]
+        let dialer = {
+            if config.utp {
+                tracing::warn!("uTP asked for, but this build has no uTP (the `utp` feature): TCP only");
+            }
+            Dialer::tcp()
+        };
         let lsd = match (config.lsd, listen_addr) {
             (Some(interface), Some(listen)) => {
                 let lsd_config =
@@ -199,8 +224,15 @@ impl Session {
         }
         let tracker_key = crate::random_seed() as u32;
         let clock = Clock::new();
-        let shared = Shared { config, listen_addr, routes, clock, gate, slots, lsd, tracker_client, tracker_key };
-        Ok(Self { shared, accept_task, stop_portmap })
+        let shared =
+            Shared { config, listen_addr, routes, clock, gate, slots, lsd, tracker_client, tracker_key, dialer };
+        Ok(Self {
+            shared,
+            accept_task,
+            stop_portmap,
+            #[cfg(feature = "utp")]
+            utp_stop,
+        })
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -333,6 +365,7 @@ impl Shared {
             gate: self.gate.clone(),
             slots: self.slots.clone(),
             encryption: self.config.encryption,
+            dialer: self.dialer.clone(),
             meta: meta.clone(),
             store: store.clone(),
             resume,
@@ -370,6 +403,10 @@ impl Drop for Session {
             t.abort();
         }
         self.stop_portmap.send_replace(true);
+        #[cfg(feature = "utp")]
+        if let Some(stop) = &self.utp_stop {
+            stop.cancel();
+        }
     }
 }
 
@@ -515,24 +552,109 @@ async fn accept_loop(listener: TcpListener, routes: Routes, gate: Gate, slots: S
             tracing::debug!(%addr, why, "inbound connection refused");
             continue;
         }
-        let Some(slot) = slots.try_inbound() else {
-            tracing::debug!(%addr, "inbound connection refused: the session's connection limit is reached");
-            continue;
+        spawn_route(PeerStream::tcp(stream), addr, &slots, routes.clone(), encryption, permit);
+    }
+}
+
+/// Takes a session slot for an inbound connection (closing it if none is free) and routes it.
+fn spawn_route(
+    stream: PeerStream,
+    addr: SocketAddr,
+    slots: &Slots,
+    routes: Routes,
+    encryption: Encryption,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let Some(slot) = slots.try_inbound() else {
+        tracing::debug!(%addr, "inbound connection refused: the session's connection limit is reached");
+        return;
+    };
+    tokio::spawn(async move {
+        let routed = route_inbound(stream, addr, slot, routes, encryption).await;
+        drop(permit);
+        if let Err(e) = routed {
+            tracing::debug!(%addr, error = %e, "inbound connection dropped");
+        }
+    });
+}
+
+/// The uTP socket: on the TCP listener's address when listening (so one port reaches both),
+/// else on an ephemeral port for dialling only. Returns the dialer using it and the token that
+/// stops it.
+#[cfg(feature = "utp")]
+async fn start_utp(
+    listen: Option<SocketAddr>,
+    routes: &Routes,
+    gate: &Gate,
+    slots: &Slots,
+    config: &SessionConfig,
+) -> Result<(Dialer, tokio_util::sync::CancellationToken), NodeError> {
+    let bind = listen.unwrap_or_else(|| {
+        let ip = if config.policy.loopback_only { Ipv4Addr::LOCALHOST } else { Ipv4Addr::UNSPECIFIED };
+        SocketAddr::from((ip, 0))
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let opts = librqbit_utp::SocketOpts {
+        // As TCP_NODELAY on TCP peers: small messages (requests, haves) go at once.
+        disable_nagle: true,
+        cancellation_token: stop.clone(),
+        ..Default::default()
+    };
+    let socket = librqbit_utp::UtpSocketUdp::new_udp_with_opts(bind, opts, Default::default())
+        .await
+        .map_err(|e| NodeError::Listen { addr: bind, source: std::io::Error::other(format!("uTP: {e}")) })?;
+    if listen.is_some() {
+        let accepting = utp_accept_loop(
+            socket.clone(),
+            routes.clone(),
+            gate.clone(),
+            slots.clone(),
+            config.encryption,
+            stop.clone(),
+        );
+        tokio::spawn(accepting);
+    }
+    Ok((Dialer::with_utp(socket), stop))
+}
+
+/// [`accept_loop`] for uTP connections.
+#[cfg(feature = "utp")]
+async fn utp_accept_loop(
+    socket: Arc<librqbit_utp::UtpSocketUdp>,
+    routes: Routes,
+    gate: Gate,
+    slots: Slots,
+    encryption: Encryption,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(PENDING_HANDSHAKES));
+    loop {
+        let Ok(permit) = pending.clone().acquire_owned().await else {
+            return;
         };
-        let routes = routes.clone();
-        tokio::spawn(async move {
-            let routed = route_inbound(stream, addr, slot, routes, encryption).await;
-            drop(permit);
-            if let Err(e) = routed {
-                tracing::debug!(%addr, error = %e, "inbound connection dropped");
-            }
-        });
+        let stream = tokio::select! {
+            s = socket.accept() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "uTP accept failed; no more inbound uTP");
+                    return;
+                }
+            },
+            () = stop.cancelled() => return,
+        };
+        let addr = stream.remote_addr();
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        if let Some(why) = gate.refuses(&addr) {
+            tracing::debug!(%addr, why, "inbound uTP connection refused");
+            continue;
+        }
+        spawn_route(PeerStream::Utp(stream), addr, &slots, routes.clone(), encryption, permit);
     }
 }
 
 /// Sniffs the first bytes: the plaintext handshake's 20-byte prefix, or else an MSE public key.
 async fn route_inbound(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     addr: SocketAddr,
     slot: Slot,
     routes: Routes,

@@ -11,12 +11,12 @@ use sluice_engine::{Event, Input, Output, PeerKey, ReaderId, Stats, Torrent};
 use sluice_mse::Cipher;
 use sluice_storage::{PieceStore, RamStore, Resume};
 use std::time::Instant;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::limits::{Gate, Slot, Slots};
 use crate::peer_conn::{PeerEvent, PeerIo, Setup, spawn_connect};
+use crate::transport::{Dialer, PeerStream};
 use crate::{Clock, Encryption};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +43,7 @@ pub(crate) enum Command {
     /// An inbound connection whose handshake (already read, in `head`, decrypted) names this
     /// torrent; `cipher` when it negotiated RC4.
     Incoming {
-        stream: TcpStream,
+        stream: PeerStream,
         slot: Slot,
         addr: SocketAddr,
         head: Vec<u8>,
@@ -89,6 +89,7 @@ pub(crate) struct TorrentTask {
     pub(crate) gate: Gate,
     pub(crate) slots: Slots,
     pub(crate) encryption: Encryption,
+    pub(crate) dialer: Dialer,
     pub(crate) meta: Arc<Metainfo>,
     pub(crate) store: Arc<dyn PieceStore>,
     /// The crash-safe journal of verified pieces; `None` in RAM mode (nothing survives).
@@ -264,7 +265,7 @@ impl TorrentTask {
     fn on_incoming(
         &mut self,
         r: &mut Running,
-        stream: TcpStream,
+        stream: PeerStream,
         slot: Slot,
         addr: SocketAddr,
         head: Vec<u8>,
@@ -274,20 +275,23 @@ impl TorrentTask {
         let Some(peer) = self.engine.accept(addr, now) else {
             return;
         };
-        r.peers.insert(peer, PeerIo::spawn(peer, stream, slot, Setup::Ready(cipher), r.events_tx.clone()));
+        r.peers.insert(peer, PeerIo::spawn(peer, slot, Setup::Accepted { stream, cipher }, r.events_tx.clone()));
         self.engine.handle_input(Input::Data { peer, bytes: &head }, now);
     }
 
     fn on_peer_event(&mut self, r: &mut Running, ev: PeerEvent) {
         let now = self.clock.now();
         match ev {
-            PeerEvent::Connected { peer, stream, slot } => {
+            PeerEvent::Connected { peer, addr, dialled, slot } => {
                 if r.connecting.remove(&peer).is_some() {
-                    let setup = match self.encryption {
-                        Encryption::Off => Setup::Ready(None),
-                        encryption => Setup::Initiate { info_hash: self.meta.info_hash, encryption },
+                    let setup = Setup::Dialled {
+                        dialled,
+                        addr,
+                        dialer: self.dialer.clone(),
+                        info_hash: self.meta.info_hash,
+                        encryption: self.encryption,
                     };
-                    r.peers.insert(peer, PeerIo::spawn(peer, stream, slot, setup, r.events_tx.clone()));
+                    r.peers.insert(peer, PeerIo::spawn(peer, slot, setup, r.events_tx.clone()));
                     self.engine.handle_input(Input::Connected { peer }, now);
                 }
             }
@@ -348,7 +352,14 @@ impl TorrentTask {
             match out {
                 Output::Connect { peer, addr } => {
                     if self.gate.allows(&addr) {
-                        let dial = spawn_connect(peer, addr, &self.slots, CONNECT_TIMEOUT, r.events_tx.clone());
+                        let dial = spawn_connect(
+                            peer,
+                            addr,
+                            &self.slots,
+                            self.dialer.clone(),
+                            CONNECT_TIMEOUT,
+                            r.events_tx.clone(),
+                        );
                         r.connecting.insert(peer, dial);
                     } else {
                         self.engine.handle_input(Input::Closed { peer }, self.clock.now());

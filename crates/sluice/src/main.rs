@@ -157,6 +157,13 @@ struct NetArgs {
     /// --loopback-only].
     #[arg(long)]
     no_upnp: bool,
+    /// Speak uTP (BEP 29) beside TCP: accept it on UDP at the peer listen port, and dial both,
+    /// keeping whichever the peer answers [default: on]. The DHT then takes another UDP port.
+    #[arg(long, overrides_with = "no_utp")]
+    utp: bool,
+    /// TCP only: no uTP.
+    #[arg(long, overrides_with = "utp")]
+    no_utp: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,8 +234,9 @@ impl NetArgs {
         listen.unwrap_or_else(|| SocketAddr::from((default_ip, default_port)))
     }
 
-    /// The session's settings; starts the DHT (on UDP, at the peer listen address) unless it
-    /// is switched off, keeping its routing table in `state_dir`.
+    /// The session's settings; starts the DHT unless it is switched off, keeping its routing
+    /// table in `state_dir`: on UDP at the peer listen address, or on the listen IP and a port
+    /// the system picks when uTP holds that address.
     fn session_config(
         &self,
         listen: Option<SocketAddr>,
@@ -258,6 +266,7 @@ impl NetArgs {
             engine,
             ram: None,
             encryption: self.encryption.into(),
+            utp: self.utp(),
             dht: self.start_dht(listen, state_dir)?,
             lsd: self.lsd_interface(listen),
             trackers: TrackerSettings { extra: self.trackers.clone(), mode: self.tracker_mode.into() },
@@ -276,6 +285,11 @@ impl NetArgs {
         (prefix, name, masked.map(|m| m.2.to_owned()))
     }
 
+    /// Whether uTP is on (the last of --utp and --no-utp wins).
+    fn utp(&self) -> bool {
+        self.utp || !self.no_utp
+    }
+
     /// The interface address local service discovery announces through, if it is on.
     fn lsd_interface(&self, listen: SocketAddr) -> Option<Ipv4Addr> {
         let on = self.lsd || (!self.no_lsd && !self.loopback_only);
@@ -290,9 +304,10 @@ impl NetArgs {
         if self.no_dht {
             return Ok(None);
         }
+        let port = if self.utp() { 0 } else { listen.port() };
         let bind = match listen {
-            SocketAddr::V4(_) => listen,
-            SocketAddr::V6(_) => SocketAddr::from(([0, 0, 0, 0], listen.port())),
+            SocketAddr::V4(v4) => SocketAddr::from((*v4.ip(), port)),
+            SocketAddr::V6(_) => SocketAddr::from(([0, 0, 0, 0], port)),
         };
         std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
         let config = DhtConfig {

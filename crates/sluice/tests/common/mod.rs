@@ -251,6 +251,8 @@ pub struct SeedOpts<'a> {
     pub trackers: &'a [&'a str],
     /// `lt_peer.py seed --encryption` (e.g. "require": MSE with RC4 only).
     pub encryption: Option<&'a str>,
+    /// `lt_peer.py seed --transport` ("tcp", the default; "utp": uTP only; "both").
+    pub transport: Option<&'a str>,
 }
 
 impl LtSeeder {
@@ -277,6 +279,9 @@ impl LtSeeder {
         }
         if let Some(mode) = opts.encryption {
             cmd.args(["--encryption", mode]);
+        }
+        if let Some(transport) = opts.transport {
+            cmd.args(["--transport", transport]);
         }
         let name = format!("lt-seed-{}", endpoint.replace([':', '.'], "_"));
         let mut proc = Proc::spawn(&name, cmd, log_dir, true);

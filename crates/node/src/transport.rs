@@ -1,0 +1,289 @@
+//! What a peer connection runs over: a TCP stream or a uTP stream (BEP 29), and how an
+//! outbound connection picks one.
+//!
+//! uTP shares the peer listen port with TCP (a UDP socket bound to the TCP listener's
+//! address), so the one port peers learn from trackers, the DHT and PEX reaches both.
+//!
+//! Dialling an address we know nothing about races the two: both connect at once, each runs
+//! its own MSE/plaintext handshake carrying the engine's first bytes, and the first to receive
+//! the peer's BitTorrent handshake is kept ([`crate::peer_conn`] drives that). Racing costs a
+//! second connection attempt, but never delays a TCP-only peer behind a uTP timeout (uTP SYNs
+//! to a peer that does not answer them are not retried, only timed out) nor a uTP-only peer
+//! (whose TCP port may accept and then close) behind a TCP failure; and a peer that accepts
+//! both keeps the one it answered. The transport that won is remembered per address, so
+//! later dials to it use that one alone; if it fails, the address is forgotten and the next
+//! dial races again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The two ways to reach a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Tcp,
+    #[cfg(feature = "utp")]
+    Utp,
+}
+
+/// A connected peer stream.
+pub(crate) enum PeerStream {
+    Tcp(TcpStream),
+    #[cfg(feature = "utp")]
+    Utp(librqbit_utp::UtpStream),
+}
+
+/// The halves of a [`PeerStream`], for the reader and writer tasks.
+pub(crate) enum ReadHalf {
+    Tcp(OwnedReadHalf),
+    #[cfg(feature = "utp")]
+    Utp(librqbit_utp::UtpStreamReadHalf),
+}
+
+pub(crate) enum WriteHalf {
+    Tcp(OwnedWriteHalf),
+    #[cfg(feature = "utp")]
+    Utp(librqbit_utp::UtpStreamWriteHalf),
+}
+
+impl PeerStream {
+    pub(crate) fn tcp(stream: TcpStream) -> Self {
+        // Latency of small messages (requests, haves) matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        Self::Tcp(stream)
+    }
+
+    pub(crate) fn transport(&self) -> Transport {
+        match self {
+            Self::Tcp(_) => Transport::Tcp,
+            #[cfg(feature = "utp")]
+            Self::Utp(_) => Transport::Utp,
+        }
+    }
+
+    pub(crate) fn into_split(self) -> (ReadHalf, WriteHalf) {
+        match self {
+            Self::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Tcp(r), WriteHalf::Tcp(w))
+            }
+            #[cfg(feature = "utp")]
+            Self::Utp(s) => {
+                let (r, w) = s.split();
+                (ReadHalf::Utp(r), WriteHalf::Utp(w))
+            }
+        }
+    }
+}
+
+macro_rules! debug_variant {
+    ($t:ty) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    Self::Tcp(s) => f.debug_tuple("Tcp").field(s).finish(),
+                    #[cfg(feature = "utp")]
+                    Self::Utp(_) => f.write_str("Utp"),
+                }
+            }
+        }
+    };
+}
+
+macro_rules! delegate_read {
+    ($t:ty) => {
+        impl AsyncRead for $t {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+                    #[cfg(feature = "utp")]
+                    Self::Utp(s) => Pin::new(s).poll_read(cx, buf),
+                }
+            }
+        }
+    };
+}
+
+macro_rules! delegate_write {
+    ($t:ty) => {
+        impl AsyncWrite for $t {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+                    #[cfg(feature = "utp")]
+                    Self::Utp(s) => Pin::new(s).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+                    #[cfg(feature = "utp")]
+                    Self::Utp(s) => Pin::new(s).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                    #[cfg(feature = "utp")]
+                    Self::Utp(s) => Pin::new(s).poll_shutdown(cx),
+                }
+            }
+        }
+    };
+}
+
+debug_variant!(PeerStream);
+debug_variant!(ReadHalf);
+debug_variant!(WriteHalf);
+delegate_read!(PeerStream);
+delegate_read!(ReadHalf);
+delegate_write!(PeerStream);
+delegate_write!(WriteHalf);
+
+/// A connection attempt still under way.
+pub(crate) type Pending = Pin<Box<dyn Future<Output = io::Result<PeerStream>> + Send>>;
+
+/// The outcome of dialling: the first transport that connected, and the other attempt if it
+/// is still running (the handshakes race on both).
+pub(crate) struct Dialled {
+    pub(crate) first: PeerStream,
+    pub(crate) other: Option<Pending>,
+}
+
+impl std::fmt::Debug for Dialled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialled").field("first", &self.first).field("other", &self.other.is_some()).finish()
+    }
+}
+
+/// Addresses remembered at most; past that an arbitrary one is forgotten (a peer list is
+/// attacker-given).
+const LEARNED_MAX: usize = 4096;
+
+/// Opens outbound connections over the transports this session has.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    #[cfg(feature = "utp")]
+    utp: Option<Arc<librqbit_utp::UtpSocketUdp>>,
+    learned: Arc<Mutex<HashMap<SocketAddr, Transport>>>,
+}
+
+impl Dialer {
+    /// TCP only.
+    pub(crate) fn tcp() -> Self {
+        Self {
+            #[cfg(feature = "utp")]
+            utp: None,
+            learned: Arc::default(),
+        }
+    }
+
+    /// TCP, and uTP from `socket`.
+    #[cfg(feature = "utp")]
+    pub(crate) fn with_utp(socket: Arc<librqbit_utp::UtpSocketUdp>) -> Self {
+        Self { utp: Some(socket), learned: Arc::default() }
+    }
+
+    /// The transports to try for `addr`: the one that worked last time, else all.
+    fn plan(&self, addr: SocketAddr) -> Vec<Transport> {
+        #[cfg(feature = "utp")]
+        if self.utp.is_some() {
+            return match self.learned.lock().unwrap_or_else(|p| p.into_inner()).get(&addr) {
+                Some(t) => vec![*t],
+                None => vec![Transport::Utp, Transport::Tcp],
+            };
+        }
+        let _ = addr;
+        vec![Transport::Tcp]
+    }
+
+    /// Remembers that `addr` completed a handshake over `transport`.
+    pub(crate) fn learn(&self, addr: SocketAddr, transport: Transport) {
+        if self.plan_is_fixed() {
+            return;
+        }
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        if learned.len() >= LEARNED_MAX
+            && !learned.contains_key(&addr)
+            && let Some(k) = learned.keys().next().copied()
+        {
+            learned.remove(&k);
+        }
+        learned.insert(addr, transport);
+    }
+
+    /// Forgets what worked for `addr` (it failed): the next dial tries every transport.
+    pub(crate) fn forget(&self, addr: SocketAddr) {
+        self.learned.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr);
+    }
+
+    /// True when there is only one transport, so nothing is worth remembering.
+    fn plan_is_fixed(&self) -> bool {
+        #[cfg(feature = "utp")]
+        if self.utp.is_some() {
+            return false;
+        }
+        true
+    }
+
+    /// One connection attempt over `transport`.
+    pub(crate) fn connect(&self, addr: SocketAddr, transport: Transport) -> Pending {
+        match transport {
+            Transport::Tcp => Box::pin(async move { TcpStream::connect(addr).await.map(PeerStream::tcp) }),
+            #[cfg(feature = "utp")]
+            Transport::Utp => {
+                let socket = self.utp.clone();
+                Box::pin(async move {
+                    let socket = socket.ok_or_else(|| io::Error::other("uTP is off"))?;
+                    socket.connect(addr).await.map(PeerStream::Utp).map_err(io::Error::other)
+                })
+            }
+        }
+    }
+
+    /// Connects to `addr` over every transport in the plan at once; returns when the first one
+    /// connects (or all failed), handing on the attempt still running.
+    pub(crate) async fn dial(&self, addr: SocketAddr) -> io::Result<Dialled> {
+        let mut attempts: Vec<Pending> = self.plan(addr).into_iter().map(|t| self.connect(addr, t)).collect();
+        let mut last_err = None;
+        while !attempts.is_empty() {
+            let (result, index) = FirstOf(&mut attempts).await;
+            drop(attempts.swap_remove(index));
+            match result {
+                Ok(first) => return Ok(Dialled { first, other: attempts.pop() }),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "connect failed");
+                    last_err = Some(e);
+                }
+            }
+        }
+        self.forget(addr);
+        Err(last_err.unwrap_or_else(|| io::Error::other("no transport to dial")))
+    }
+}
+
+/// Resolves with the output and index of whichever future is ready first.
+struct FirstOf<'a, T>(&'a mut [Pin<Box<dyn Future<Output = T> + Send>>]);
+
+impl<T> Future for FirstOf<'_, T> {
+    type Output = (T, usize);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        for (i, f) in self.get_mut().0.iter_mut().enumerate() {
+            if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                return Poll::Ready((v, i));
+            }
+        }
+        Poll::Pending
+    }
+}
