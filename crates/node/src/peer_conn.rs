@@ -271,3 +271,48 @@ pub(crate) fn spawn_connect(
     })
     .abort_handle()
 }
+
+#[cfg(all(test, feature = "utp"))]
+mod tests {
+    use super::*;
+    use crate::transport::Transport;
+    use librqbit_utp::UtpSocketUdp;
+    use sluice_core::PeerId;
+    use sluice_wire::Handshake;
+    use tokio::net::TcpListener;
+
+    /// A peer whose TCP port accepts and closes at once (as libtorrent's does with incoming TCP
+    /// off) and whose uTP port answers the handshake: the dial keeps uTP, and learns it.
+    #[tokio::test]
+    async fn a_dial_keeps_the_transport_on_which_the_peer_answers_the_handshake() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let peer_utp = UtpSocketUdp::new_udp(addr).await.unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = tcp.accept().await {
+                drop(s);
+            }
+        });
+        let info_hash = InfoHash([7; 20]);
+        let mut theirs = Vec::new();
+        Handshake::new(info_hash, PeerId([2; 20])).encode(&mut theirs);
+        let answer = theirs.clone();
+        let peer = tokio::spawn(async move {
+            let mut s = peer_utp.accept().await.unwrap();
+            let mut got = [0u8; Handshake::LEN];
+            s.read_exact(&mut got).await.unwrap();
+            s.write_all(&answer).await.unwrap();
+            // Held open until the test ends.
+            (got, s, peer_utp)
+        });
+
+        let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap());
+        let mut ours = Vec::new();
+        Handshake::new(info_hash, PeerId([1; 20])).encode(&mut ours);
+        let dialled = dialer.dial(addr).await.unwrap();
+        let ready = establish(dialled, &dialer, addr, info_hash, Encryption::Off, &ours).await.unwrap();
+        assert_eq!(ready.stream.transport(), Transport::Utp);
+        assert_eq!(ready.leftover, theirs);
+        assert_eq!(peer.await.unwrap().0.as_slice(), ours.as_slice());
+    }
+}

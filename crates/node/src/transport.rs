@@ -287,3 +287,23 @@ impl<T> Future for FirstOf<'_, T> {
         Poll::Pending
     }
 }
+
+#[cfg(all(test, feature = "utp"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dials_race_both_transports_until_one_is_learned() {
+        let socket = librqbit_utp::UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let dialer = Dialer::with_utp(socket);
+        let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.9:6881".parse().unwrap(), "127.0.0.9:6882".parse().unwrap());
+        assert_eq!(dialer.plan(a), [Transport::Utp, Transport::Tcp]);
+        dialer.learn(a, Transport::Tcp);
+        dialer.learn(b, Transport::Utp);
+        assert_eq!(dialer.plan(a), [Transport::Tcp]);
+        assert_eq!(dialer.plan(b), [Transport::Utp]);
+        dialer.forget(a);
+        assert_eq!(dialer.plan(a), [Transport::Utp, Transport::Tcp]);
+        assert_eq!(Dialer::tcp().plan(b), [Transport::Tcp]);
+    }
+}
