@@ -88,8 +88,11 @@ def main():
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     ap.add_argument("--encryption", choices=["default", "require"], default="default",
                     help="require: seeder and both clients insist on MSE/PE with RC4 (measures its cost)")
+    ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
+                    help="utp: the seeder and the libtorrent client speak uTP only (Sluice races both)")
     args = ap.parse_args()
     enc = ["--encryption", args.encryption] if args.encryption != "default" else []
+    lt_transport = ["--transport", args.transport]
     size, piece = parse_size(args.size), parse_size(args.piece_size)
 
     torrent, data = fixture(args.bench_dir, size, piece)
@@ -98,7 +101,7 @@ def main():
 
     seeder_log = open(os.path.join(logs, "seeder.log"), "wb")
     seeder = subprocess.Popen(
-        [PYTHON, LT_PEER, "seed", "--torrent", torrent, "--data", data, "--listen", SEEDER, *enc],
+        [PYTHON, LT_PEER, "seed", "--torrent", torrent, "--data", data, "--listen", SEEDER, *enc, *lt_transport],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=seeder_log,
     )
     try:
@@ -110,7 +113,7 @@ def main():
             "sluice": lambda out: [args.sluice, "download", torrent, "--out", out,
                                    "--peer", SEEDER, "--listen", SLUICE_LISTEN, "--loopback-only", *enc],
             "libtorrent": lambda out: [PYTHON, LT_PEER, "leech", "--torrent", torrent, "--out", out,
-                                       "--peer", SEEDER, "--listen", LT_LISTEN, *enc],
+                                       "--peer", SEEDER, "--listen", LT_LISTEN, *enc, *lt_transport],
         }
         results = {name: [] for name in clients}
         for run in range(args.runs):
@@ -140,7 +143,7 @@ def main():
         }
     print(f"\n{args.runs} runs, {size / GIB:.2f} GiB torrent, {piece // 1024} KiB pieces, "
           f"one libtorrent {__import__('libtorrent').__version__} seeder on loopback, "
-          f"encryption {args.encryption}\n")
+          f"encryption {args.encryption}, transport {args.transport}\n")
     print(f"{'client':<12}{'MB/s (median)':>16}{'CPU s/GiB':>12}{'peak RSS MiB':>14}")
     for name, s in summary.items():
         print(f"{name:<12}{s['mb_per_s']:>16.1f}{s['cpu_s_per_gib']:>12.2f}{s['max_rss_mib']:>14.1f}")

@@ -341,7 +341,10 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "sluice=info,warn".into()),
+            // librqbit-utp warns at every start that the kernel caps the UDP receive buffer it
+            // asks for (rmem_max, e.g. 8 of 160 MiB): noise for the default view.
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "sluice=info,warn,librqbit_utp::socket=error".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
