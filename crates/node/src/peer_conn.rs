@@ -275,24 +275,74 @@ pub(crate) fn spawn_connect(
 #[cfg(all(test, feature = "utp"))]
 mod tests {
     use super::*;
+    use crate::encryption::{PLAINTEXT_HEAD, respond};
     use crate::transport::Transport;
     use librqbit_utp::UtpSocketUdp;
     use sluice_core::PeerId;
     use sluice_wire::Handshake;
     use tokio::net::TcpListener;
 
-    /// A peer whose TCP port accepts and closes at once (as libtorrent's does with incoming TCP
-    /// off) and whose uTP port answers the handshake: the dial keeps uTP, and learns it.
-    #[tokio::test]
-    async fn a_dial_keeps_the_transport_on_which_the_peer_answers_the_handshake() {
+    /// A TCP port that accepts and closes at once (as libtorrent's does with incoming TCP off).
+    async fn tcp_that_closes() -> SocketAddr {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
-        let peer_utp = UtpSocketUdp::new_udp(addr).await.unwrap();
         tokio::spawn(async move {
             while let Ok((s, _)) = tcp.accept().await {
                 drop(s);
             }
         });
+        addr
+    }
+
+    fn handshake(info_hash: InfoHash, id: u8) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        Handshake::new(info_hash, PeerId([id; 20])).encode(&mut bytes);
+        bytes
+    }
+
+    /// A uTP-only peer that talks only encrypted (`encrypted`) or only plaintext: it closes
+    /// each connection that starts the other way, and answers the first that starts its way.
+    /// Returns what that connection sent first (decrypted) and how many it closed before.
+    async fn utp_peer(
+        socket: Arc<UtpSocketUdp>,
+        info_hash: InfoHash,
+        encrypted: bool,
+        answer: Vec<u8>,
+    ) -> (Vec<u8>, usize, PeerStream) {
+        let mut refused = 0;
+        loop {
+            let mut s = PeerStream::Utp(socket.accept().await.unwrap());
+            let mut head = [0u8; 20];
+            if s.read_exact(&mut head).await.is_err() {
+                continue;
+            }
+            if (&head != PLAINTEXT_HEAD) != encrypted {
+                refused += 1;
+                continue;
+            }
+            let mut answer = answer.clone();
+            let got = if encrypted {
+                let lookup =
+                    Box::new(move |req2: &[u8; 20]| (sluice_mse::skey_hash(&info_hash) == *req2).then_some(info_hash));
+                let (_, got, cipher) = respond(&mut s, &head, Encryption::Require, lookup).await.unwrap();
+                cipher.unwrap().send.apply(&mut answer);
+                got
+            } else {
+                let mut rest = [0u8; Handshake::LEN - 20];
+                s.read_exact(&mut rest).await.unwrap();
+                [&head[..], &rest[..]].concat()
+            };
+            s.write_all(&answer).await.unwrap();
+            return (got, refused, s);
+        }
+    }
+
+    /// A peer whose TCP port accepts and closes at once (as libtorrent's does with incoming TCP
+    /// off) and whose uTP port answers the handshake: the dial keeps uTP, and learns it.
+    #[tokio::test]
+    async fn a_dial_keeps_the_transport_on_which_the_peer_answers_the_handshake() {
+        let addr = tcp_that_closes().await;
+        let peer_utp = UtpSocketUdp::new_udp(addr).await.unwrap();
         let info_hash = InfoHash([7; 20]);
         let mut theirs = Vec::new();
         Handshake::new(info_hash, PeerId([2; 20])).encode(&mut theirs);
@@ -314,5 +364,30 @@ mod tests {
         assert_eq!(ready.stream.transport(), Transport::Utp);
         assert_eq!(ready.leftover, theirs);
         assert_eq!(peer.await.unwrap().0.as_slice(), ours.as_slice());
+    }
+
+    /// The policies' redials stay on the transport being tried: under `Allow` a uTP peer that
+    /// closes the plaintext handshake is redialled over uTP with MSE, under `Prefer` one that
+    /// closes the MSE handshake is redialled over uTP in plaintext (TCP closing all the while).
+    #[tokio::test]
+    async fn a_refused_handshake_is_redialled_the_other_way_over_the_same_transport() {
+        for (encryption, peer_encrypts) in [(Encryption::Allow, true), (Encryption::Prefer, false)] {
+            let addr = tcp_that_closes().await;
+            let info_hash = InfoHash([9; 20]);
+            let theirs = handshake(info_hash, 2);
+            let ours = handshake(info_hash, 1);
+            let socket = UtpSocketUdp::new_udp(addr).await.unwrap();
+            let peer = tokio::spawn(utp_peer(socket, info_hash, peer_encrypts, theirs.clone()));
+
+            let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap());
+            let dialled = dialer.dial(addr).await.unwrap();
+            let ready = establish(dialled, &dialer, addr, info_hash, encryption, &ours).await.unwrap();
+            assert_eq!(ready.stream.transport(), Transport::Utp, "{encryption:?}");
+            assert_eq!(ready.cipher.is_some(), peer_encrypts, "{encryption:?}");
+            assert_eq!(ready.leftover, theirs, "{encryption:?}");
+            let (got, refused, _stream) = peer.await.unwrap();
+            assert_eq!(got, ours, "{encryption:?}");
+            assert_eq!(refused, 1, "{encryption:?}: the first attempt went the policy's first way");
+        }
     }
 }
