@@ -1,14 +1,19 @@
-//! Torrent management routes of the streaming API: add a torrent, give it peers. The rest of
-//! `/api/v1` (listing, removal, settings, events) comes with the server.
+//! Sluice's own API under `/api/v1`, beside the stream routes of [`crate::router`]: torrents
+//! (add, list, get, remove, files, peers), settings, server-sent events and M3U playlists,
+//! described by the hand-written OpenAPI document served at `/api/v1/openapi.json`
+//! (`api/openapi.json`; a test checks it names exactly the routes below).
+//!
+//! Every error under `/api/v1` is `{"error":{"code","message"}}` JSON, including unknown
+//! paths (`404 not_found`), wrong methods (`405 method_not_allowed`, with `Allow`) and bodies
+//! over the limits (`413 body_too_large`): a layer turns axum's plain-text rejections into it.
 //!
 //! - `POST /api/v1/torrents` with the raw `.torrent` as the body → `201` (or `200` when it was
-//!   already added) and `{"info_hash", "name", "files": [{"index", "path", "length"}]}`;
-//! - the same with `Content-Type: application/json` and `{"magnet": "magnet:?..."}` (or a
-//!   bare 40-digit hex info-hash): the metadata is fetched from the link's `x.pe` peers (and
-//!   any given through `/peers`). The request waits for it up to the library's metadata
-//!   timeout (TorrServer clients expect the add to return promptly): `201`/`200` as above once
-//!   known, else `202` with `"files": []` and `"pending": true` while the fetch goes on; adding
-//!   the same magnet again later returns the files once known;
+//!   already added) and the torrent with its `files`;
+//! - the same with `Content-Type: application/json` and `{"link": "magnet:?..."}` (a bare
+//!   40-digit hex info-hash too; `magnet` is an alias of `link`) and optional `title`,
+//!   `category`, `poster`, `data`: the metadata is fetched from the link's peers. The request
+//!   waits for it up to the library's metadata timeout: `201`/`200` once known, else `202`
+//!   with `"pending": true` and `"files": []` while the fetch goes on;
 //! - `POST /api/v1/torrents/{info_hash}/peers` with a JSON array of `"ip:port"` → `204`.
 
 use std::future::Future;
@@ -18,37 +23,98 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, get, post};
+use serde::{Serialize, Serializer};
 use sluice_core::InfoHash;
 
-use crate::{HttpConfig, StreamSource, error};
+use crate::m3u::escape_segment;
+use crate::torrserver::{Link, TorrentMeta};
+use crate::{FileIndex, HttpConfig, StreamSource, error};
 
 /// Largest `.torrent` body accepted.
 const MAX_TORRENT_BODY: usize = 64 * 1024 * 1024;
+/// Largest JSON body of the other routes.
+const MAX_JSON_BODY: usize = 64 * 1024;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One file of an added torrent, as the API shows it.
+/// Where a torrent is in its life, as `/api/v1` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TorrentState {
+    /// A magnet whose metadata is being fetched.
+    Pending,
+    /// Starting or running (peers, pieces, readers).
+    Running,
+    /// Known but not running (idle, dropped, failed, or not started since the server began).
+    Closed,
+    /// Running with every piece verified.
+    Complete,
+}
+
+/// One torrent, as the list, the single resource and the event stream show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Torrent {
+    #[serde(serialize_with = "hex")]
+    pub info_hash: InfoHash,
+    /// The torrent's name, or the magnet's `dn`/title while the metadata is unknown.
+    pub name: String,
+    pub title: String,
+    pub category: String,
+    pub poster: String,
+    pub data: String,
+    /// Unix seconds.
+    pub added_at: i64,
+    pub state: TorrentState,
+    /// The metadata is not known yet.
+    pub pending: bool,
+    /// Total bytes; 0 while pending.
+    pub length: u64,
+    /// Bytes of verified pieces held (0 unless running).
+    pub verified_bytes: u64,
+    /// `verified_bytes / length`, 0 while pending.
+    pub progress: f64,
+    /// Payload bytes per second.
+    pub download_rate: u64,
+    pub upload_rate: u64,
+    /// Connected peers.
+    pub peers: u64,
+    /// Open streams.
+    pub readers: u64,
+    pub error: Option<String>,
+}
+
+fn hex<S: Serializer>(h: &InfoHash, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&h.to_hex())
+}
+
+/// One file of a torrent (pad files are not listed).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AddedFile {
+pub struct TorrentFile {
+    /// The position in the metainfo's file list: the `index` of stream URLs.
+    pub index: FileIndex,
+    /// `/`-separated, starting with the torrent's folder for a multi-file torrent.
     pub path: String,
     pub length: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A torrent with its files (empty while pending), in metainfo order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TorrentDetail {
+    pub torrent: Torrent,
+    pub files: Vec<TorrentFile>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Added {
-    pub info_hash: InfoHash,
-    pub name: String,
-    /// Files in metainfo order; the position is the `index` used in stream URLs.
-    pub files: Vec<AddedFile>,
+    pub detail: TorrentDetail,
     /// False when the torrent was already known.
     pub created: bool,
-    /// A magnet whose metadata is not known yet (`files` is empty).
-    pub pending: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,20 +130,178 @@ pub enum LibraryError {
 
 /// What the API needs from the rest of Sluice besides streaming.
 pub trait Library: StreamSource {
-    fn add_torrent(&self, torrent: Bytes) -> BoxFuture<'_, Result<Added, LibraryError>>;
+    fn add_torrent(&self, torrent: Bytes, meta: TorrentMeta) -> BoxFuture<'_, Result<Added, LibraryError>>;
     /// A magnet link or bare info-hash; may return before the metadata is known (`pending`).
-    fn add_magnet(&self, magnet: String) -> BoxFuture<'_, Result<Added, LibraryError>>;
+    fn add_magnet(&self, magnet: String, meta: TorrentMeta) -> BoxFuture<'_, Result<Added, LibraryError>>;
     fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>>;
+    /// Every known torrent, in any order (the API sorts it). Touches nothing.
+    fn list(&self) -> BoxFuture<'_, Vec<Torrent>>;
+    /// One torrent with its files; counts as a use of it (a closed torrent starts again, as a
+    /// client polling a pending magnet expects).
+    fn torrent(&self, torrent: InfoHash) -> BoxFuture<'_, Result<TorrentDetail, LibraryError>>;
+    /// Forgets the torrent (and deletes its downloaded files if asked);
+    /// [`LibraryError::UnknownTorrent`] if it was not known.
+    fn remove(&self, torrent: InfoHash, delete_files: bool) -> BoxFuture<'_, Result<(), LibraryError>>;
 }
 
-/// The stream routes plus the management routes above.
+/// The stream routes plus the `/api/v1` routes above.
 pub fn api_router(library: Arc<dyn Library>, config: HttpConfig) -> Router {
-    let manage = Router::new()
-        .route("/api/v1/torrents", post(add_torrent))
+    let json = Router::new()
         .route("/api/v1/torrents/{info_hash}/peers", post(add_peers))
-        .layer(DefaultBodyLimit::max(MAX_TORRENT_BODY))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    let manage = Router::new()
+        .route("/api/v1/torrents", get(list).post(add_torrent).layer(DefaultBodyLimit::max(MAX_TORRENT_BODY)))
+        .route("/api/v1/torrents/{info_hash}", get(torrent).delete(remove))
+        .route("/api/v1/torrents/{info_hash}/files", get(files))
+        .merge(json)
+        .route("/api/v1", any(not_found))
+        .route("/api/v1/{*rest}", any(not_found))
         .with_state(library.clone());
-    crate::router(library, config).merge(manage)
+    crate::router(library, config).merge(manage).layer(middleware::from_fn(json_errors))
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such resource in /api/v1")
+}
+
+/// Gives axum's own rejections (405, 413, 415, extractor errors: plain text or empty) the
+/// API's JSON error body; headers such as `Allow` are kept.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let detail = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    let message = match String::from_utf8_lossy(&detail).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_owned(),
+        m => m.to_owned(),
+    };
+    let fresh = error(status, code, &message);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (_, body) = fresh.into_parts();
+    Response::from_parts(parts, body)
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => (status, [(CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+    }
+}
+
+fn parse_hash(hash: &str) -> Result<InfoHash, Response> {
+    match InfoHash::from_hex(hash) {
+        Some(h) if hash.len() == 40 => Ok(h),
+        _ => Err(error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits")),
+    }
+}
+
+/// `File` of the API: the fields plus the relative stream URL players can open.
+fn file_json(hash: InfoHash, f: &TorrentFile) -> serde_json::Value {
+    let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+    serde_json::json!({
+        "index": f.index.0,
+        "path": f.path,
+        "length": f.length,
+        "stream_url": format!("/api/v1/torrents/{}/files/{}/stream/{}", hash.to_hex(), f.index.0, escape_segment(name)),
+    })
+}
+
+fn detail_json(d: &TorrentDetail) -> serde_json::Value {
+    let mut v = serde_json::to_value(&d.torrent).unwrap_or_default();
+    let files: Vec<_> = d.files.iter().map(|f| file_json(d.torrent.info_hash, f)).collect();
+    v["files"] = files.into();
+    v
+}
+
+/// The list oldest first (ties by info-hash, so the order is stable).
+fn sorted(mut list: Vec<Torrent>) -> Vec<Torrent> {
+    list.sort_by(|a, b| a.added_at.cmp(&b.added_at).then_with(|| a.info_hash.0.cmp(&b.info_hash.0)));
+    list
+}
+
+async fn list(State(lib): State<Arc<dyn Library>>) -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "torrents": sorted(lib.list().await) }))
+}
+
+async fn torrent(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match lib.torrent(hash).await {
+        Ok(d) => json_response(StatusCode::OK, &detail_json(&d)),
+        Err(e) => library_error(e),
+    }
+}
+
+async fn files(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    match lib.torrent(hash).await {
+        Ok(d) => {
+            let files: Vec<_> = d.files.iter().map(|f| file_json(hash, f)).collect();
+            json_response(StatusCode::OK, &serde_json::json!({ "files": files }))
+        }
+        Err(e) => library_error(e),
+    }
+}
+
+async fn remove(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let hash = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let mut delete_files = false;
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        if key != "delete_files" {
+            return error(StatusCode::BAD_REQUEST, "bad_query", &format!("unknown query parameter {key:?}"));
+        }
+        delete_files = match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return error(StatusCode::BAD_REQUEST, "bad_query", "delete_files must be true or false"),
+        };
+    }
+    match lib.remove(hash, delete_files).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => library_error(e),
+    }
+}
+
+/// The JSON form of an add: `link` (or its alias `magnet`) and the client's fields.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    link: Option<String>,
+    magnet: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    poster: String,
+    #[serde(default)]
+    data: String,
 }
 
 async fn add_torrent(State(lib): State<Arc<dyn Library>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -86,45 +310,47 @@ async fn add_torrent(State(lib): State<Arc<dyn Library>>, headers: HeaderMap, bo
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
     let result = if json {
-        let magnet = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("magnet").and_then(serde_json::Value::as_str).map(str::to_owned));
-        match magnet {
-            Some(magnet) => lib.add_magnet(magnet).await,
-            None => {
-                return error(StatusCode::BAD_REQUEST, "bad_body", "a JSON body must be {\"magnet\": \"magnet:?...\"}");
+        let req = match serde_json::from_slice::<AddBody>(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_body", &format!("{e}")),
+        };
+        let meta = TorrentMeta { title: req.title, poster: req.poster, category: req.category, data: req.data };
+        let Some(link) = req.link.or(req.magnet) else {
+            return error(StatusCode::BAD_REQUEST, "bad_body", "a JSON body must have a \"link\"");
+        };
+        match Link::parse(&link) {
+            Ok(Link::Magnet(_) | Link::Hash(_)) => lib.add_magnet(link, meta).await,
+            Ok(Link::Url(_)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_link",
+                    "fetching .torrent URLs is not supported yet",
+                );
             }
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_link", &e.to_string()),
         }
     } else {
-        lib.add_torrent(body).await
+        lib.add_torrent(body, TorrentMeta::default()).await
     };
     match result {
         Ok(added) => {
-            let files: Vec<_> = added
-                .files
-                .iter()
-                .enumerate()
-                .map(|(index, f)| serde_json::json!({ "index": index, "path": f.path, "length": f.length }))
-                .collect();
-            let mut json =
-                serde_json::json!({ "info_hash": added.info_hash.to_hex(), "name": added.name, "files": files });
-            let status = if added.pending {
-                json["pending"] = true.into();
+            let status = if added.detail.torrent.pending {
                 StatusCode::ACCEPTED
             } else if added.created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            (status, [(CONTENT_TYPE, "application/json")], json.to_string()).into_response()
+            json_response(status, &detail_json(&added.detail))
         }
         Err(e) => library_error(e),
     }
 }
 
 async fn add_peers(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, body: Bytes) -> Response {
-    let Some(torrent) = InfoHash::from_hex(&hash) else {
-        return error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits");
+    let torrent = match parse_hash(&hash) {
+        Ok(h) => h,
+        Err(r) => return r,
     };
     let Ok(list) = serde_json::from_slice::<Vec<String>>(&body) else {
         return error(StatusCode::BAD_REQUEST, "bad_body", "the body must be a JSON array of \"ip:port\" strings");

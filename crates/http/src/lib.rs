@@ -14,8 +14,10 @@
 //! - `body`: streams the reader chunk by chunk. A source that stalls past the read timeout
 //!   aborts the connection before `Content-Length` is reached: a player that sees a truncated
 //!   response retries, while a "complete" short file would be silently corrupt.
-//! - [`router`]: the axum routes, errors as `{"error":{"code","message"}}` JSON;
-//!   [`api_router`] adds the torrent management routes of [`api`].
+//! - [`router`]: the stream routes, errors as `{"error":{"code","message"}}` JSON;
+//!   [`api_router`] adds the rest of Sluice's own `/api/v1` ([`api`]: torrents, settings,
+//!   events, playlists, its OpenAPI document).
+//! - `m3u`: playlist entries with VLC `input-slave` lines, shared by both APIs.
 //! - [`torrserver`]: the TorrServer-compatible API ([`torrserver_router`]) for the apps that
 //!   speak it, behind the [`TorrServerBackend`] seam.
 //!
@@ -24,13 +26,14 @@
 
 pub mod api;
 mod body;
+mod m3u;
 pub mod meta;
 pub mod range;
 mod server;
 pub mod source;
 pub mod torrserver;
 
-pub use api::{Added, AddedFile, Library, LibraryError, api_router};
+pub use api::{Added, Library, LibraryError, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router};
 pub use server::{HttpConfig, error, router};
 pub use source::{FileIndex, FileInfo, FileReader, SourceError, StreamSource};
 pub use torrserver::{TorrServerBackend, torrserver_router};

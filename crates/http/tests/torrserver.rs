@@ -6,12 +6,13 @@
 //! sequences replay what Lampa (`src/interaction/torserver.js`) and Kodi's jacktorr
 //! (`lib/torrserver/api.py`) send, per shared/reference/torrserver-api.md.
 
+mod support;
+
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +24,8 @@ use sluice_http::torrserver::{
     TorrentMeta, TorrentStat, TorrentStatus, TsError, Viewed, torrserver_router,
 };
 use sluice_http::{FileIndex, FileInfo, FileReader, HttpConfig, SourceError, StreamSource};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use support::{Raw, send};
+use tokio::net::TcpListener;
 
 const SERIES: InfoHash = InfoHash([0x11; 20]);
 const MOVIE: InfoHash = InfoHash([0x22; 20]);
@@ -330,69 +331,6 @@ async fn serve() -> Server {
     Server { addr, fake }
 }
 
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    head_text: String,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).unwrap()
-    }
-}
-
-async fn send(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)], body: &[u8]) -> Raw {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in extra {
-        req.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(req.as_bytes()).await.unwrap();
-    // The server may answer (413) before reading a huge body.
-    let _ = stream.write_all(body).await;
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))
-        .await
-        .expect("no answer")
-        .unwrap_or_default();
-    parse(&bytes)
-}
-
-fn parse(bytes: &[u8]) -> Raw {
-    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
-    let head = std::str::from_utf8(&bytes[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    headers.sort();
-    let mut head_text = format!("{status_line}\n");
-    for (n, v) in headers.iter().filter(|(n, _)| n != "date") {
-        head_text.push_str(&format!("{n}: {v}\n"));
-    }
-    Raw { status, headers, head_text, body: bytes[split + 4..].to_vec() }
-}
-
 async fn get(s: &Server, target: &str) -> Raw {
     send(s.addr, "GET", target, &[], b"").await
 }
@@ -401,62 +339,8 @@ async fn post(s: &Server, target: &str, body: Value) -> Raw {
     send(s.addr, "POST", target, &[("Content-Type", "application/json")], body.to_string().as_bytes()).await
 }
 
-/// The port changes every run: goldens see it as `PORT`.
 fn golden(s: &Server, name: &str, raw: &Raw) {
-    let body = if raw.header("content-type").is_some_and(|t| t.starts_with("application/json")) {
-        raw.json();
-        reindent(raw.text())
-    } else if raw.header("content-type").is_some_and(|t| t.starts_with("video/") || t.starts_with("application/octet"))
-    {
-        format!("<{} bytes>\n", raw.body.len())
-    } else {
-        String::from_utf8_lossy(&raw.body).into_owned()
-    };
-    let text = format!("{}\n{body}", raw.head_text).replace(&s.addr.port().to_string(), "PORT");
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/torrserver").join(format!("{name}.txt"));
-    if std::env::var_os("SLUICE_BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, &text).unwrap();
-        return;
-    }
-    let expected =
-        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e} (SLUICE_BLESS=1 writes it)", file.display()));
-    assert_eq!(text, expected, "response differs from {}", file.display());
-}
-
-/// One key or element per line, keeping the server's key order (which `Value` would sort).
-fn reindent(json: &str) -> String {
-    let (mut out, mut depth, mut in_string, mut escaped) = (String::new(), 0usize, false, false);
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.push_str(&"  ".repeat(depth));
-    };
-    let mut chars = json.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if in_string {
-            (in_string, escaped) = (escaped || c != '"', !escaped && c == '\\');
-            if in_string {
-                continue;
-            }
-        } else {
-            match c {
-                '"' => in_string = true,
-                '{' | '[' if chars.peek().is_some_and(|n| *n != '}' && *n != ']') => {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-                ',' => newline(&mut out, depth),
-                ':' => out.push(' '),
-                _ => {}
-            }
-        }
-        if !in_string && chars.peek().is_some_and(|n| (*n == '}' || *n == ']') && !matches!(c, '{' | '[')) {
-            depth = depth.saturating_sub(1);
-            newline(&mut out, depth);
-        }
-    }
-    out + "\n"
+    support::golden("torrserver", s.addr, name, raw);
 }
 
 fn magnet(h: InfoHash, name: &str) -> String {

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Meta, Snapshot, Source};
+use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Meta, Snapshot, Source, Stat};
 use sluice_core::InfoHash;
 use sluice_db::Db;
 use sluice_http::api::BoxFuture;
-use sluice_http::{Added, AddedFile, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
-use sluice_http::{StreamSource, api_router, torrserver_router};
+use sluice_http::torrserver::TorrentMeta;
+use sluice_http::{Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
+use sluice_http::{StreamSource, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router, torrserver_router};
 use sluice_node::{RamCache, Session};
 
 use crate::NetArgs;
@@ -150,20 +151,53 @@ pub(crate) struct NodeLibrary {
     pub(crate) shutdown: Arc<tokio::sync::Notify>,
 }
 
-/// The API's view of an added torrent; `pending` while a magnet's metadata is unknown.
-fn added(s: &Snapshot, created: bool) -> Added {
-    match &s.info {
-        Some(info) => {
-            // Stream URLs index the metainfo's file list, pad files included.
-            let mut files = Vec::new();
-            for f in &info.files {
-                files.resize(f.index, AddedFile { path: String::new(), length: 0 });
-                files.push(AddedFile { path: f.path.clone(), length: f.length });
-            }
-            Added { info_hash: s.info_hash, name: info.name.clone(), files, created, pending: false }
-        }
-        None => Added { info_hash: s.info_hash, name: s.title.clone(), files: Vec::new(), created, pending: true },
+/// The API's view of a torrent.
+fn torrent(s: &Snapshot) -> Torrent {
+    let length = s.info.as_ref().map_or(0, |i| i.size);
+    let state = match s.stat {
+        _ if s.complete => TorrentState::Complete,
+        Stat::GettingInfo => TorrentState::Pending,
+        Stat::Added | Stat::Preload | Stat::Working => TorrentState::Running,
+        Stat::Closed | Stat::InDb => TorrentState::Closed,
+    };
+    Torrent {
+        info_hash: s.info_hash,
+        name: s.info.as_ref().map_or_else(|| s.title.clone(), |i| i.name.clone()),
+        title: s.title.clone(),
+        category: s.category.clone(),
+        poster: s.poster.clone(),
+        data: s.data.clone(),
+        added_at: s.added_at.0,
+        state,
+        pending: s.info.is_none(),
+        length,
+        verified_bytes: s.bytes_have,
+        progress: if length == 0 { 0.0 } else { s.bytes_have as f64 / length as f64 },
+        download_rate: s.download_rate,
+        upload_rate: s.upload_rate,
+        peers: s.peers_connected as u64,
+        readers: s.readers as u64,
+        error: s.error.clone(),
     }
+}
+
+/// The torrent with its files (pad files left out; `index` is the metainfo position).
+fn detail(s: &Snapshot) -> TorrentDetail {
+    let files = s.info.as_ref().map_or_else(Vec::new, |info| {
+        info.files
+            .iter()
+            .map(|f| TorrentFile { index: FileIndex(f.index), path: f.path.clone(), length: f.length })
+            .collect()
+    });
+    TorrentDetail { torrent: torrent(s), files }
+}
+
+fn added(s: &Snapshot, created: bool) -> Added {
+    Added { detail: detail(s), created }
+}
+
+fn meta(m: TorrentMeta) -> Meta {
+    Meta { title: m.title, poster: m.poster, category: m.category, data: m.data }
 }
 
 fn library_error(e: CatalogError) -> LibraryError {
@@ -193,9 +227,9 @@ impl StreamSource for NodeLibrary {
 }
 
 impl Library for NodeLibrary {
-    fn add_torrent(&self, torrent: axum::body::Bytes) -> BoxFuture<'_, Result<Added, LibraryError>> {
+    fn add_torrent(&self, torrent: axum::body::Bytes, m: TorrentMeta) -> BoxFuture<'_, Result<Added, LibraryError>> {
         Box::pin(async move {
-            let done = self.catalog.add(Source::Torrent(torrent.to_vec()), Meta::default()).await;
+            let done = self.catalog.add(Source::Torrent(torrent.to_vec()), meta(m)).await;
             let done = done.map_err(library_error)?;
             // Answer once it runs, so a torrent whose storage cannot open is refused here
             // (and not kept) rather than failing its first stream.
@@ -207,13 +241,14 @@ impl Library for NodeLibrary {
                 }
                 return Err(library_error(e));
             }
-            Ok(added(&done.snapshot, done.created))
+            let now = self.catalog.status(done.snapshot.info_hash).unwrap_or(done.snapshot);
+            Ok(added(&now, done.created))
         })
     }
 
-    fn add_magnet(&self, link: String) -> BoxFuture<'_, Result<Added, LibraryError>> {
+    fn add_magnet(&self, link: String, m: TorrentMeta) -> BoxFuture<'_, Result<Added, LibraryError>> {
         Box::pin(async move {
-            let done = self.catalog.add(Source::Link(link), Meta::default()).await.map_err(library_error)?;
+            let done = self.catalog.add(Source::Link(link), meta(m)).await.map_err(library_error)?;
             let hash = done.snapshot.info_hash;
             if done.snapshot.info.is_some() {
                 return Ok(added(&done.snapshot, done.created));
@@ -228,6 +263,23 @@ impl Library for NodeLibrary {
 
     fn add_peers(&self, torrent: InfoHash, peers: Vec<SocketAddr>) -> BoxFuture<'_, Result<(), LibraryError>> {
         Box::pin(async move { self.catalog.add_peers(torrent, peers).await.map_err(library_error) })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Vec<Torrent>> {
+        Box::pin(async move { self.catalog.list().iter().map(torrent).collect() })
+    }
+
+    fn torrent(&self, hash: InfoHash) -> BoxFuture<'_, Result<TorrentDetail, LibraryError>> {
+        Box::pin(async move { self.catalog.get(hash).map(|s| detail(&s)).ok_or(LibraryError::UnknownTorrent) })
+    }
+
+    fn remove(&self, hash: InfoHash, delete_files: bool) -> BoxFuture<'_, Result<(), LibraryError>> {
+        Box::pin(async move {
+            match self.catalog.remove(hash, delete_files).await.map_err(library_error)? {
+                true => Ok(()),
+                false => Err(LibraryError::UnknownTorrent),
+            }
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use sluice_core::InfoHash;
 
 use crate::body::ReaderBody;
+use crate::m3u::base_url;
 use crate::range::{self, RangeDecision, Validators};
 use crate::server::serve_file;
 use crate::{FileIndex, HttpConfig};
@@ -162,17 +163,6 @@ impl Query {
 
 fn hash(s: &str) -> Option<InfoHash> {
     InfoHash::from_hex(s.trim())
-}
-
-/// `scheme://host` for absolute playlist links, from the request. A `Host` that is not a
-/// plain `host[:port]` is not echoed into playlists.
-fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_alphanumeric() || b".-:[]_".contains(&c)))
-        .unwrap_or("localhost:8090");
-    format!("http://{host}")
 }
 
 async fn echo() -> Response {
