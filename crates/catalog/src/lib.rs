@@ -131,7 +131,7 @@ pub(crate) struct Inner {
     data_dir: PathBuf,
     state_dir: PathBuf,
     metadata_wait: Duration,
-    focus: Focus,
+    focus: Mutex<Focus>,
     timeout_ms: AtomicU64,
     entries: Mutex<HashMap<InfoHash, Entry>>,
     refocus: Arc<Notify>,
@@ -350,7 +350,7 @@ impl Catalog {
             data_dir: options.data_dir,
             state_dir: options.state_dir,
             metadata_wait: options.metadata_wait,
-            focus: options.focus,
+            focus: Mutex::new(options.focus),
             timeout_ms: AtomicU64::new(options.disconnect_timeout.as_millis() as u64),
             entries: Mutex::new(entries),
             refocus: Arc::new(Notify::new()),
@@ -373,6 +373,17 @@ impl Catalog {
     /// Applies to deadlines set from now on.
     pub fn set_disconnect_timeout(&self, timeout: Duration) {
         self.inner.timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn focus(&self) -> Focus {
+        *self.inner.focus.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies at once: capped torrents get the new rate, or are uncapped with
+    /// [`Focus::Off`]; streams are not interrupted.
+    pub fn set_focus(&self, focus: Focus) {
+        *self.inner.focus.lock().unwrap_or_else(|p| p.into_inner()) = focus;
+        self.inner.refocus.notify_one();
     }
 
     /// Adds a torrent (saved before this returns) and starts it; a known one is started
@@ -1090,18 +1101,23 @@ async fn tick_loop(inner: Weak<Inner>) {
 /// Applies focus mode: caps every running torrent without a reader while any torrent has
 /// one, lifts the caps otherwise. The only sender of caps, so they reach the node in order.
 async fn focus_loop(inner: Weak<Inner>, wake: Arc<Notify>) {
+    let mut last_rate = None;
     loop {
         wake.notified().await;
         let Some(me) = inner.upgrade() else { return };
-        let Focus::Cap(rate) = me.focus else { continue };
+        let rate = match *me.focus.lock().unwrap_or_else(|p| p.into_inner()) {
+            Focus::Cap(rate) => Some(rate),
+            Focus::Off => None,
+        };
+        let rate_changed = std::mem::replace(&mut last_rate, rate) != rate;
         let changes: Vec<(TorrentHandle, bool)> = {
             let mut map = me.lock();
             let streaming = map.values().any(|e| e.readers > 0);
             map.values_mut()
                 .filter_map(|e| {
                     let State::Running(h) = &e.state else { return None };
-                    let want = streaming && e.readers == 0 && !h.progress().complete;
-                    (want != e.capped).then(|| {
+                    let want = rate.is_some() && streaming && e.readers == 0 && !h.progress().complete;
+                    (want != e.capped || (want && rate_changed)).then(|| {
                         e.capped = want;
                         (h.clone(), want)
                     })
@@ -1111,7 +1127,7 @@ async fn focus_loop(inner: Weak<Inner>, wake: Arc<Notify>) {
         drop(me);
         for (h, cap) in changes {
             tracing::debug!(info_hash = %h.info_hash(), cap, "focus mode");
-            let _ = h.cap_download(cap.then_some(rate)).await;
+            let _ = h.cap_download(if cap { rate } else { None }).await;
         }
     }
 }

@@ -106,6 +106,11 @@ async fn focus_mode_holds_other_downloads_back_until_the_stream_ends() {
     assert!(still.capped && !still.complete, "{still:?}");
     let crept = still.bytes_have - held;
     assert!(crept <= 64 * 1024, "B downloaded {crept} bytes in 2 s while capped");
+    // Settings change focus live, the stream still open: off lifts the cap, on restores it.
+    catalog.set_focus(Focus::Off);
+    wait_for(&catalog, b_hash, Duration::from_secs(5), "B uncapped by focus off", |s| !s.capped).await;
+    catalog.set_focus(Focus::Cap(0));
+    wait_for(&catalog, b_hash, Duration::from_secs(5), "B capped by focus on", |s| s.capped).await;
 
     // Phase 2: the stream ends, B goes on.
     drop(reader);
