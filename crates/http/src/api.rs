@@ -14,7 +14,10 @@
 //!   `category`, `poster`, `data`: the metadata is fetched from the link's peers. The request
 //!   waits for it up to the library's metadata timeout: `201`/`200` once known, else `202`
 //!   with `"pending": true` and `"files": []` while the fetch goes on;
-//! - `POST /api/v1/torrents/{info_hash}/peers` with a JSON array of `"ip:port"` → `204`.
+//! - `POST /api/v1/torrents/{info_hash}/peers` with a JSON array of `"ip:port"` → `204`;
+//! - `GET /api/v1/events`: server-sent events, see `events`;
+//! - playlists: absolute URLs built from the request's `Host`, entries as [`crate::m3u`]
+//!   makes them (media files in natural order, VLC `input-slave` for external tracks).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,14 +35,16 @@ use axum::routing::{any, get, post};
 use serde::{Serialize, Serializer};
 use sluice_core::InfoHash;
 
-use crate::m3u::escape_segment;
-use crate::torrserver::{Link, TorrentMeta};
+use crate::m3u::{self, escape_segment};
+use crate::torrserver::{Link, TorrentFiles, TorrentMeta};
 use crate::{FileIndex, HttpConfig, StreamSource, error};
 
 /// Largest `.torrent` body accepted.
 const MAX_TORRENT_BODY: usize = 64 * 1024 * 1024;
 /// Largest JSON body of the other routes.
 const MAX_JSON_BODY: usize = 64 * 1024;
+
+mod events;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -142,17 +147,80 @@ pub trait Library: StreamSource {
     /// Forgets the torrent (and deletes its downloaded files if asked);
     /// [`LibraryError::UnknownTorrent`] if it was not known.
     fn remove(&self, torrent: InfoHash, delete_files: bool) -> BoxFuture<'_, Result<(), LibraryError>>;
+    /// The torrent's files (empty while pending) without touching or starting it.
+    fn files(&self, torrent: InfoHash) -> BoxFuture<'_, Result<Vec<TorrentFile>, LibraryError>>;
+    fn settings(&self) -> BoxFuture<'_, Result<Settings, LibraryError>>;
+    /// Applies the given fields (already range-checked) at once, without interrupting streams,
+    /// stores them, and returns the whole settings.
+    fn update_settings(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<Settings, LibraryError>>;
+}
+
+/// Sluice's own settings (TorrServer's `BTSets` live at `/settings`, for its clients).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Seconds a torrent nothing reads from and no API call touches keeps its peers.
+    pub disconnect_timeout: u64,
+    /// Seconds an add with a magnet waits for the metadata before answering `202`.
+    pub metadata_timeout: u64,
+    /// Focus mode: while a stream reads, other downloads are held at `focus_cap`.
+    pub focus: bool,
+    /// Bytes per second other torrents may download while one streams (0: paused).
+    pub focus_cap: u64,
+}
+
+/// A partial [`Settings`] (`PATCH`): absent fields keep their value; unknown ones are refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub disconnect_timeout: Option<u64>,
+    pub metadata_timeout: Option<u64>,
+    pub focus: Option<bool>,
+    pub focus_cap: Option<u64>,
+}
+
+/// A week: longer idle timeouts are surely a mistake.
+pub const MAX_DISCONNECT_TIMEOUT: u64 = 7 * 24 * 3600;
+pub const MAX_METADATA_TIMEOUT: u64 = 3600;
+
+impl SettingsPatch {
+    pub fn apply(&self, s: &mut Settings) {
+        let Self { disconnect_timeout, metadata_timeout, focus, focus_cap } = *self;
+        s.disconnect_timeout = disconnect_timeout.unwrap_or(s.disconnect_timeout);
+        s.metadata_timeout = metadata_timeout.unwrap_or(s.metadata_timeout);
+        s.focus = focus.unwrap_or(s.focus);
+        s.focus_cap = focus_cap.unwrap_or(s.focus_cap);
+    }
+
+    /// What is out of range, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.disconnect_timeout
+            && !(1..=MAX_DISCONNECT_TIMEOUT).contains(&t)
+        {
+            return Err(format!("disconnect_timeout must be 1..={MAX_DISCONNECT_TIMEOUT} seconds"));
+        }
+        if let Some(t) = self.metadata_timeout
+            && !(1..=MAX_METADATA_TIMEOUT).contains(&t)
+        {
+            return Err(format!("metadata_timeout must be 1..={MAX_METADATA_TIMEOUT} seconds"));
+        }
+        Ok(())
+    }
 }
 
 /// The stream routes plus the `/api/v1` routes above.
 pub fn api_router(library: Arc<dyn Library>, config: HttpConfig) -> Router {
     let json = Router::new()
         .route("/api/v1/torrents/{info_hash}/peers", post(add_peers))
+        .route("/api/v1/settings", get(settings).patch(update_settings))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let manage = Router::new()
         .route("/api/v1/torrents", get(list).post(add_torrent).layer(DefaultBodyLimit::max(MAX_TORRENT_BODY)))
         .route("/api/v1/torrents/{info_hash}", get(torrent).delete(remove))
         .route("/api/v1/torrents/{info_hash}/files", get(files))
+        .route("/api/v1/torrents/{info_hash}/playlist.m3u", get(playlist))
+        .route("/api/v1/playlist.m3u", get(playlist_all))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/openapi.json", get(openapi))
         .merge(json)
         .route("/api/v1", any(not_found))
         .route("/api/v1/{*rest}", any(not_found))
@@ -205,11 +273,12 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response {
     }
 }
 
-fn parse_hash(hash: &str) -> Result<InfoHash, Response> {
-    match InfoHash::from_hex(hash) {
-        Some(h) if hash.len() == 40 => Ok(h),
-        _ => Err(error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits")),
-    }
+fn parse_hash(hash: &str) -> Option<InfoHash> {
+    InfoHash::from_hex(hash).filter(|_| hash.len() == 40)
+}
+
+fn bad_hash() -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_info_hash", "the info-hash must be 40 hex digits")
 }
 
 /// `File` of the API: the fields plus the relative stream URL players can open.
@@ -241,9 +310,8 @@ async fn list(State(lib): State<Arc<dyn Library>>) -> Response {
 }
 
 async fn torrent(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) -> Response {
-    let hash = match parse_hash(&hash) {
-        Ok(h) => h,
-        Err(r) => return r,
+    let Some(hash) = parse_hash(&hash) else {
+        return bad_hash();
     };
     match lib.torrent(hash).await {
         Ok(d) => json_response(StatusCode::OK, &detail_json(&d)),
@@ -252,9 +320,8 @@ async fn torrent(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) 
 }
 
 async fn files(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) -> Response {
-    let hash = match parse_hash(&hash) {
-        Ok(h) => h,
-        Err(r) => return r,
+    let Some(hash) = parse_hash(&hash) else {
+        return bad_hash();
     };
     match lib.torrent(hash).await {
         Ok(d) => {
@@ -266,9 +333,8 @@ async fn files(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>) ->
 }
 
 async fn remove(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, RawQuery(query): RawQuery) -> Response {
-    let hash = match parse_hash(&hash) {
-        Ok(h) => h,
-        Err(r) => return r,
+    let Some(hash) = parse_hash(&hash) else {
+        return bad_hash();
     };
     let mut delete_files = false;
     for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -348,9 +414,8 @@ async fn add_torrent(State(lib): State<Arc<dyn Library>>, headers: HeaderMap, bo
 }
 
 async fn add_peers(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, body: Bytes) -> Response {
-    let torrent = match parse_hash(&hash) {
-        Ok(h) => h,
-        Err(r) => return r,
+    let Some(torrent) = parse_hash(&hash) else {
+        return bad_hash();
     };
     let Ok(list) = serde_json::from_slice::<Vec<String>>(&body) else {
         return error(StatusCode::BAD_REQUEST, "bad_body", "the body must be a JSON array of \"ip:port\" strings");
@@ -366,6 +431,72 @@ async fn add_peers(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => library_error(e),
     }
+}
+
+async fn settings(State(lib): State<Arc<dyn Library>>) -> Response {
+    match lib.settings().await {
+        Ok(s) => json_response(StatusCode::OK, &s),
+        Err(e) => library_error(e),
+    }
+}
+
+async fn update_settings(State(lib): State<Arc<dyn Library>>, body: Bytes) -> Response {
+    let patch = match serde_json::from_slice::<SettingsPatch>(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_body", &format!("{e}")),
+    };
+    if let Err(m) = patch.check() {
+        return error(StatusCode::BAD_REQUEST, "bad_setting", &m);
+    }
+    match lib.update_settings(patch).await {
+        Ok(s) => json_response(StatusCode::OK, &s),
+        Err(e) => library_error(e),
+    }
+}
+
+/// The hand-written OpenAPI 3.1 document of every route above.
+pub const OPENAPI: &str = include_str!("api/openapi.json");
+
+async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn m3u_response(text: String) -> Response {
+    ([(CONTENT_TYPE, "audio/x-mpegurl; charset=utf-8")], text).into_response()
+}
+
+/// Entries of one torrent's files: absolute stream URLs on the host the client used.
+fn m3u_entries(base: &str, hash: InfoHash, files: &[TorrentFile]) -> String {
+    let table = TorrentFiles::with_indices(files.iter().map(|f| (f.index, f.path.clone(), f.length)));
+    let hex = hash.to_hex();
+    m3u::entries(&table, 1, |f| {
+        format!("{base}/api/v1/torrents/{hex}/files/{}/stream/{}", f.index.0, escape_segment(f.base_name()))
+    })
+}
+
+async fn playlist(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
+    let Some(hash) = parse_hash(&hash) else {
+        return bad_hash();
+    };
+    match lib.torrent(hash).await {
+        Ok(d) if d.torrent.pending => {
+            error(StatusCode::CONFLICT, "metadata_pending", "the torrent's files are not known yet")
+        }
+        Ok(d) => m3u_response("#EXTM3U\n".to_owned() + &m3u_entries(&m3u::base_url(&headers), hash, &d.files)),
+        Err(e) => library_error(e),
+    }
+}
+
+/// Every torrent's entries, oldest torrent first; pending ones have none yet.
+async fn playlist_all(State(lib): State<Arc<dyn Library>>, headers: HeaderMap) -> Response {
+    let base = m3u::base_url(&headers);
+    let mut out = String::from("#EXTM3U\n");
+    for t in sorted(lib.list().await).into_iter().filter(|t| !t.pending) {
+        if let Ok(files) = lib.files(t.info_hash).await {
+            out.push_str(&m3u_entries(&base, t.info_hash, &files));
+        }
+    }
+    m3u_response(out)
 }
 
 fn library_error(e: LibraryError) -> Response {

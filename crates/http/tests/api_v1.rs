@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use serde_json::{Value, json};
 use sluice_core::InfoHash;
-use sluice_http::api::BoxFuture;
+use sluice_http::api::{BoxFuture, OPENAPI, Settings, SettingsPatch};
 use sluice_http::torrserver::TorrentMeta;
 use sluice_http::{
     Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError, StreamSource, Torrent,
@@ -67,6 +67,11 @@ fn fake_torrent(hash: InfoHash, name: &str, added_at: i64, files: &[(&str, usize
 struct Fake {
     torrents: Mutex<Vec<FakeTorrent>>,
     removed: Mutex<Vec<(InfoHash, bool)>>,
+    settings: Mutex<Option<Settings>>,
+}
+
+fn default_settings() -> Settings {
+    Settings { disconnect_timeout: 30, metadata_timeout: 30, focus: true, focus_cap: 32768 }
 }
 
 fn movie() -> FakeTorrent {
@@ -91,7 +96,7 @@ fn fake() -> Fake {
     let mut show = fake_torrent(SHOW, "Show", 1_700_000_100, &show);
     show.torrent.state = TorrentState::Closed;
     show.torrent.error = Some("storage failed".into());
-    Fake { torrents: Mutex::new(vec![pending, show, movie()]), removed: Mutex::default() }
+    Fake { torrents: Mutex::new(vec![pending, show, movie()]), ..Fake::default() }
 }
 
 impl Fake {
@@ -175,6 +180,24 @@ impl Library for Fake {
             list.remove(at);
             self.removed.lock().unwrap().push((torrent, delete_files));
             Ok(())
+        })
+    }
+
+    fn files(&self, torrent: InfoHash) -> BoxFuture<'_, Result<Vec<TorrentFile>, LibraryError>> {
+        Box::pin(async move { self.find(torrent, |t| Self::detail(t).files).ok_or(LibraryError::UnknownTorrent) })
+    }
+
+    fn settings(&self) -> BoxFuture<'_, Result<Settings, LibraryError>> {
+        Box::pin(async move { Ok(self.settings.lock().unwrap().clone().unwrap_or_else(default_settings)) })
+    }
+
+    fn update_settings(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<Settings, LibraryError>> {
+        Box::pin(async move {
+            let mut s = self.settings.lock().unwrap();
+            let mut now = s.clone().unwrap_or_else(default_settings);
+            patch.apply(&mut now);
+            *s = Some(now.clone());
+            Ok(now)
         })
     }
 }
@@ -341,4 +364,196 @@ async fn every_route_answers_bad_input_with_json_errors() {
     let r = send(s.addr, "POST", &format!("/api/v1/torrents/{h}/peers"), &[], &huge).await;
     assert_eq!((r.status, code(&r).as_str()), (413, "body_too_large"));
     golden(&s, "error_too_large", &r);
+}
+
+#[tokio::test]
+async fn settings_get_and_patch() {
+    let s = serve().await;
+    let r = get(&s, "/api/v1/settings").await;
+    golden(&s, "settings", &r);
+    let r = request(&s, "PATCH", "/api/v1/settings", Some(json!({"focus_cap": 0, "disconnect_timeout": 120}))).await;
+    golden(&s, "settings_after_patch", &r);
+    assert_eq!(r.json(), get(&s, "/api/v1/settings").await.json());
+    let r = request(&s, "PATCH", "/api/v1/settings", Some(json!({}))).await;
+    assert_eq!((r.status, &r.json()["focus_cap"]), (200, &json!(0)), "an empty patch changes nothing");
+
+    let cases = [
+        (json!({"nope": 1}), "bad_body"),
+        (json!({"focus": "yes"}), "bad_body"),
+        (json!({"focus_cap": -1}), "bad_body"),
+        (json!([]), "bad_body"),
+        (json!(null), "bad_body"),
+        (json!({"disconnect_timeout": 0}), "bad_setting"),
+        (json!({"disconnect_timeout": 604_801}), "bad_setting"),
+        (json!({"metadata_timeout": 0}), "bad_setting"),
+        (json!({"metadata_timeout": 5, "disconnect_timeout": 0}), "bad_setting"),
+    ];
+    for (body, want) in cases {
+        let r = request(&s, "PATCH", "/api/v1/settings", Some(body.clone())).await;
+        assert_eq!((r.status, code(&r).as_str()), (400, want), "{body}");
+    }
+    let r = send(s.addr, "PATCH", "/api/v1/settings", &[], b"").await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "bad_body"));
+    let r = send(s.addr, "PATCH", "/api/v1/settings", &[], &vec![b' '; 100 * 1024]).await;
+    assert_eq!((r.status, code(&r).as_str()), (413, "body_too_large"));
+    for method in ["POST", "PUT", "DELETE"] {
+        let r = request(&s, method, "/api/v1/settings", Some(json!({}))).await;
+        assert_eq!((r.status, code(&r).as_str()), (405, "method_not_allowed"), "{method}");
+    }
+    assert_eq!(get(&s, "/api/v1/settings").await.json()["disconnect_timeout"], 120, "refused patches change nothing");
+}
+
+#[tokio::test]
+async fn playlists_with_input_slaves() {
+    let s = serve().await;
+    let r = get(&s, &format!("/api/v1/torrents/{MOVIE}/playlist.m3u")).await;
+    golden(&s, "m3u_torrent", &r);
+    let text = r.text();
+    let host = format!("http://{}/api/v1/torrents/{MOVIE}/files/", s.addr);
+    assert!(text.contains(&format!("#EXTVLCOPT:input-slave={host}1/stream/")), "{text}");
+    assert!(!text.contains("notes.txt") && !text.contains("\n#EXTINF:0,Movie (2024).mka"), "{text}");
+    // A video's namesakes ride on its input-slave line; Bonus.mp4 comes first (natural order).
+    let entries: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXTINF")).collect();
+    assert_eq!(entries, ["#EXTINF:0,Bonus.mp4", "#EXTINF:0,Movie (2024).mkv"]);
+
+    let r = send(s.addr, "GET", "/api/v1/playlist.m3u", &[("Host", "tv.local:8090")], b"").await;
+    golden(&s, "m3u_all", &r);
+    assert!(r.text().lines().filter(|l| l.starts_with("http")).all(|l| l.starts_with("http://tv.local:8090/")));
+    assert!(r.text().contains(&SHOW.to_hex()) && !r.text().contains(&PENDING.to_hex()));
+    // A Host that could break the playlist's lines is not echoed.
+    let r = send(s.addr, "GET", "/api/v1/playlist.m3u", &[("Host", "a b\"x")], b"").await;
+    assert!(r.status == 400 || !r.text().contains("a b"), "{}", r.text());
+
+    let cases = [
+        (format!("/api/v1/torrents/{PENDING}/playlist.m3u"), 409, "metadata_pending"),
+        (format!("/api/v1/torrents/{UNKNOWN}/playlist.m3u"), 404, "unknown_torrent"),
+        ("/api/v1/torrents/nope/playlist.m3u".to_owned(), 400, "bad_info_hash"),
+    ];
+    for (target, status, want) in cases {
+        let r = get(&s, &target).await;
+        assert_eq!((r.status, code(&r).as_str()), (status, want), "{target}");
+    }
+    let r = request(&s, "POST", "/api/v1/playlist.m3u", Some(json!({}))).await;
+    assert_eq!((r.status, code(&r).as_str()), (405, "method_not_allowed"));
+}
+
+/// Reads an event stream until `until` has appeared `count` times (or fails after 10 s).
+async fn read_events(stream: &mut tokio::net::TcpStream, seen: &mut String, until: &str, count: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen.matches(until).count() < count {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("events in time").unwrap();
+        assert!(n > 0, "the event stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test]
+async fn events_report_changes_and_removals() {
+    use tokio::io::AsyncWriteExt;
+    let s = serve().await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: sluice\r\n\r\n").await.unwrap();
+    let mut seen = String::new();
+    read_events(&mut stream, &mut seen, "event: torrent\n", 3).await;
+    let head = seen.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-type: text/event-stream"), "{head}");
+    let first = seen.find(&MOVIE.to_hex()).unwrap();
+    assert!(first < seen.find(&SHOW.to_hex()).unwrap(), "oldest first");
+
+    // Progress on one torrent, another removed: exactly those two events follow.
+    s.fake.find(MOVIE, |t| (t.torrent.verified_bytes, t.torrent.progress) = (4360, 1.0));
+    s.fake.torrents.lock().unwrap().retain(|t| t.torrent.info_hash != SHOW);
+    let before = seen.len();
+    read_events(&mut stream, &mut seen, "event: removed\n", 1).await;
+    read_events(&mut stream, &mut seen, "event: torrent\n", 4).await;
+    let later = &seen[before..];
+    let data: Vec<Value> =
+        later.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert!(data.contains(&json!({"info_hash": SHOW.to_hex()})), "{later}");
+    let movie = data.iter().find(|d| d["info_hash"] == MOVIE.to_hex().as_str()).expect("a torrent event");
+    assert_eq!((&movie["progress"], &movie["verified_bytes"]), (&json!(1.0), &json!(4360)));
+    assert_eq!(data.len(), 2, "unchanged torrents are not sent again: {later}");
+}
+
+/// `(path, method)` pairs: those the OpenAPI document names, and those the router's source
+/// declares (`.route("/api/v1/...", get(..).post(..))`; `get` serves `HEAD` too, and the
+/// `any` catch-alls are the JSON 404).
+fn documented() -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+            out.push((path.clone(), method.clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn routed() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for source in [include_str!("../src/api.rs"), include_str!("../src/server.rs")] {
+        for piece in source.split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').unwrap();
+            let call = &rest[..rest.find("))").map_or(rest.len(), |i| i + 2)];
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            for method in ["get", "post", "patch", "delete", "put", "any"] {
+                let found = call.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric() && call.as_bytes()[i - 1] != b'_'
+                });
+                if found && method != "any" {
+                    out.push((path.to_owned(), method.to_owned()));
+                    if method == "get" {
+                        out.push((path.to_owned(), "head".to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn openapi_names_every_route_and_nothing_else() {
+    let (doc, routes) = (documented(), routed());
+    assert!(routes.len() > 10, "the source scan found too little: {routes:?}");
+    let head_only: Vec<_> = routes.iter().filter(|r| r.1 == "head" && !doc.contains(r)).collect();
+    let missing: Vec<_> = routes.iter().filter(|r| r.1 != "head" && !doc.contains(r)).collect();
+    let extra: Vec<_> = doc.iter().filter(|r| !routes.contains(r)).collect();
+    assert!(missing.is_empty(), "routes missing from openapi.json: {missing:?}");
+    assert!(extra.is_empty(), "openapi.json names routes the router lacks: {extra:?}");
+    assert!(head_only.iter().all(|(p, _)| !p.contains("/stream")), "stream routes document HEAD");
+
+    // And the server answers each documented operation (not the 404 fallback, not 405).
+    let s = serve().await;
+    for (path, method) in &doc {
+        let target =
+            path.replace("{info_hash}", &MOVIE.to_hex()).replace("{index}", "0").replace("{filename}", "a.mkv");
+        if path == "/api/v1/events" {
+            continue;
+        }
+        let body = (method != "get" && method != "head" && method != "delete").then(|| json!([]));
+        let r = request(&s, &method.to_uppercase(), &target, body).await;
+        let fallback = r.status == 404 && r.text().contains("\"not_found\"");
+        assert!(!fallback && r.status != 405, "{method} {target}: {} {}", r.status, r.text());
+    }
+
+    let r = get(&s, "/api/v1/openapi.json").await;
+    golden(&s, "openapi", &r);
+    let v = r.json();
+    assert_eq!(v["openapi"], "3.1.0");
+    let refs = OPENAPI.match_indices("\"$ref\": \"#/components/").map(|(i, _)| &OPENAPI[i + 22..]);
+    for r in refs {
+        let target = &r[..r.find('"').unwrap()];
+        let mut node = &v["components"];
+        for part in target.split('/') {
+            node = &node[part];
+        }
+        assert!(!node.is_null(), "dangling $ref #/components/{target}");
+    }
 }

@@ -1,17 +1,23 @@
 //! `sluice serve`: the torrent catalog behind the HTTP streaming API. This file only adapts
 //! the catalog to the HTTP crate's [`Library`] seam.
+//!
+//! Sluice's own settings (`/api/v1/settings`: `disconnect_timeout`, `metadata_timeout`,
+//! `focus`, `focus_cap`) start from the command line and are stored under the `sluice` key
+//! when changed through the API; stored values win at the next start.
 
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Meta, Snapshot, Source, Stat};
+use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Focus, Meta, Snapshot, Source, Stat};
 use sluice_core::InfoHash;
 use sluice_db::Db;
 use sluice_http::api::BoxFuture;
+use sluice_http::api::{Settings, SettingsPatch};
 use sluice_http::torrserver::TorrentMeta;
 use sluice_http::{Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router, torrserver_router};
@@ -110,12 +116,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = Catalog::open(session, db, options).await?;
     let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
     let shutdown = Arc::new(tokio::sync::Notify::new());
+    let defaults = Settings {
+        disconnect_timeout: args.disconnect_timeout,
+        metadata_timeout: args.metadata_timeout,
+        focus: true,
+        focus_cap: FOCUS_CAP,
+    };
     let library = Arc::new(NodeLibrary {
         catalog: catalog.clone(),
-        metadata_timeout: std::time::Duration::from_secs(args.metadata_timeout),
+        settings: std::sync::Mutex::new(defaults),
+        settings_write: tokio::sync::Mutex::new(()),
         http_addr: listener.local_addr()?,
         shutdown: shutdown.clone(),
     });
+    library.load_settings().await?;
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
@@ -144,11 +158,47 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// [`crate::torrserver`]).
 pub(crate) struct NodeLibrary {
     pub(crate) catalog: Catalog,
-    pub(crate) metadata_timeout: std::time::Duration,
+    /// What `/api/v1/settings` shows: the values in force.
+    settings: std::sync::Mutex<Settings>,
+    /// Held across a settings update's database write, so updates apply in order.
+    settings_write: tokio::sync::Mutex<()>,
     /// Where this server's HTTP listens (ffprobe reads streams from it).
     pub(crate) http_addr: SocketAddr,
     /// Notified to stop the server gracefully (TorrServer's `/shutdown`).
     pub(crate) shutdown: Arc<tokio::sync::Notify>,
+}
+
+/// The database key Sluice's own settings are stored under (TorrServer's are "BitTorr").
+const SETTINGS_KEY: &str = "sluice";
+/// Other torrents' download rate while one streams, by default.
+const FOCUS_CAP: u64 = 32 * 1024;
+
+impl NodeLibrary {
+    pub(crate) fn metadata_timeout(&self) -> Duration {
+        Duration::from_secs(self.settings.lock().unwrap_or_else(|p| p.into_inner()).metadata_timeout)
+    }
+
+    /// Applies the stored settings over the command line's (a value set through the API
+    /// stays in force across restarts). A stored document this version cannot read is
+    /// reported and left alone.
+    async fn load_settings(&self) -> anyhow::Result<()> {
+        let stored = self.catalog.settings(SETTINGS_KEY).await.context("reading the settings")?;
+        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(value) = stored {
+            match serde_json::from_value::<SettingsPatch>(value) {
+                Ok(patch) if patch.check().is_ok() => patch.apply(&mut settings),
+                _ => eprintln!("ignoring the stored settings ({SETTINGS_KEY:?}): not this version's form"),
+            }
+        }
+        self.apply(settings);
+        Ok(())
+    }
+
+    fn apply(&self, s: Settings) {
+        self.catalog.set_disconnect_timeout(Duration::from_secs(s.disconnect_timeout));
+        self.catalog.set_focus(if s.focus { Focus::Cap(s.focus_cap) } else { Focus::Off });
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
 }
 
 /// The API's view of a torrent.
@@ -234,7 +284,7 @@ impl Library for NodeLibrary {
             // Answer once it runs, so a torrent whose storage cannot open is refused here
             // (and not kept) rather than failing its first stream.
             if let Ok(Err(e)) =
-                tokio::time::timeout(self.metadata_timeout, self.catalog.activate(done.snapshot.info_hash)).await
+                tokio::time::timeout(self.metadata_timeout(), self.catalog.activate(done.snapshot.info_hash)).await
             {
                 if done.created {
                     let _ = self.catalog.remove(done.snapshot.info_hash, false).await;
@@ -253,7 +303,7 @@ impl Library for NodeLibrary {
             if done.snapshot.info.is_some() {
                 return Ok(added(&done.snapshot, done.created));
             }
-            match tokio::time::timeout(self.metadata_timeout, self.catalog.activate(hash)).await {
+            match tokio::time::timeout(self.metadata_timeout(), self.catalog.activate(hash)).await {
                 Ok(Ok(s)) => Ok(added(&s, done.created)),
                 Ok(Err(e)) => Err(library_error(e)),
                 Err(_) => Ok(added(&done.snapshot, done.created)),
@@ -271,6 +321,27 @@ impl Library for NodeLibrary {
 
     fn torrent(&self, hash: InfoHash) -> BoxFuture<'_, Result<TorrentDetail, LibraryError>> {
         Box::pin(async move { self.catalog.get(hash).map(|s| detail(&s)).ok_or(LibraryError::UnknownTorrent) })
+    }
+
+    fn files(&self, hash: InfoHash) -> BoxFuture<'_, Result<Vec<TorrentFile>, LibraryError>> {
+        Box::pin(async move { self.catalog.status(hash).map(|s| detail(&s).files).ok_or(LibraryError::UnknownTorrent) })
+    }
+
+    fn settings(&self) -> BoxFuture<'_, Result<Settings, LibraryError>> {
+        Box::pin(async move { Ok(self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone()) })
+    }
+
+    fn update_settings(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<Settings, LibraryError>> {
+        Box::pin(async move {
+            let _write = self.settings_write.lock().await;
+            let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            patch.apply(&mut settings);
+            let value = serde_json::to_value(&settings).map_err(|e| LibraryError::Unavailable(e.to_string()))?;
+            // Stored first: a failed write changes nothing.
+            self.catalog.set_settings(SETTINGS_KEY, value).await.map_err(library_error)?;
+            self.apply(settings.clone());
+            Ok(settings)
+        })
     }
 
     fn remove(&self, hash: InfoHash, delete_files: bool) -> BoxFuture<'_, Result<(), LibraryError>> {

@@ -86,7 +86,7 @@ impl NodeLibrary {
         {
             return Ok(s);
         }
-        match tokio::time::timeout(self.metadata_timeout, self.catalog.activate(hash)).await {
+        match tokio::time::timeout(self.metadata_timeout(), self.catalog.activate(hash)).await {
             Ok(Ok(s)) if s.info.is_some() => Ok(s),
             Ok(Ok(_)) | Err(_) => Err(TsError::MetadataTimeout),
             Ok(Err(e)) => Err(ts_error(e)),

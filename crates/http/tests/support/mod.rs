@@ -32,7 +32,10 @@ impl Raw {
 }
 
 pub async fn send(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)], body: &[u8]) -> Raw {
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    if !extra.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (name, value) in extra {
         req.push_str(&format!("{name}: {value}\r\n"));
     }
