@@ -69,10 +69,13 @@ pub(crate) fn parse(argv: Vec<OsString>) -> anyhow::Result<Parsed> {
                         keys(section, &sub_command)
                     );
                 }
+                let Some(arg) = sub_command.get_arguments().find(|a| a.get_id() == id) else {
+                    // A [network] key, and this command (e.g. `ls`) has no network options.
+                    continue;
+                };
                 if !matches!(sub.value_source(id), None | Some(ValueSource::DefaultValue)) {
                     continue;
                 }
-                let arg = sub_command.get_arguments().find(|a| a.get_id() == id).context("argument vanished")?;
                 argv.extend(as_args(arg, value).with_context(|| format!("{}: [{section}] {key}", path.display()))?);
                 from_file.push(id.to_owned());
             }

@@ -1,9 +1,11 @@
 //! The `sluice` binary: parses the command line, sets up logging and wires the node together.
 //! No BitTorrent logic lives here.
 
+mod client;
 mod config;
 mod exporter;
 mod progress;
+mod remote;
 mod serve;
 mod torrserver;
 
@@ -83,6 +85,15 @@ enum Command {
     /// Serve torrents over HTTP while they download (POST a .torrent, or JSON {"magnet": ...},
     /// to /api/v1/torrents; stream files from /api/v1/torrents/{info_hash}/files/{index}/stream).
     Serve(serve::ServeArgs),
+    /// Add a torrent to a running `sluice serve` (see --server).
+    Add(remote::AddArgs),
+    /// List the torrents of a running `sluice serve`.
+    Ls(remote::LsArgs),
+    /// Remove a torrent from a running `sluice serve`.
+    Rm(remote::RmArgs),
+    /// Stream a file of a torrent from a running `sluice serve`: adds the torrent if needed,
+    /// waits for its metadata, then prints the stream URL or runs a player on it.
+    Stream(remote::StreamArgs),
 }
 
 #[derive(Args, Debug)]
@@ -507,5 +518,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve::run(args).await,
+        Command::Add(args) => remote::add(args).await,
+        Command::Ls(args) => remote::ls(args).await,
+        Command::Rm(args) => remote::rm(args).await,
+        Command::Stream(args) => remote::stream(args).await,
     }
 }

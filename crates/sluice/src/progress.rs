@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use sluice_node::{Progress, TorrentHandle};
 
-fn human_rate(bytes_per_s: u64) -> String {
+pub(crate) fn human_rate(bytes_per_s: u64) -> String {
     format!("{:.1} MB/s", bytes_per_s as f64 / 1e6)
 }
 
-fn eta(left: u64, rate: u64) -> String {
+pub(crate) fn eta(left: u64, rate: u64) -> String {
     if rate == 0 {
         return "--:--".into();
     }
@@ -109,4 +109,74 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// One status line for the commands that wait on a server (`add --wait`, `stream`): redrawn in
+/// place with a spinner when stderr is a terminal, else a plain line now and then (logs,
+/// scripts, CI), so a pipe never fills with redraws.
+#[derive(Debug)]
+pub(crate) struct StatusLine {
+    tty: bool,
+    last: Option<Instant>,
+    drawn: bool,
+    spin: usize,
+}
+
+impl StatusLine {
+    const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+
+    pub(crate) fn new() -> StatusLine {
+        StatusLine { tty: std::io::stderr().is_terminal(), last: None, drawn: false, spin: 0 }
+    }
+
+    /// Shows `text` (throttled: every 100 ms on a terminal, every 5 s otherwise).
+    pub(crate) fn update(&mut self, text: &str) {
+        let every = if self.tty { Duration::from_millis(100) } else { Duration::from_secs(5) };
+        if self.last.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            self.spin = (self.spin + 1) % Self::SPINNER.len();
+            let _ = write!(err, "\r\x1b[2K{} {text}", Self::SPINNER[self.spin]);
+            let _ = err.flush();
+            self.drawn = true;
+        } else {
+            let _ = writeln!(err, "{text}");
+        }
+    }
+
+    /// Replaces the line with `text`, which stays.
+    pub(crate) fn finish(&mut self, text: &str) {
+        self.clear();
+        eprintln!("{text}");
+    }
+
+    /// Removes the line (before other output, or when the wait ends in an error).
+    pub(crate) fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+        self.last = None;
+    }
+}
+
+/// A text bar of `width` cells, `fraction` of them filled.
+pub(crate) fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+/// Bytes in decimal units, as rates are shown.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }
