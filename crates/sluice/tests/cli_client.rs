@@ -172,7 +172,6 @@ fn stream_a_magnet_with_peers_into_a_player() {
 }
 
 #[test]
-#[ignore = "needs /api/v1 list (branch apiv1)"]
 fn add_wait_ls_and_rm() {
     const PORT: u16 = 28900;
     let Some(tmp) = interop_tempdir("cli_client::ls_rm") else {
