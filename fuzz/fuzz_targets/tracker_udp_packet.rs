@@ -1,6 +1,7 @@
-//! Feeds arbitrary bytes to the BEP 15 decoders (byte 0: bit 0 picks the IPv6 peer layout, bit
-//! 1 decodes a request instead of a reply). Besides "no panic", a decoded packet re-encodes to
-//! bytes that decode back to it (error texts aside: they are cleaned when decoded).
+//! Feeds arbitrary bytes to the BEP 15 decoders (announce requests with their BEP 41 options;
+//! byte 0: bit 0 picks the IPv6 peer layout, bit 1 decodes a request instead of a reply). Besides
+//! "no panic", a decoded packet re-encodes to bytes that decode back to it (error texts aside:
+//! they are cleaned when decoded).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -108,11 +108,14 @@ impl Client {
         let addr = self.resolve(tracker).await?;
         match tracker.scheme {
             Scheme::Udp => {
+                // BEP 41: a bare `/` (also what a URL without a path parses to) is not sent.
+                let url_data = if tracker.path == "/" { Vec::new() } else { tracker.path.clone().into_bytes() };
                 let r = self
                     .udp(addr, |connection, transaction| udp::Request::Announce {
                         connection,
                         transaction,
                         announce: req.clone(),
+                        url_data: url_data.clone(),
                     })
                     .await?;
                 match r {

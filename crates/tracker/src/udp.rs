@@ -4,6 +4,10 @@
 //! An exchange is: connect (get a connection id, valid for a minute), then announce or scrape
 //! with it. Every request carries a random transaction id that the reply must echo; requests
 //! are retransmitted after 15·2ⁿ seconds.
+//!
+//! Announces carry the tracker URL's path and query as BEP 41 `URLData` options, so trackers
+//! that key torrents or users on the path (passkeys, `/announce` vs others) see it as HTTP
+//! trackers do.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +31,13 @@ const ANNOUNCE: u32 = 1;
 const SCRAPE: u32 = 2;
 const ERROR: u32 = 3;
 
+/// BEP 41 option types.
+const OPTION_END: u8 = 0;
+const OPTION_NOP: u8 = 1;
+const OPTION_URL_DATA: u8 = 2;
+/// URL data kept from a request at most (the longest tracker URL we accept).
+pub const MAX_URL_DATA: usize = crate::url::MAX_URL_LEN;
+
 /// When to give up waiting for the reply to attempt `n` (0-based): 15·2ⁿ seconds, n ≤ 8.
 pub fn retransmit_timeout(attempt: u32) -> Duration {
     Duration::from_secs(15 << attempt.min(8))
@@ -49,9 +60,22 @@ impl ConnectionId {
 /// A request a client sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Connect { transaction: u32 },
-    Announce { connection: u64, transaction: u32, announce: AnnounceRequest },
-    Scrape { connection: u64, transaction: u32, hashes: Vec<InfoHash> },
+    Connect {
+        transaction: u32,
+    },
+    Announce {
+        connection: u64,
+        transaction: u32,
+        announce: AnnounceRequest,
+        /// The tracker URL's path and query (BEP 41), sent in `URLData` options of at most
+        /// 255 bytes each; empty: none sent.
+        url_data: Vec<u8>,
+    },
+    Scrape {
+        connection: u64,
+        transaction: u32,
+        hashes: Vec<InfoHash>,
+    },
 }
 
 /// A tracker's reply.
@@ -101,6 +125,8 @@ pub enum PacketError {
     ScrapeCount(usize),
     #[error("unknown event {0}")]
     Event(u32),
+    #[error("URL data longer than {MAX_URL_DATA} bytes")]
+    UrlData,
 }
 
 impl Request {
@@ -112,7 +138,7 @@ impl Request {
                 out.extend_from_slice(&CONNECT.to_be_bytes());
                 out.extend_from_slice(&transaction.to_be_bytes());
             }
-            Request::Announce { connection, transaction, announce: a } => {
+            Request::Announce { connection, transaction, announce: a, url_data } => {
                 out.extend_from_slice(&connection.to_be_bytes());
                 out.extend_from_slice(&ANNOUNCE.to_be_bytes());
                 out.extend_from_slice(&transaction.to_be_bytes());
@@ -127,6 +153,11 @@ impl Request {
                 let numwant = a.numwant.and_then(|n| i32::try_from(n).ok()).unwrap_or(-1);
                 out.extend_from_slice(&numwant.to_be_bytes());
                 out.extend_from_slice(&a.port.to_be_bytes());
+                for chunk in url_data[..url_data.len().min(MAX_URL_DATA)].chunks(255) {
+                    out.push(OPTION_URL_DATA);
+                    out.push(chunk.len() as u8);
+                    out.extend_from_slice(chunk);
+                }
             }
             Request::Scrape { connection, transaction, hashes } => {
                 out.extend_from_slice(&connection.to_be_bytes());
@@ -168,7 +199,8 @@ impl Request {
                 let port = u16::from_be_bytes(r.array()?);
                 let announce =
                     AnnounceRequest { info_hash, peer_id, port, uploaded, downloaded, left, event, numwant, key };
-                Ok(Request::Announce { connection, transaction, announce })
+                let url_data = r.url_data()?;
+                Ok(Request::Announce { connection, transaction, announce, url_data })
             }
             SCRAPE => {
                 let rest = r.0;
@@ -288,6 +320,30 @@ impl Reader<'_> {
 
     fn u64(&mut self) -> Result<u64, PacketError> {
         self.array().map(u64::from_be_bytes)
+    }
+
+    /// The BEP 41 options after an announce: the `URLData` ones concatenated; others skipped.
+    fn url_data(&mut self) -> Result<Vec<u8>, PacketError> {
+        let mut out = Vec::new();
+        while let Some((&kind, rest)) = self.0.split_first() {
+            self.0 = rest;
+            match kind {
+                OPTION_END => break,
+                OPTION_NOP => continue,
+                _ => {}
+            }
+            let [len] = self.array()?;
+            let len = usize::from(len);
+            let data = self.0.get(..len).ok_or_else(|| PacketError::Short(len.saturating_sub(self.0.len())))?;
+            self.0 = &self.0[len..];
+            if kind == OPTION_URL_DATA {
+                if out.len() + len > MAX_URL_DATA {
+                    return Err(PacketError::UrlData);
+                }
+                out.extend_from_slice(data);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -171,10 +171,20 @@ async fn loopback_only_never_resolves_other_names() {
 
 /// A UDP tracker that drops the first `drop_first` datagrams it gets, then answers per BEP 15.
 async fn udp_tracker(drop_first: usize, error: Option<&'static str>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let (addr, connects, _) = recording_udp_tracker(drop_first, error).await;
+    (addr, connects)
+}
+
+type Seen = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// [`udp_tracker`], also returning the BEP 41 URL data of each announce it answered.
+async fn recording_udp_tracker(drop_first: usize, error: Option<&'static str>) -> (SocketAddr, Arc<AtomicUsize>, Seen) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let connects = Arc::new(AtomicUsize::new(0));
     let count = connects.clone();
+    let urls = Seen::default();
+    let record = urls.clone();
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         let mut seen = 0;
@@ -189,8 +199,9 @@ async fn udp_tracker(drop_first: usize, error: Option<&'static str>) -> (SocketA
                     count.fetch_add(1, Ordering::SeqCst);
                     Response::Connect { transaction, connection: 0x1234 }
                 }
-                Request::Announce { connection, transaction, announce } => {
+                Request::Announce { connection, transaction, announce, url_data } => {
                     assert_eq!(connection, 0x1234);
+                    record.lock().unwrap().push(url_data);
                     match error {
                         Some(message) => Response::Error { transaction, message: message.into() },
                         None => Response::Announce {
@@ -216,7 +227,7 @@ async fn udp_tracker(drop_first: usize, error: Option<&'static str>) -> (SocketA
             socket.send_to(&reply.encode(), from).await.unwrap();
         }
     });
-    (addr, connects)
+    (addr, connects, urls)
 }
 
 #[tokio::test]
@@ -231,6 +242,18 @@ async fn udp_announce_reuses_the_connection_id_and_scrapes() {
     let stats = c.scrape(&url, InfoHash([1; 20])).await.unwrap();
     assert_eq!(stats.completed, 6);
     assert_eq!(connects.load(Ordering::SeqCst), 1, "the connection id is reused within its minute");
+}
+
+#[tokio::test]
+async fn udp_announces_send_the_url_path_and_query_as_bep_41_url_data() {
+    let (addr, _, urls) = recording_udp_tracker(0, None).await;
+    let long = format!("/announce?passkey={}&x=%20y", "p".repeat(400));
+    for path in ["/announce", long.as_str(), "", "/"] {
+        let url = TrackerUrl::parse(&format!("udp://{addr}{path}")).unwrap();
+        client().announce(&url, &request(), None).await.unwrap();
+    }
+    let got = urls.lock().unwrap().clone();
+    assert_eq!(got, [b"/announce".to_vec(), long.into_bytes(), vec![], vec![]]);
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ fn connect_request_is_the_bep_15_layout() {
 
 #[test]
 fn announce_request_layout_and_round_trip() {
-    let req = Request::Announce { connection: 0xabcd, transaction: 5, announce: announce() };
+    let req = Request::Announce { connection: 0xabcd, transaction: 5, announce: announce(), url_data: vec![] };
     let b = req.encode();
     assert_eq!(b.len(), 98);
     assert_eq!(&b[8..12], &[0, 0, 0, 1]);
@@ -34,6 +34,28 @@ fn announce_request_layout_and_round_trip() {
     let scrape = Request::Scrape { connection: 1, transaction: 2, hashes: vec![InfoHash([1; 20]), InfoHash([2; 20])] };
     assert_eq!(Request::decode(&scrape.encode()), Ok(scrape));
     assert_eq!(Request::decode(&[0; 16]), Err(PacketError::ProtocolId));
+}
+
+#[test]
+fn url_data_goes_in_bep_41_options_of_at_most_255_bytes() {
+    let path = format!("/announce?passkey={}", "k".repeat(300));
+    let req =
+        Request::Announce { connection: 1, transaction: 2, announce: announce(), url_data: path.clone().into_bytes() };
+    let b = req.encode();
+    assert_eq!(b.len(), 98 + 2 + 255 + 2 + (path.len() - 255));
+    assert_eq!(&b[98..100], &[2, 255]);
+    assert_eq!(&b[100..355], &path.as_bytes()[..255]);
+    assert_eq!(&b[355..357], &[2, (path.len() - 255) as u8]);
+    assert_eq!(Request::decode(&b), Ok(req));
+
+    // NOP and unknown options are skipped, EndOfOptions ends parsing; a cut option is an error.
+    let mut b = Request::Announce { connection: 1, transaction: 2, announce: announce(), url_data: vec![] }.encode();
+    b.extend_from_slice(&[1, 2, 2, b'/', b'a', 9, 1, b'x', 2, 1, b'b', 0, 2, 1, b'c']);
+    let Ok(Request::Announce { url_data, .. }) = Request::decode(&b) else { panic!() };
+    assert_eq!(url_data, b"/ab");
+    b.truncate(b.len() - 7);
+    b.extend_from_slice(&[2, 9, b'x']);
+    assert_eq!(Request::decode(&b), Err(PacketError::Short(8)));
 }
 
 #[test]
