@@ -77,6 +77,8 @@ pub struct SessionConfig {
     /// The HTTP `User-Agent` sent to trackers; `None`: Sluice's own. (What peers see is
     /// `peer_id` and `engine.client_name`.)
     pub tracker_user_agent: Option<String>,
+    /// PEM certificates trusted for https trackers besides the system's roots.
+    pub tracker_ca: Option<PathBuf>,
     /// Map the listen port on the network's UPnP gateway (never under loopback-only, nor for a
     /// loopback listen address).
     pub upnp: bool,
@@ -106,6 +108,7 @@ impl SessionConfig {
             limits: ConnectionLimits::default(),
             blocklist: None,
             tracker_user_agent: None,
+            tracker_ca: None,
             upnp: false,
             utp: cfg!(feature = "utp"),
         }
@@ -212,6 +215,7 @@ impl Session {
             loopback_only: config.policy.loopback_only,
             // Announce from the address peers are accepted on, so trackers record that one.
             bind_ip: listen_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
+            ca_file: config.tracker_ca.clone(),
             ..Default::default()
         };
         if let Some(agent) = &config.tracker_user_agent {

@@ -151,6 +151,10 @@ struct NetArgs {
     /// never dialled, their connections closed on accept.
     #[arg(long, value_name = "FILE")]
     blocklist: Option<PathBuf>,
+    /// PEM certificates to trust for https trackers besides the system's root certificates
+    /// (a private tracker's own CA).
+    #[arg(long, value_name = "FILE")]
+    tracker_ca: Option<PathBuf>,
     /// Present Sluice to peers and trackers as another client: `torrserver` as TorrServer
     /// does (qBittorrent 4.3.9: peer id `-qB4390-`…, `qBittorrent/4.3.9`), `qbittorrent` as
     /// qBittorrent 4.6.5 [default: none, Sluice says what it is].
@@ -270,6 +274,9 @@ impl NetArgs {
             None => sluice_node::random_peer_id(),
         };
         let listen = self.listen_or(listen, default_port);
+        if let Some(ca) = &self.tracker_ca {
+            anyhow::ensure!(ca.is_file(), "--tracker-ca {}: no such file", ca.display());
+        }
         Ok(SessionConfig {
             listen: Some(listen),
             policy: NetPolicy { loopback_only: self.loopback_only },
@@ -284,6 +291,7 @@ impl NetArgs {
             limits: ConnectionLimits { connections: self.max_connections.max(1), half_open: self.max_half_open.max(1) },
             blocklist: self.blocklist.as_deref().map(load_blocklist).transpose()?.map(Arc::new),
             tracker_user_agent: agent,
+            tracker_ca: self.tracker_ca.clone(),
             upnp: !self.no_upnp && !self.loopback_only,
         })
     }

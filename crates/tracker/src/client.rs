@@ -1,14 +1,19 @@
 //! The I/O edge: one announce or scrape over HTTP or UDP, with tokio.
 //!
 //! HTTP goes through hyper's HTTP/1.1 client connection (hyper is already built for the HTTP
-//! server, so this costs no new heavy dependency); `https://` trackers need the `https`
-//! feature. The loopback-only policy is checked on the URL's host before anything is resolved:
-//! a name other than `localhost` is never looked up, and resolved addresses are checked again.
-//! HTTP redirects (up to [`MAX_REDIRECTS`]) are followed under the same checks.
+//! server, so this costs no new heavy dependency); `https://` adds rustls (ring provider) and
+//! trusts the system's root certificates (plus [`ClientConfig::ca_file`]). The loopback-only
+//! policy is checked on the URL's host before anything is resolved: a name other than
+//! `localhost` is never looked up, and resolved addresses are checked again. HTTP redirects (up
+//! to [`MAX_REDIRECTS`]) are followed under the same checks.
+//!
+//! Besides announces and scrapes, [`Client::get`] fetches any http(s) URL under the same
+//! policy (e.g. a `.torrent` file), with a size and time limit.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice_core::{InfoHash, Timestamp};
@@ -35,6 +40,9 @@ pub struct ClientConfig {
     pub udp_timeouts: Vec<Duration>,
     /// The HTTP `User-Agent` of announces and scrapes.
     pub user_agent: String,
+    /// PEM certificates trusted for https besides the system's roots (a private tracker's
+    /// own CA; tests).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +55,7 @@ impl Default for ClientConfig {
             // on to the next tracker after 15 + 30 + 60 s.
             udp_timeouts: (0..3).map(udp::retransmit_timeout).collect(),
             user_agent: concat!("Sluice/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ca_file: None,
         }
     }
 }
@@ -57,8 +66,10 @@ pub enum ClientError {
     NotLoopback(String),
     #[error("cannot resolve {0}")]
     Resolve(String),
-    #[error("https trackers need the `https` feature")]
-    HttpsUnsupported,
+    #[error("TLS with {host}: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("{0} URLs cannot be fetched over HTTP")]
+    NotHttp(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("no reply within {0:?}")]
@@ -81,18 +92,48 @@ pub enum ClientError {
     NotListed,
 }
 
+/// What one [`Client::get`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetLimits {
+    /// A longer body is an error.
+    pub max_bytes: usize,
+    /// The whole exchange, redirects included.
+    pub timeout: Duration,
+}
+
 /// A tracker client shared by a session's torrents (it caches UDP connection ids).
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
     origin: Instant,
     connections: Mutex<HashMap<SocketAddr, ConnectionId>>,
+    /// Built on the first https exchange (reading the system's roots costs a few ms).
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 impl Client {
     #[expect(clippy::disallowed_methods, reason = "the client is the I/O edge: it owns its clock")]
     pub fn new(config: ClientConfig) -> Self {
-        Self { config, origin: Instant::now(), connections: Mutex::default() }
+        Self { config, origin: Instant::now(), connections: Mutex::default(), tls: OnceLock::new() }
+    }
+
+    /// GETs an http(s) URL (redirects followed, the loopback policy applied as for trackers);
+    /// the body, unless the status is not a success or `limits` are exceeded.
+    pub async fn get(&self, url: &str, limits: GetLimits) -> Result<bytes::Bytes, ClientError> {
+        let parsed = TrackerUrl::parse(url).map_err(|e| ClientError::Http(format!("bad URL {url:?}: {e}")))?;
+        if parsed.scheme == Scheme::Udp {
+            return Err(ClientError::NotHttp("udp".into()));
+        }
+        let fetch = async {
+            let addr = self.resolve(&parsed).await?;
+            let target = parsed.path.clone();
+            let (status, body) = self.http_follow(&parsed, addr, &target, limits.max_bytes).await?;
+            if !status.is_success() {
+                return Err(ClientError::Status(status.as_u16()));
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(limits.timeout, fetch).await.map_err(|_| ClientError::Timeout(limits.timeout))?
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -266,25 +307,43 @@ impl Client {
     async fn http_get_inner(&self, tracker: &TrackerUrl, addr: SocketAddr, url: &str) -> Result<Vec<u8>, ClientError> {
         // The request target: everything after the authority.
         let target = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or("/");
+        let (status, body) = self.http_follow(tracker, addr, target, http::MAX_REPLY).await?;
+        if !status.is_success() {
+            // Some trackers explain a refusal in a bencoded body under an error status.
+            if let Err(ReplyError::Failure(reason)) = http::parse_announce_reply(&body) {
+                return Err(ClientError::Refused(reason));
+            }
+            return Err(ClientError::Status(status.as_u16()));
+        }
+        Ok(body.to_vec())
+    }
+
+    /// GETs `target`, following redirects: the final status and body.
+    async fn http_follow(
+        &self,
+        tracker: &TrackerUrl,
+        addr: SocketAddr,
+        target: &str,
+        max_body: usize,
+    ) -> Result<(hyper::StatusCode, bytes::Bytes), ClientError> {
         let (mut tracker, mut addr, mut target) = (tracker.clone(), addr, target.to_owned());
         for _ in 0..=MAX_REDIRECTS {
-            let (status, location, body) = self.http_once(&tracker, addr, &target).await?;
+            let (status, location, body) = self.http_once(&tracker, addr, &target, max_body).await?;
             if status.is_redirection() {
                 let location = location.ok_or(ClientError::Status(status.as_u16()))?;
                 (tracker, target) = redirect(&tracker, &location)?;
                 addr = self.resolve(&tracker).await?;
                 continue;
             }
-            if !status.is_success() {
-                // Some trackers explain a refusal in a bencoded body under an error status.
-                if let Err(ReplyError::Failure(reason)) = http::parse_announce_reply(&body) {
-                    return Err(ClientError::Refused(reason));
-                }
-                return Err(ClientError::Status(status.as_u16()));
-            }
-            return Ok(body.to_vec());
+            return Ok((status, body));
         }
         Err(ClientError::Http(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// The TLS connector: the system's roots plus [`ClientConfig::ca_file`].
+    fn tls(&self) -> Result<tokio_rustls::TlsConnector, String> {
+        let config = self.tls.get_or_init(|| tls_config(self.config.ca_file.as_deref()));
+        config.clone().map(tokio_rustls::TlsConnector::from)
     }
 
     /// One GET of `target` from `tracker` at `addr`: status, `Location`, body.
@@ -293,10 +352,8 @@ impl Client {
         tracker: &TrackerUrl,
         addr: SocketAddr,
         target: &str,
+        max_body: usize,
     ) -> Result<(hyper::StatusCode, Option<String>, bytes::Bytes), ClientError> {
-        if tracker.scheme == Scheme::Https {
-            return Err(ClientError::HttpsUnsupported);
-        }
         let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if self.config.bind_ip.is_some() {
             socket.bind(self.local(addr))?;
@@ -314,8 +371,52 @@ impl Client {
             .header(hyper::header::CONNECTION, "close")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        exchange(stream, req).await
+        if tracker.scheme == Scheme::Http {
+            return exchange(stream, req, max_body).await;
+        }
+        let tls_err = |reason: String| ClientError::Tls { host: tracker.host.to_string(), reason };
+        let connector = self.tls().map_err(tls_err)?;
+        let name = match &tracker.host {
+            Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+            Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone()).map_err(|e| tls_err(e.to_string()))?,
+        };
+        // The handshake's io::Error wraps rustls' reason (e.g. an unknown issuer).
+        let stream = connector.connect(name, stream).await.map_err(|e| tls_err(e.to_string()))?;
+        exchange(stream, req, max_body).await
     }
+}
+
+/// A rustls client on the ring provider trusting the system's roots (rustls-native-certs reads
+/// the OS store, honouring `SSL_CERT_FILE`/`SSL_CERT_DIR`) and the PEM certificates in `extra`.
+fn tls_config(extra: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::debug!(error = %e, "reading the system's root certificates");
+    }
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = extra {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("reading CA certificates from {}: {e}", path.display()))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("no usable CA certificate in {}", path.display()));
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted root certificates (install ca-certificates, or give a CA file)".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// Where a redirect's `Location` points: the same tracker's path when it starts with `/`, else
@@ -332,10 +433,11 @@ fn redirect(from: &TrackerUrl, location: &str) -> Result<(TrackerUrl, String), C
     Ok((to, target))
 }
 
-/// Sends `req` on `stream` and reads the reply (at most [`http::MAX_REPLY`] bytes of body).
+/// Sends `req` on `stream` and reads the reply (at most `max_body` bytes of body).
 async fn exchange<S>(
     stream: S,
     req: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    max_body: usize,
 ) -> Result<(hyper::StatusCode, Option<String>, bytes::Bytes), ClientError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -350,7 +452,7 @@ where
     let response = sender.send_request(req).await.map_err(http_err)?;
     let status = response.status();
     let location = response.headers().get(hyper::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = http_body_util::Limited::new(response.into_body(), http::MAX_REPLY)
+    let body = http_body_util::Limited::new(response.into_body(), max_body)
         .collect()
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?
