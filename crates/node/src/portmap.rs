@@ -1,20 +1,25 @@
-//! Port mapping: asks the local network's UPnP Internet Gateway Device to forward the peer
-//! listen port (TCP for peers, UDP for the DHT) to this host, so peers behind the same kind of
-//! NAT can still reach us. NAT-PMP/PCP are not spoken.
+//! Port mapping: asks the local network's gateway to forward the peer listen port (TCP for
+//! peers, UDP for the DHT) to this host, so peers behind the same kind of NAT can still reach
+//! us. Two protocols run side by side, each behind the [`Igd`] trait so the lease logic is
+//! tested without a router:
+//! - UPnP IGD: the gateway is found with SSDP (multicast 239.255.255.250:1900) and driven over
+//!   SOAP by `igd-next`;
+//! - NAT-PMP (RFC 6886, `sluice_natpmp` packets): UDP to port 5351 of the default route's
+//!   gateway; a gateway that does not answer the first request is not asked again.
 //!
-//! The gateway is found with SSDP (multicast 239.255.255.250:1900) and driven over SOAP by
-//! `igd-next`, behind the [`Igd`] trait so the lease logic is tested without a router. Leases
-//! are finite (an hour) and renewed at half-life, so a crashed Sluice leaves no mapping behind
-//! for long; a gateway that only takes permanent leases gets one (lease 0) and no renewals. On
-//! stop the mappings are removed. Everything here is off under loopback-only: SSDP would leave
-//! loopback.
+//! Leases are finite (an hour) and renewed at half of what the gateway granted, so a crashed
+//! Sluice leaves no mapping behind for long; a UPnP gateway that only takes permanent leases
+//! gets one (lease 0) and no renewals. On stop the mappings are removed. Everything here is off
+//! under loopback-only: SSDP and the gateway are off loopback.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use igd_next::PortMappingProtocol;
 use igd_next::aio::Gateway;
 use igd_next::aio::tokio::Tokio;
+use sluice_natpmp as natpmp;
+use tokio::sync::watch;
 
 use crate::NetPolicy;
 
@@ -22,6 +27,8 @@ use crate::NetPolicy;
 pub(crate) const LEASE: Duration = Duration::from_secs(3600);
 /// After a failure (no gateway, refused), the next attempt.
 const RETRY: Duration = Duration::from_secs(300);
+/// Renewals never come closer than this, whatever lease a gateway grants.
+const MIN_RENEWAL: Duration = Duration::from_secs(1);
 const DESCRIPTION: &str = "Sluice";
 
 #[derive(Debug, PartialEq, Eq)]
@@ -31,27 +38,33 @@ pub(crate) enum MapError {
     Other(String),
 }
 
-/// The two SOAP actions we need of a gateway.
+/// The two actions we need of a gateway.
 pub(crate) trait Igd: Send + Sync {
+    /// For logs.
+    const NAME: &'static str;
+
+    /// Maps `local`'s port (the same external port); the lease granted.
     fn add_port(
         &self,
         protocol: PortMappingProtocol,
         local: SocketAddr,
         lease: Duration,
-    ) -> impl Future<Output = Result<(), MapError>> + Send;
+    ) -> impl Future<Output = Result<Duration, MapError>> + Send;
     fn remove_port(&self, protocol: PortMappingProtocol, port: u16) -> impl Future<Output = ()> + Send;
 }
 
 impl Igd for Gateway<Tokio> {
+    const NAME: &'static str = "UPnP";
+
     async fn add_port(
         &self,
         protocol: PortMappingProtocol,
         local: SocketAddr,
         lease: Duration,
-    ) -> Result<(), MapError> {
+    ) -> Result<Duration, MapError> {
         let secs = u32::try_from(lease.as_secs()).unwrap_or(u32::MAX);
         match Gateway::add_port(self, protocol, local.port(), local, secs, DESCRIPTION).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(lease),
             Err(igd_next::AddPortError::OnlyPermanentLeasesSupported) => Err(MapError::OnlyPermanentLeases),
             Err(e) => Err(MapError::Other(e.to_string())),
         }
@@ -64,46 +77,155 @@ impl Igd for Gateway<Tokio> {
     }
 }
 
+/// A NAT-PMP gateway: requests from `bind` (the address the mapping is for; unspecified: the
+/// system picks), one UDP exchange each, retransmitted per `timeouts`.
+#[derive(Debug, Clone)]
+pub(crate) struct NatPmp {
+    pub(crate) gateway: SocketAddr,
+    pub(crate) bind: IpAddr,
+    pub(crate) timeouts: Vec<Duration>,
+}
+
+impl NatPmp {
+    pub(crate) fn new(gateway: SocketAddr, bind: IpAddr) -> Self {
+        // 250 ms to 2 s: a gateway that speaks NAT-PMP answers at once; RFC 6886's full
+        // 64 s of retries would only delay the UPnP-only case's log line.
+        Self { gateway, bind, timeouts: (0..4).map(natpmp::retransmit_timeout).collect() }
+    }
+
+    /// One request and the gateway's reply to it (a connected socket hears only the gateway).
+    async fn exchange(&self, request: natpmp::Request) -> Result<natpmp::Response, MapError> {
+        let io = |e: std::io::Error| MapError::Other(e.to_string());
+        let socket = tokio::net::UdpSocket::bind(SocketAddr::new(self.bind, 0)).await.map_err(io)?;
+        socket.connect(self.gateway).await.map_err(io)?;
+        let packet = request.encode();
+        let mut buf = [0u8; 64];
+        for &wait in &self.timeouts {
+            socket.send(&packet).await.map_err(io)?;
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+                // ICMP port unreachable: nothing listens there.
+                let n = received.map_err(io)?;
+                match natpmp::Response::decode(&buf[..n]) {
+                    Ok(r) if answers(&request, &r) => return Ok(r),
+                    Ok(_) => {}
+                    Err(natpmp::PacketError::Refused(code)) => {
+                        return Err(MapError::Other(format!("refused: {code:?}")));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "NAT-PMP: ignoring a bad reply"),
+                }
+            }
+        }
+        Err(MapError::Other(format!("no reply from {}", self.gateway)))
+    }
+}
+
+/// Whether `response` is the reply to `request` (same opcode, same internal port).
+fn answers(request: &natpmp::Request, response: &natpmp::Response) -> bool {
+    match (request, response) {
+        (natpmp::Request::ExternalAddress, natpmp::Response::ExternalAddress { .. }) => true,
+        (
+            natpmp::Request::Map { protocol: p, internal_port: i, .. },
+            natpmp::Response::Map { protocol: q, internal_port: j, .. },
+        ) => p == q && i == j,
+        _ => false,
+    }
+}
+
+fn natpmp_protocol(p: PortMappingProtocol) -> natpmp::Protocol {
+    match p {
+        PortMappingProtocol::TCP => natpmp::Protocol::Tcp,
+        PortMappingProtocol::UDP => natpmp::Protocol::Udp,
+    }
+}
+
+impl Igd for NatPmp {
+    const NAME: &'static str = "NAT-PMP";
+
+    async fn add_port(
+        &self,
+        protocol: PortMappingProtocol,
+        local: SocketAddr,
+        lease: Duration,
+    ) -> Result<Duration, MapError> {
+        let port = local.port();
+        let lifetime = u32::try_from(lease.as_secs()).unwrap_or(u32::MAX).max(1);
+        let request = natpmp::Request::Map {
+            protocol: natpmp_protocol(protocol),
+            internal_port: port,
+            external_port: port,
+            lifetime,
+        };
+        let natpmp::Response::Map { external_port, lifetime, .. } = self.exchange(request).await? else {
+            return Err(MapError::Other("a reply of another kind".into()));
+        };
+        if lifetime == 0 {
+            return Err(MapError::Other("the gateway granted no lifetime".into()));
+        }
+        if external_port != port {
+            tracing::info!(?protocol, port, external_port, "NAT-PMP: the gateway forwards another external port");
+        }
+        Ok(Duration::from_secs(u64::from(lifetime)))
+    }
+
+    async fn remove_port(&self, protocol: PortMappingProtocol, port: u16) {
+        let request = natpmp::Request::Map {
+            protocol: natpmp_protocol(protocol),
+            internal_port: port,
+            external_port: 0,
+            lifetime: 0,
+        };
+        if let Err(e) = self.exchange(request).await {
+            tracing::debug!(error = ?e, ?protocol, port, "NAT-PMP: removing the mapping failed");
+        }
+    }
+}
+
 /// Whether the session maps its listen port: asked to, listening, and not loopback-only.
-pub(crate) fn wanted(upnp: bool, policy: NetPolicy, listen: Option<SocketAddr>) -> bool {
-    upnp && !policy.loopback_only && listen.is_some_and(|a| !a.ip().is_loopback())
+pub(crate) fn wanted(port_mapping: bool, policy: NetPolicy, listen: Option<SocketAddr>) -> bool {
+    port_mapping && !policy.loopback_only && listen.is_some_and(|a| !a.ip().is_loopback())
 }
 
 /// Maps `local` (TCP and UDP, same external port) on `gateway` and keeps it mapped: renews at
-/// half the lease, retries after [`RETRY`] on failure. Returns when `stop` resolves, after
-/// removing the mappings.
-pub(crate) async fn keep_mapped(gateway: &impl Igd, local: SocketAddr, stop: impl Future<Output = ()>) {
+/// half the lease granted, retries after [`RETRY`] on failure. Returns when `stop` resolves,
+/// after removing the mappings.
+pub(crate) async fn keep_mapped<G: Igd>(gateway: &G, local: SocketAddr, stop: impl Future<Output = ()>) {
     let protocols = [PortMappingProtocol::TCP, PortMappingProtocol::UDP];
     let mut lease = LEASE;
     let mut mapped = false;
     let work = async {
         loop {
             let mut failed = None;
+            let mut granted = lease;
             for p in protocols {
-                match gateway.add_port(p, local, lease).await {
-                    Ok(()) => {}
-                    Err(MapError::OnlyPermanentLeases) if !lease.is_zero() => {
-                        lease = Duration::ZERO;
-                        if let Err(e) = gateway.add_port(p, local, lease).await {
-                            failed = Some(e);
-                        }
-                    }
+                let mut result = gateway.add_port(p, local, lease).await;
+                if result == Err(MapError::OnlyPermanentLeases) && !lease.is_zero() {
+                    lease = Duration::ZERO;
+                    result = gateway.add_port(p, local, lease).await;
+                }
+                match result {
+                    Ok(g) => granted = granted.min(g),
                     Err(e) => failed = Some(e),
                 }
             }
             let wait = match failed {
                 None => {
                     if !mapped {
-                        tracing::info!(port = local.port(), lease_secs = lease.as_secs(), "UPnP: listen port mapped");
+                        tracing::info!(
+                            port = local.port(),
+                            lease_secs = granted.as_secs(),
+                            "{}: listen port mapped",
+                            G::NAME
+                        );
                     }
                     mapped = true;
                     if lease.is_zero() {
                         std::future::pending::<()>().await;
                     }
-                    lease / 2
+                    (granted / 2).max(MIN_RENEWAL)
                 }
                 Some(e) => {
-                    tracing::info!(error = ?e, "UPnP: mapping the listen port failed; retrying later");
+                    tracing::info!(error = ?e, "{}: mapping the listen port failed; retrying later", G::NAME);
                     RETRY
                 }
             };
@@ -119,24 +241,43 @@ pub(crate) async fn keep_mapped(gateway: &impl Igd, local: SocketAddr, stop: imp
     }
 }
 
-/// Finds the gateway (SSDP from `listen`'s address when it is a specific one) and keeps
-/// `listen`'s port mapped until `stop`; retries the search after [`RETRY`].
-pub(crate) async fn run(listen: SocketAddr, stop: tokio::sync::watch::Receiver<bool>) {
-    let stopped = {
-        let mut stop = stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Keeps `listen`'s port mapped through UPnP and NAT-PMP (each where the network has it) until
+/// `stop`.
+pub(crate) async fn run(listen: SocketAddr, stop: watch::Receiver<bool>) {
+    let ssdp = || {
+        let mut options = igd_next::SearchOptions::default();
+        if let IpAddr::V4(v4) = listen.ip()
+            && !v4.is_unspecified()
+        {
+            options.bind_addr = SocketAddr::new(listen.ip(), 0);
+        }
+        options
+    };
+    let natpmp = async {
+        let routes = tokio::fs::read_to_string("/proc/net/route").await.unwrap_or_default();
+        match natpmp::default_gateway(&routes) {
+            Some(gw) => run_natpmp(listen, SocketAddr::from((gw, natpmp::PORT)), stop.clone()).await,
+            None => tracing::debug!("NAT-PMP: no default IPv4 gateway"),
         }
     };
-    let search = async {
+    tokio::join!(run_upnp(listen, ssdp, stop.clone()), natpmp);
+}
+
+/// Finds the UPnP gateway with an SSDP search (`search` gives its options) and keeps `listen`'s
+/// port mapped until `stop`; retries the search after [`RETRY`].
+pub(crate) async fn run_upnp(
+    listen: SocketAddr,
+    search: impl Fn() -> igd_next::SearchOptions,
+    stop: watch::Receiver<bool>,
+) {
+    let find = async {
         loop {
-            let mut options = igd_next::SearchOptions::default();
-            if let IpAddr::V4(v4) = listen.ip()
-                && !v4.is_unspecified()
-            {
-                options.bind_addr = SocketAddr::new(listen.ip(), 0);
-            }
-            match igd_next::aio::tokio::search_gateway(options).await {
+            match igd_next::aio::tokio::search_gateway(search()).await {
                 Ok(gw) => match local_toward(listen, gw.addr).await {
                     Some(local) => return Some((gw, local)),
                     None => tracing::info!("UPnP: no local address toward the gateway"),
@@ -147,15 +288,33 @@ pub(crate) async fn run(listen: SocketAddr, stop: tokio::sync::watch::Receiver<b
         }
     };
     let found = tokio::select! {
-        f = search => f,
-        () = stopped => None,
+        f = find => f,
+        () = stopped(stop.clone()) => None,
     };
     if let Some((gw, local)) = found {
-        let mut stop = stop;
-        keep_mapped(&gw, local, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+        keep_mapped(&gw, local, stopped(stop)).await;
+    }
+}
+
+/// Asks the NAT-PMP `gateway` for its external address; if it answers, keeps `listen`'s port
+/// mapped there until `stop`.
+pub(crate) async fn run_natpmp(listen: SocketAddr, gateway: SocketAddr, stop: watch::Receiver<bool>) {
+    let Some(local) = local_toward(listen, gateway).await else {
+        tracing::info!(%gateway, "NAT-PMP: no local address toward the gateway");
+        return;
+    };
+    let client = NatPmp::new(gateway, local.ip());
+    let probe = tokio::select! {
+        r = client.exchange(natpmp::Request::ExternalAddress) => r,
+        () = stopped(stop.clone()) => return,
+    };
+    match probe {
+        Ok(natpmp::Response::ExternalAddress { address, .. }) => {
+            tracing::info!(%gateway, external = %address, "NAT-PMP: gateway found");
+            keep_mapped(&client, local, stopped(stop)).await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::info!(%gateway, error = ?e, "NAT-PMP: the gateway does not speak it; not used"),
     }
 }
 
@@ -165,7 +324,7 @@ async fn local_toward(listen: SocketAddr, gateway: SocketAddr) -> Option<SocketA
     if !listen.ip().is_unspecified() {
         return Some(listen);
     }
-    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0)).await.ok()?;
+    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).await.ok()?;
     socket.connect(gateway).await.ok()?;
     Some(SocketAddr::new(socket.local_addr().ok()?.ip(), listen.port()))
 }
@@ -177,7 +336,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_only_or_no_upnp_disables_mapping() {
+    fn loopback_only_or_no_port_mapping_disables_mapping() {
         let public: SocketAddr = "0.0.0.0:6881".parse().unwrap();
         let on = NetPolicy { loopback_only: false };
         let loopback = NetPolicy { loopback_only: true };
@@ -196,12 +355,14 @@ mod tests {
     }
 
     impl Igd for FakeIgd {
-        async fn add_port(&self, p: PortMappingProtocol, _: SocketAddr, lease: Duration) -> Result<(), MapError> {
+        const NAME: &'static str = "fake";
+
+        async fn add_port(&self, p: PortMappingProtocol, _: SocketAddr, lease: Duration) -> Result<Duration, MapError> {
             self.calls.lock().unwrap().push((tokio::time::Instant::now(), format!("add {p} {}", lease.as_secs())));
             if self.permanent_only && !lease.is_zero() {
                 return Err(MapError::OnlyPermanentLeases);
             }
-            Ok(())
+            Ok(lease)
         }
 
         async fn remove_port(&self, p: PortMappingProtocol, port: u16) {
@@ -334,5 +495,95 @@ mod tests {
         keep_mapped(&gateway, local, tokio::time::sleep(Duration::from_millis(500))).await;
         let got = seen.lock().unwrap().clone();
         assert_eq!(got, ["add 3600", "add 0", "add 0", "delete -", "delete -"]);
+    }
+
+    /// A NAT-PMP gateway on `ip` granting `lifetime` seconds (refusing maps with
+    /// NotAuthorized when `None`); records each request with its sender's address.
+    async fn fake_natpmp(ip: &str, lifetime: Option<u32>) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
+        let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let request = natpmp::Request::decode(&buf[..n]).unwrap();
+                let reply = match (request, lifetime) {
+                    (natpmp::Request::ExternalAddress, _) => {
+                        record.lock().unwrap().push(format!("external from {}", from.ip()));
+                        natpmp::Response::ExternalAddress { epoch: 1, address: Ipv4Addr::new(203, 0, 113, 9) }.encode()
+                    }
+                    (natpmp::Request::Map { protocol, internal_port, external_port, lifetime: asked }, granted) => {
+                        record.lock().unwrap().push(format!(
+                            "map {protocol:?} {internal_port}->{external_port} {asked} from {}",
+                            from.ip()
+                        ));
+                        match granted {
+                            Some(granted) => natpmp::Response::Map {
+                                protocol,
+                                epoch: 1,
+                                internal_port,
+                                external_port,
+                                lifetime: granted.min(asked),
+                            }
+                            .encode(),
+                            None => natpmp::encode_refusal(&request, natpmp::ResultCode::NotAuthorized, 1),
+                        }
+                    }
+                };
+                let _ = socket.send_to(&reply, from).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn natpmp_maps_both_protocols_renews_at_half_the_granted_lifetime_and_deletes_on_stop() {
+        let (gateway, seen) = fake_natpmp("127.0.96.3", Some(2)).await;
+        let listen: SocketAddr = "127.0.96.4:6881".parse().unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_natpmp(listen, gateway, stop_rx));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Granted 2 s: renewed after 1 s.
+        while seen.lock().unwrap().len() < 5 {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", seen.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send_replace(true);
+        task.await.unwrap();
+        let got = seen.lock().unwrap().clone();
+        let want = [
+            "external from 127.0.96.4",
+            "map Tcp 6881->6881 3600 from 127.0.96.4",
+            "map Udp 6881->6881 3600 from 127.0.96.4",
+            "map Tcp 6881->6881 3600 from 127.0.96.4",
+            "map Udp 6881->6881 3600 from 127.0.96.4",
+            "map Tcp 6881->0 0 from 127.0.96.4",
+            "map Udp 6881->0 0 from 127.0.96.4",
+        ];
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn natpmp_refusals_and_silent_gateways_are_errors() {
+        let (gateway, _) = fake_natpmp("127.0.96.3", None).await;
+        let client = NatPmp::new(gateway, "127.0.96.4".parse().unwrap());
+        let local: SocketAddr = "127.0.96.4:6881".parse().unwrap();
+        let e = client.add_port(PortMappingProtocol::TCP, local, LEASE).await.unwrap_err();
+        assert_eq!(e, MapError::Other("refused: NotAuthorized".into()));
+
+        // Nothing listens: the port-unreachable ends the probe at once, and nothing is mapped.
+        let closed = tokio::net::UdpSocket::bind("127.0.96.3:0").await.unwrap().local_addr().unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::time::timeout(Duration::from_secs(2), run_natpmp(local, closed, stop_rx)).await.unwrap();
+
+        // Silent: each attempt times out.
+        let silent = tokio::net::UdpSocket::bind("127.0.96.3:0").await.unwrap();
+        let client = NatPmp {
+            timeouts: vec![Duration::from_millis(50); 2],
+            ..NatPmp::new(silent.local_addr().unwrap(), local.ip())
+        };
+        let e = client.exchange(natpmp::Request::ExternalAddress).await.unwrap_err();
+        assert!(matches!(e, MapError::Other(m) if m.starts_with("no reply")));
     }
 }

@@ -79,9 +79,9 @@ pub struct SessionConfig {
     pub tracker_user_agent: Option<String>,
     /// PEM certificates trusted for https trackers besides the system's roots.
     pub tracker_ca: Option<PathBuf>,
-    /// Map the listen port on the network's UPnP gateway (never under loopback-only, nor for a
-    /// loopback listen address).
-    pub upnp: bool,
+    /// Map the listen port on the network's gateway, through UPnP IGD and NAT-PMP (never under
+    /// loopback-only, nor for a loopback listen address).
+    pub port_mapping: bool,
     /// uTP (BEP 29) beside TCP: accepted on a UDP socket at the listen address, and raced
     /// against TCP when dialling (see `transport`). Needs the `utp` feature (a default one);
     /// without it, ignored with a warning.
@@ -109,7 +109,7 @@ impl SessionConfig {
             blocklist: None,
             tracker_user_agent: None,
             tracker_ca: None,
-            upnp: false,
+            port_mapping: false,
             utp: cfg!(feature = "utp"),
         }
     }
@@ -223,7 +223,9 @@ impl Session {
         }
         let tracker_client = Arc::new(sluice_tracker::client::Client::new(tracker_config));
         let (stop_portmap, portmap_stopped) = watch::channel(false);
-        if let Some(listen) = listen_addr.filter(|_| crate::portmap::wanted(config.upnp, config.policy, listen_addr)) {
+        if let Some(listen) =
+            listen_addr.filter(|_| crate::portmap::wanted(config.port_mapping, config.policy, listen_addr))
+        {
             tokio::spawn(crate::portmap::run(listen, portmap_stopped));
         }
         let tracker_key = crate::random_seed() as u32;

@@ -168,10 +168,10 @@ struct NetArgs {
     /// --masquerade's) [default: -SL0100-].
     #[arg(long, value_name = "PREFIX", value_parser = parse_peer_id_prefix)]
     peer_id_prefix: Option<String>,
-    /// Do not map the listen port on the network's UPnP gateway [default: mapped, except with
-    /// --loopback-only].
-    #[arg(long)]
-    no_upnp: bool,
+    /// Do not map the listen port on the network's gateway (UPnP IGD, NAT-PMP) [default:
+    /// mapped, except with --loopback-only]. `--no-upnp` is an older name of it.
+    #[arg(long, alias = "no-upnp")]
+    no_port_mapping: bool,
     /// Speak uTP (BEP 29) beside TCP: accept it on UDP at the peer listen port, and dial both,
     /// keeping whichever the peer answers [default: on]. The DHT then takes another UDP port.
     #[arg(long, overrides_with = "no_utp")]
@@ -292,7 +292,7 @@ impl NetArgs {
             blocklist: self.blocklist.as_deref().map(load_blocklist).transpose()?.map(Arc::new),
             tracker_user_agent: agent,
             tracker_ca: self.tracker_ca.clone(),
-            upnp: !self.no_upnp && !self.loopback_only,
+            port_mapping: !self.no_port_mapping && !self.loopback_only,
         })
     }
 
