@@ -406,11 +406,13 @@ mod tests {
         assert_eq!(got, ["add TCP 3600", "add TCP 0", "add UDP 0", "remove TCP 6881", "remove UDP 6881"]);
     }
 
-    /// A gateway's SOAP control endpoint on 127.0.0.61 that records each request's action and
-    /// lease, refusing finite leases with UPnP error 725 (as some routers do).
-    async fn fake_soap_gateway() -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
+    /// A gateway's SOAP control endpoint on `ip` that records each request's action and
+    /// lease, refusing finite leases with UPnP error 725 (as some routers do) when
+    /// `permanent_only`. GETs are answered with its device description ([`ROOT_DESC`]) or
+    /// service description ([`SCPD`]).
+    async fn fake_soap_gateway(ip: &str, permanent_only: bool) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.61:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
@@ -426,6 +428,9 @@ mod tests {
                     req.extend_from_slice(&buf[..n]);
                     let text = String::from_utf8_lossy(&req).to_string();
                     if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        if let Some(path) = head.strip_prefix("GET ").and_then(|r| r.split(' ').next()) {
+                            break Some(format!("GET {path}"));
+                        }
                         let len = head
                             .lines()
                             .find_map(|l| {
@@ -439,11 +444,21 @@ mod tests {
                     }
                 };
                 let Some(body) = body else { continue };
+                if let Some(path) = body.strip_prefix("GET ") {
+                    record.lock().unwrap().push(format!("get {path}"));
+                    let xml = if path.ends_with("scpd.xml") { SCPD } else { ROOT_DESC };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                        xml.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                    continue;
+                }
                 let lease = body.split("<NewLeaseDuration>").nth(1).and_then(|r| r.split('<').next()).unwrap_or("-");
                 let action = if body.contains("DeletePortMapping") { "delete" } else { "add" };
                 record.lock().unwrap().push(format!("{action} {lease}"));
                 let inner = match (action, lease) {
-                    ("add", "0") => "<u:AddPortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
+                    ("add", l) if l == "0" || !permanent_only => "<u:AddPortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
                     ("add", _) => "<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns=\"urn:schemas-upnp-org:control-1-0\"><errorCode>725</errorCode><errorDescription>OnlyPermanentLeasesSupported</errorDescription></UPnPError></detail></s:Fault>".to_owned(),
                     _ => "<u:DeletePortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
                 };
@@ -462,7 +477,7 @@ mod tests {
 
     #[tokio::test]
     async fn igd_next_talks_to_a_fake_gateway_and_falls_back_to_a_permanent_lease() {
-        let (addr, seen) = fake_soap_gateway().await;
+        let (addr, seen) = fake_soap_gateway("127.0.0.61", true).await;
         let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let schema = [
             (
@@ -495,6 +510,68 @@ mod tests {
         keep_mapped(&gateway, local, tokio::time::sleep(Duration::from_millis(500))).await;
         let got = seen.lock().unwrap().clone();
         assert_eq!(got, ["add 3600", "add 0", "add 0", "delete -", "delete -"]);
+    }
+
+    const ROOT_DESC: &str = "<?xml version=\"1.0\"?><root xmlns=\"urn:schemas-upnp-org:device-1-0\"><device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType><deviceList><device><deviceType>urn:schemas-upnp-org:device:WANDevice:1</deviceType><deviceList><device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:1</deviceType><serviceList><service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType><serviceId>urn:upnp-org:serviceId:WANIPConn1</serviceId><controlURL>/ctl</controlURL><SCPDURL>/scpd.xml</SCPDURL></service></serviceList></device></deviceList></device></deviceList></device></root>";
+
+    const SCPD: &str = "<?xml version=\"1.0\"?><scpd xmlns=\"urn:schemas-upnp-org:service-1-0\"><actionList><action><name>AddPortMapping</name><argumentList><argument><name>NewRemoteHost</name><direction>in</direction></argument><argument><name>NewExternalPort</name><direction>in</direction></argument><argument><name>NewProtocol</name><direction>in</direction></argument><argument><name>NewInternalPort</name><direction>in</direction></argument><argument><name>NewInternalClient</name><direction>in</direction></argument><argument><name>NewEnabled</name><direction>in</direction></argument><argument><name>NewPortMappingDescription</name><direction>in</direction></argument><argument><name>NewLeaseDuration</name><direction>in</direction></argument></argumentList></action><action><name>DeletePortMapping</name><argumentList><argument><name>NewRemoteHost</name><direction>in</direction></argument><argument><name>NewExternalPort</name><direction>in</direction></argument><argument><name>NewProtocol</name><direction>in</direction></argument></argumentList></action></actionList></scpd>";
+
+    /// An SSDP responder on `ip` (unicast: tests cannot multicast) answering each M-SEARCH
+    /// with `location`; returns its address and the search targets it was asked for.
+    async fn fake_ssdp(ip: &str, location: String) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
+        let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if !text.starts_with("M-SEARCH * HTTP/1.1") {
+                    continue;
+                }
+                let st = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("ST:").or_else(|| l.strip_prefix("st:")))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                record.lock().unwrap().push(st.clone());
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: {st}\r\nUSN: uuid:sluice-test::{st}\r\nEXT:\r\nSERVER: test UPnP/1.1\r\nLOCATION: {location}\r\n\r\n"
+                );
+                let _ = socket.send_to(reply.as_bytes(), from).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn ssdp_discovery_finds_the_gateway_and_maps_through_it() {
+        let (soap, seen) = fake_soap_gateway("127.0.96.1", false).await;
+        let (ssdp, searched) = fake_ssdp("127.0.96.1", format!("http://{soap}/rootDesc.xml")).await;
+        let listen: SocketAddr = "127.0.96.2:6881".parse().unwrap();
+        let search = move || {
+            let mut options = igd_next::SearchOptions::default();
+            options.bind_addr = "127.0.96.2:0".parse().unwrap();
+            options.broadcast_address = ssdp;
+            // igd-next distrusts loopback LOCATIONs unless told.
+            options.allowed_gateway_ips = vec![soap.ip()];
+            options.timeout = Some(Duration::from_secs(5));
+            options
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run_upnp(listen, search, stop_rx));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().iter().filter(|c| c.starts_with("add")).count() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no mapping: {:?}", seen.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send_replace(true);
+        task.await.unwrap();
+        assert!(searched.lock().unwrap().iter().any(|st| st.contains("InternetGatewayDevice")));
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(got, ["get /rootDesc.xml", "get /scpd.xml", "add 3600", "add 3600", "delete -", "delete -"]);
     }
 
     /// A NAT-PMP gateway on `ip` granting `lifetime` seconds (refusing maps with
