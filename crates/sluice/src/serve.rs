@@ -25,6 +25,9 @@ use sluice_node::{RamCache, Session};
 
 use crate::NetArgs;
 
+/// How long a graceful stop waits for open HTTP connections (streams) to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// HTTP address [default: port 8090 on every interface, on 127.0.0.1 when loopback-only].
@@ -142,15 +145,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = catalog.session().listen_addr() {
         eprintln!("listening on {addr}");
     }
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let stop = async move {
         tokio::select! {
             () = crate::progress::shutdown_signal() => {}
             () = shutdown.notified() => {}
         }
+        let _ = stopping.send(());
     };
-    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
+    {
+        let server = std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(stop));
+        // A player holding a stream open would keep a graceful stop waiting forever, and
+        // whoever sent the signal would then kill the process before the resume data is
+        // flushed: open connections get a grace period, then are left behind.
+        let grace = async {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            () = grace => eprintln!("connections still open {SHUTDOWN_GRACE:?} after the stop: closing them"),
+        }
+    }
     catalog.close().await;
     catalog.session().save_dht().await;
+    eprintln!("stopped: torrents closed, resume data flushed");
     Ok(())
 }
 
