@@ -20,6 +20,10 @@
 //!   a torrent is never left capped by a reordering;
 //! - on [`Catalog::open`], known torrents come back closed; nothing starts until used.
 //!
+//! An http(s) link to a `.torrent` is fetched before `add` returns, through the session's
+//! tracker client (one HTTP client, one loopback policy: under loopback-only no other host
+//! is contacted and no public name is looked up); the metainfo is what gets stored.
+//!
 //! Persistence is [`sluice_db`]: a torrent is written before `add` returns (the magnet link,
 //! replaced by the metainfo once fetched), with the client's title, poster, category and
 //! data; viewed marks and settings documents go straight to it. [`Catalog::remove`] deletes
@@ -68,6 +72,11 @@ const GET_TOUCH_MAX: Duration = Duration::from_secs(60);
 /// restart in that moment is retried this often, this many times.
 const DUPLICATE_RETRY: Duration = Duration::from_millis(20);
 const DUPLICATE_TRIES: u32 = 250;
+/// A `.torrent` link's body larger than this is refused (real ones are well under 1 MiB;
+/// the largest hold a few hundred thousand piece hashes).
+pub const MAX_TORRENT_FILE: usize = 16 << 20;
+/// How long fetching a `.torrent` link may take, redirects included (as TorrServer).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What other torrents do while one streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +161,9 @@ struct Entry {
     /// When the torrent may be closed as idle (if no reader is open).
     deadline: Instant,
     peers: Vec<SocketAddr>,
+    /// The http(s) link it was added from in this process, so adding the same link again
+    /// (TorrServer's `/stream` does on every request) does not fetch it again.
+    url: Option<String>,
     /// Focus mode capped it (as last told to the node).
     capped: bool,
     /// Tasks still starting or stopping this torrent in the node; each sender drops when
@@ -183,6 +195,7 @@ impl Entry {
             readers: 0,
             deadline: now,
             peers: Vec::new(),
+            url: None,
             capped: false,
             busy: Vec::new(),
             changed: watch::channel(()).0,
@@ -390,9 +403,19 @@ impl Catalog {
     /// again if closed, keeps its fields (empty ones are filled from `meta`), and learns the
     /// metainfo if it only had a magnet. Returns at once: a magnet's entry has no `info` yet.
     pub async fn add(&self, source: Source, meta: Meta) -> Result<Added, CatalogError> {
+        let (source, url) = match source {
+            Source::Link(link) if is_url(&link) => match self.inner.known_url(&link) {
+                Some(hash) => (Source::Link(hash.to_hex()), None),
+                None => (self.inner.fetch(&link).await?, Some(link)),
+            },
+            source => (source, None),
+        };
         let (hash, parsed, magnet, stored) = match source {
             Source::Torrent(bytes) => {
-                let m = Metainfo::from_bytes(&bytes).map_err(|e| CatalogError::BadTorrent(e.to_string()))?;
+                let m = Metainfo::from_bytes(&bytes).map_err(|e| match &url {
+                    Some(url) => CatalogError::BadTorrent(format!("{url} is not a .torrent file: {e}")),
+                    None => CatalogError::BadTorrent(e.to_string()),
+                })?;
                 (m.info_hash, Some(m), None, TorrentSource::Metainfo(bytes))
             }
             Source::Link(link) => {
@@ -481,6 +504,9 @@ impl Catalog {
             let mut map = self.inner.lock();
             let entry = map.get_mut(&hash).ok_or(CatalogError::UnknownTorrent)?;
             model::remember(&mut entry.peers, &peers);
+            if url.is_some() {
+                entry.url = url;
+            }
             entry.touch(now + self.inner.timeout());
             self.inner.start(hash, entry, parsed);
             entry.snapshot(hash)
@@ -788,7 +814,33 @@ fn delete_data(data_dir: &Path, info: &Info) {
     }
 }
 
+/// An http(s) link (to a `.torrent` file), by its scheme.
+fn is_url(link: &str) -> bool {
+    let scheme = link.trim().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("http" | "https"))
+}
+
 impl Inner {
+    /// The torrent a link was added from earlier in this process.
+    fn known_url(&self, url: &str) -> Option<InfoHash> {
+        self.lock().iter().find(|(_, e)| e.url.as_deref() == Some(url)).map(|(h, _)| *h)
+    }
+
+    /// Fetches a `.torrent` link through the session's HTTP client (and so under its
+    /// loopback-only policy): its bytes, or the magnet link it redirects to.
+    async fn fetch(&self, url: &str) -> Result<Source, CatalogError> {
+        use sluice_tracker::client::{Fetched, GetLimits};
+        let limits = GetLimits { max_body: MAX_TORRENT_FILE, timeout: FETCH_TIMEOUT };
+        match self.session.http_client().get(url.trim(), limits).await {
+            Ok(Fetched::Body(bytes)) => Ok(Source::Torrent(bytes.to_vec())),
+            Ok(Fetched::Elsewhere(link)) if link.to_ascii_lowercase().starts_with("magnet:") => Ok(Source::Link(link)),
+            Ok(Fetched::Elsewhere(link)) => {
+                Err(CatalogError::BadTorrent(format!("{url} redirects to {link:?}, neither a .torrent nor a magnet")))
+            }
+            Err(e) => Err(CatalogError::BadTorrent(format!("cannot fetch {url}: {e}"))),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<InfoHash, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -12,8 +12,11 @@ use sluice_db::{DbError, UnixTime};
 pub enum Source {
     /// The bytes of a `.torrent` file.
     Torrent(Vec<u8>),
-    /// A `magnet:?` link or a bare info-hash (40 hex digits or 32 base32 characters). The
-    /// metadata is fetched in the background; the entry exists at once.
+    /// A `magnet:?` link or a bare info-hash (40 hex digits or 32 base32 characters): the
+    /// metadata is fetched in the background, the entry exists at once. Or an http(s) link
+    /// to a `.torrent` file, fetched before `add` returns (at most
+    /// [`crate::MAX_TORRENT_FILE`] bytes, within [`crate::FETCH_TIMEOUT`], redirects
+    /// followed, a redirect to a magnet link used as the link).
     Link(String),
 }
 

@@ -13,7 +13,8 @@
 //!   40-digit hex info-hash too; `magnet` is an alias of `link`) and optional `title`,
 //!   `category`, `poster`, `data`: the metadata is fetched from the link's peers. The request
 //!   waits for it up to the library's metadata timeout: `201`/`200` once known, else `202`
-//!   with `"pending": true` and `"files": []` while the fetch goes on;
+//!   with `"pending": true` and `"files": []` while the fetch goes on. An http(s) link to a
+//!   `.torrent` is fetched by the library: `201`/`200`, or `400 bad_torrent` saying why not;
 //! - `POST /api/v1/torrents/{info_hash}/peers` with a JSON array of `"ip:port"` → `204`;
 //! - `GET /api/v1/events`: server-sent events, see `events`;
 //! - playlists: absolute URLs built from the request's `Host`, entries as [`crate::m3u`]
@@ -385,14 +386,8 @@ async fn add_torrent(State(lib): State<Arc<dyn Library>>, headers: HeaderMap, bo
             return error(StatusCode::BAD_REQUEST, "bad_body", "a JSON body must have a \"link\"");
         };
         match Link::parse(&link) {
-            Ok(Link::Magnet(_) | Link::Hash(_)) => lib.add_magnet(link, meta).await,
-            Ok(Link::Url(_)) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "unsupported_link",
-                    "fetching .torrent URLs is not supported yet",
-                );
-            }
+            // An http(s) link to a .torrent file is fetched by the library.
+            Ok(Link::Magnet(_) | Link::Hash(_) | Link::Url(_)) => lib.add_magnet(link, meta).await,
             Err(e) => return error(StatusCode::BAD_REQUEST, "bad_link", &e.to_string()),
         }
     } else {

@@ -245,6 +245,12 @@ impl Session {
         self.shared.listen_addr
     }
 
+    /// The session's HTTP/UDP tracker client, with its policy (loopback-only, bind address);
+    /// the server fetches `.torrent` links through it too.
+    pub fn http_client(&self) -> Arc<sluice_tracker::client::Client> {
+        self.shared.tracker_client.clone()
+    }
+
     /// Writes the DHT's routing table for the next start (if there is a DHT).
     pub async fn save_dht(&self) {
         if let Some(dht) = &self.shared.config.dht {

@@ -101,9 +101,7 @@ impl TorrServerBackend for NodeLibrary {
                 AddSource::Torrent(bytes) => Source::Torrent(bytes.to_vec()),
                 AddSource::Link(Link::Magnet(link)) => Source::Link(link),
                 AddSource::Link(Link::Hash(hash)) => Source::Link(hash.to_hex()),
-                AddSource::Link(Link::Url(_)) => {
-                    return Err(TsError::BadLink("fetching .torrent URLs is not supported yet".into()));
-                }
+                AddSource::Link(Link::Url(url)) => Source::Link(url),
             };
             let TorrentMeta { title, poster, category, data } = request.meta;
             let meta = Meta { title, poster, category, data };

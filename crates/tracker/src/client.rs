@@ -8,7 +8,8 @@
 //! to [`MAX_REDIRECTS`]) are followed under the same checks.
 //!
 //! Besides announces and scrapes, [`Client::get`] fetches any http(s) URL under the same
-//! policy (e.g. a `.torrent` file), with a size and time limit.
+//! policy (a `.torrent` link), with a size and time limit, so the server has one HTTP client
+//! with one policy rather than a second one beside the trackers'.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -78,6 +79,8 @@ pub enum ClientError {
     Http(String),
     #[error("HTTP status {0}")]
     Status(u16),
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
     #[error(transparent)]
     Reply(#[from] ReplyError),
     #[error("bad UDP packet: {0}")]
@@ -92,12 +95,20 @@ pub enum ClientError {
     NotListed,
 }
 
-/// What one [`Client::get`] may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a [`Client::get`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// A success status and its body.
+    Body(bytes::Bytes),
+    /// A redirect to a URL that is not http(s) (e.g. a `magnet:` link), given as is.
+    Elsewhere(String),
+}
+
+/// Bounds of one [`Client::get`].
+#[derive(Debug, Clone, Copy)]
 pub struct GetLimits {
-    /// A longer body is an error.
-    pub max_bytes: usize,
-    /// The whole exchange, redirects included.
+    pub max_body: usize,
+    /// For the whole exchange, redirects included.
     pub timeout: Duration,
 }
 
@@ -117,23 +128,39 @@ impl Client {
         Self { config, origin: Instant::now(), connections: Mutex::default(), tls: OnceLock::new() }
     }
 
-    /// GETs an http(s) URL (redirects followed, the loopback policy applied as for trackers);
-    /// the body, unless the status is not a success or `limits` are exceeded.
-    pub async fn get(&self, url: &str, limits: GetLimits) -> Result<bytes::Bytes, ClientError> {
-        let parsed = TrackerUrl::parse(url).map_err(|e| ClientError::Http(format!("bad URL {url:?}: {e}")))?;
-        if parsed.scheme == Scheme::Udp {
+    /// GETs an http(s) URL under the client's policy (host checked before any lookup,
+    /// redirects followed up to [`MAX_REDIRECTS`] under the same checks, TLS as for trackers).
+    /// A redirect to a URL of another scheme (e.g. `magnet:`) ends the exchange with
+    /// [`Fetched::Elsewhere`].
+    pub async fn get(&self, url: &str, limits: GetLimits) -> Result<Fetched, ClientError> {
+        let start = TrackerUrl::parse(url).map_err(|e| ClientError::Http(format!("bad URL {url:?}: {e}")))?;
+        if start.scheme == Scheme::Udp {
             return Err(ClientError::NotHttp("udp".into()));
         }
-        let fetch = async {
-            let addr = self.resolve(&parsed).await?;
-            let target = parsed.path.clone();
-            let (status, body) = self.http_follow(&parsed, addr, &target, limits.max_bytes).await?;
-            if !status.is_success() {
-                return Err(ClientError::Status(status.as_u16()));
+        let work = async {
+            let mut target = start.path.clone();
+            let mut at = start;
+            for _ in 0..=MAX_REDIRECTS {
+                let addr = self.resolve(&at).await?;
+                let (status, location, body) = self.http_once(&at, addr, &target, limits.max_body).await?;
+                if status.is_redirection() {
+                    let location = location.ok_or(ClientError::Status(status.as_u16()))?;
+                    if scheme_of(&location)
+                        .is_some_and(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+                    {
+                        return Ok(Fetched::Elsewhere(location));
+                    }
+                    (at, target) = redirect(&at, &location)?;
+                    continue;
+                }
+                if !status.is_success() {
+                    return Err(ClientError::Status(status.as_u16()));
+                }
+                return Ok(Fetched::Body(body));
             }
-            Ok(body)
+            Err(ClientError::Http(format!("more than {MAX_REDIRECTS} redirects")))
         };
-        tokio::time::timeout(limits.timeout, fetch).await.map_err(|_| ClientError::Timeout(limits.timeout))?
+        tokio::time::timeout(limits.timeout, work).await.map_err(|_| ClientError::Timeout(limits.timeout))?
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -419,6 +446,15 @@ fn tls_config(extra: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfi
     Ok(Arc::new(config))
 }
 
+/// The scheme of an absolute URL (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn scheme_of(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
 /// Where a redirect's `Location` points: the same tracker's path when it starts with `/`, else
 /// an absolute http(s) URL (its host goes through the same policy checks when resolved).
 fn redirect(from: &TrackerUrl, location: &str) -> Result<(TrackerUrl, String), ClientError> {
@@ -455,7 +491,10 @@ where
     let body = http_body_util::Limited::new(response.into_body(), max_body)
         .collect()
         .await
-        .map_err(|e| ClientError::Http(e.to_string()))?
+        .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+            Some(_) => ClientError::TooLarge(max_body),
+            None => ClientError::Http(e.to_string()),
+        })?
         .to_bytes();
     drop(driver);
     Ok((status, location, body))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{InfoHash, PeerId};
-use sluice_tracker::client::{Client, ClientConfig, ClientError, GetLimits};
+use sluice_tracker::client::{Client, ClientConfig, ClientError, Fetched, GetLimits};
 use sluice_tracker::{AnnounceRequest, Event, TrackerUrl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -115,11 +115,11 @@ async fn https_announce_and_get_with_the_given_ca() {
     assert_eq!(r.peers, ["127.0.96.20:7001".parse::<SocketAddr>().unwrap()]);
     assert_eq!(r.interval, Duration::from_secs(600));
 
-    let limits = GetLimits { max_bytes: 1024, timeout: Duration::from_secs(10) };
+    let limits = GetLimits { max_body: 1024, timeout: Duration::from_secs(10) };
     let body = c.get(&format!("https://{addr}/file.torrent"), limits).await.unwrap();
-    assert_eq!(body.as_ref(), reply().as_slice());
-    let small = GetLimits { max_bytes: 8, ..limits };
-    assert!(matches!(c.get(&format!("https://{addr}/x"), small).await, Err(ClientError::Http(_))));
+    assert_eq!(body, Fetched::Body(reply().into()));
+    let small = GetLimits { max_body: 8, ..limits };
+    assert!(matches!(c.get(&format!("https://{addr}/x"), small).await, Err(ClientError::TooLarge(8))));
     assert!(matches!(c.get("udp://127.0.96.10:1/", limits).await, Err(ClientError::NotHttp(_))));
 }
 

@@ -100,7 +100,8 @@ async fn http_refusals_and_bad_replies_are_errors() {
 
     let (addr, _) = http_tracker("200 OK", vec![b'x'; sluice_tracker::http::MAX_REPLY + 1]).await;
     let url = TrackerUrl::parse(&format!("http://{addr}/announce")).unwrap();
-    assert!(matches!(client().announce(&url, &request(), None).await, Err(ClientError::Http(_))));
+    let too_large = client().announce(&url, &request(), None).await;
+    assert!(matches!(too_large, Err(ClientError::TooLarge(sluice_tracker::http::MAX_REPLY))));
 }
 
 #[tokio::test]
