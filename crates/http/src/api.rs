@@ -225,8 +225,15 @@ pub fn api_router(library: Arc<dyn Library>, config: HttpConfig) -> Router {
         .merge(json)
         .route("/api/v1", any(not_found))
         .route("/api/v1/{*rest}", any(not_found))
-        .with_state(library.clone());
+        .with_state(library.clone())
+        .layer(axum::Extension(Scheme { https: config.https }));
     crate::router(library, config).merge(manage).layer(middleware::from_fn(json_errors))
+}
+
+/// Whether the server speaks TLS, for absolute playlist links.
+#[derive(Clone, Copy, Debug)]
+struct Scheme {
+    https: bool,
 }
 
 async fn not_found() -> Response {
@@ -469,7 +476,12 @@ fn m3u_entries(base: &str, hash: InfoHash, files: &[TorrentFile]) -> String {
     })
 }
 
-async fn playlist(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>, headers: HeaderMap) -> Response {
+async fn playlist(
+    State(lib): State<Arc<dyn Library>>,
+    axum::Extension(scheme): axum::Extension<Scheme>,
+    Path(hash): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(hash) = parse_hash(&hash) else {
         return bad_hash();
     };
@@ -477,14 +489,20 @@ async fn playlist(State(lib): State<Arc<dyn Library>>, Path(hash): Path<String>,
         Ok(d) if d.torrent.pending => {
             error(StatusCode::CONFLICT, "metadata_pending", "the torrent's files are not known yet")
         }
-        Ok(d) => m3u_response("#EXTM3U\n".to_owned() + &m3u_entries(&m3u::base_url(&headers), hash, &d.files)),
+        Ok(d) => {
+            m3u_response("#EXTM3U\n".to_owned() + &m3u_entries(&m3u::base_url(scheme.https, &headers), hash, &d.files))
+        }
         Err(e) => library_error(e),
     }
 }
 
 /// Every torrent's entries, oldest torrent first; pending ones have none yet.
-async fn playlist_all(State(lib): State<Arc<dyn Library>>, headers: HeaderMap) -> Response {
-    let base = m3u::base_url(&headers);
+async fn playlist_all(
+    State(lib): State<Arc<dyn Library>>,
+    axum::Extension(scheme): axum::Extension<Scheme>,
+    headers: HeaderMap,
+) -> Response {
+    let base = m3u::base_url(scheme.https, &headers);
     let mut out = String::from("#EXTM3U\n");
     for t in sorted(lib.list().await).into_iter().filter(|t| !t.pending) {
         if let Ok(files) = lib.files(t.info_hash).await {

@@ -20,10 +20,14 @@
 //! - `m3u`: playlist entries with VLC `input-slave` lines, shared by both APIs.
 //! - [`torrserver`]: the TorrServer-compatible API ([`torrserver_router`]) for the apps that
 //!   speak it, behind the [`TorrServerBackend`] seam.
+//! - [`access`]: IP allow/deny lists and HTTP basic auth in front of every route ([`protect`]);
+//!   players' links of known torrents stay open without credentials, as TorrServer's clients
+//!   expect. The `Authorization` parser is fuzzed (`fuzz/fuzz_targets/http_basic_auth.rs`).
 //!
 //! Every response carries one `Content-Length` (never chunked encoding), so a client can
 //! always tell a cut-off stream from a finished one.
 
+pub mod access;
 pub mod api;
 mod body;
 mod m3u;
@@ -33,6 +37,7 @@ mod server;
 pub mod source;
 pub mod torrserver;
 
+pub use access::{AccessPolicy, Accounts, IpFilter, IpNet, protect};
 pub use api::{Added, Library, LibraryError, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router};
 pub use server::{HttpConfig, error, router};
 pub use source::{FileIndex, FileInfo, FileReader, SourceError, StreamSource};

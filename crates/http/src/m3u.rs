@@ -24,15 +24,17 @@ pub(crate) fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
 
-/// `http://host` for absolute playlist links, from the request's `Host`. A `Host` that is
-/// not a plain `host[:port]` is not echoed into playlists.
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
+/// `http://host` (`https://` when the server speaks TLS) for absolute playlist links, from
+/// the request's `Host`. A `Host` that is not a plain `host[:port]` is not echoed into
+/// playlists.
+pub(crate) fn base_url(https: bool, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_alphanumeric() || b".-:[]_".contains(&c)))
         .unwrap_or("localhost:8090");
-    format!("http://{host}")
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 fn is_media(path: &str) -> bool {

@@ -26,11 +26,13 @@ pub struct HttpConfig {
     pub max_file_size: Option<u64>,
     /// Bytes read from the source per body frame.
     pub chunk_size: usize,
+    /// The server is reached over HTTPS: links it writes into playlists say `https://`.
+    pub https: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { read_timeout: Duration::from_secs(120), max_file_size: None, chunk_size: 128 * 1024 }
+        Self { read_timeout: Duration::from_secs(120), max_file_size: None, chunk_size: 128 * 1024, https: false }
     }
 }
 

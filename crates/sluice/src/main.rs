@@ -7,6 +7,7 @@ mod exporter;
 mod progress;
 mod remote;
 mod serve;
+mod tls;
 mod torrserver;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

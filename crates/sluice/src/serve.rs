@@ -1,5 +1,6 @@
-//! `sluice serve`: the torrent catalog behind the HTTP streaming API. This file only adapts
-//! the catalog to the HTTP crate's [`Library`] seam.
+//! `sluice serve`: the torrent catalog behind the HTTP streaming API. This file adapts the
+//! catalog to the HTTP crate's [`Library`] seam and puts the access layer (IP lists, basic
+//! auth: `sluice_http::access`) and optional TLS (`crate::tls`) in front of the routes.
 //!
 //! Sluice's own settings (`/api/v1/settings`: `disconnect_timeout`, `metadata_timeout`,
 //! `focus`, `focus_cap`) start from the command line and are stored under the `sluice` key
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt as _;
 use clap::Args;
 use sluice_catalog::{Catalog, CatalogError, CatalogOptions, Focus, Meta, Snapshot, Source, Stat};
 use sluice_core::InfoHash;
@@ -19,6 +21,7 @@ use sluice_db::Db;
 use sluice_http::api::BoxFuture;
 use sluice_http::api::{Settings, SettingsPatch};
 use sluice_http::torrserver::TorrentMeta;
+use sluice_http::{AccessPolicy, Accounts, IpFilter, IpNet, protect};
 use sluice_http::{Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router, torrserver_router};
 use sluice_node::{RamCache, Session};
@@ -66,6 +69,24 @@ pub struct ServeArgs {
     /// or bytes).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     ram_budget: u64,
+    /// Require HTTP basic auth, with the accounts of this file: `user:password` lines (`#`
+    /// comments). Players' links of torrents already added stay open without credentials.
+    /// The file must not be readable by group or others.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Only these clients may use the HTTP server: addresses or CIDR blocks (repeat or
+    /// separate with commas) [default: every client].
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    allow_ip: Vec<IpNet>,
+    /// Clients refused with 403, even when --allow-ip lists them (addresses or CIDR blocks).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    deny_ip: Vec<IpNet>,
+    /// Serve HTTPS instead of HTTP on --listen, with this PEM certificate chain (leaf first).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -105,6 +126,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.net.loopback_only && !http.ip().is_loopback() {
         anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
     }
+    let accounts = args.auth_file.as_deref().map(read_accounts).transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
     let db_path = args.db.unwrap_or_else(|| state_dir.join("sluice.db"));
     if let Some(parent) = db_path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
@@ -136,12 +162,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
+        https: tls.is_some(),
         ..HttpConfig::default()
     };
     let app = api_router(library.clone(), config.clone())
         .merge(torrserver_router(library, config))
         .merge(crate::exporter::router(catalog.clone())?);
-    eprintln!("http on {}", listener.local_addr()?);
+    let known = catalog.clone();
+    let policy = AccessPolicy {
+        ips: IpFilter { allow: args.allow_ip, deny: args.deny_ip },
+        accounts,
+        known: Arc::new(move |h| known.status(h).is_some()),
+    };
+    let app = protect(app, Arc::new(policy)).into_make_service_with_connect_info::<SocketAddr>();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("{scheme} on {}", listener.local_addr()?);
     if let Some(addr) = catalog.session().listen_addr() {
         eprintln!("listening on {addr}");
     }
@@ -154,7 +189,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stopping.send(());
     };
     {
-        let server = std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(stop));
+        // `tap_io` makes axum hand the client address (ConnectInfo) to the access layer for a
+        // listener of our own.
+        let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> = match tls {
+            Some(tls) => {
+                let listener = crate::tls::TlsListener::new(listener, tls)?.tap_io(|_| {});
+                Box::pin(std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(stop)))
+            }
+            None => {
+                Box::pin(std::future::IntoFuture::into_future(axum::serve(listener, app).with_graceful_shutdown(stop)))
+            }
+        };
         // A player holding a stream open would keep a graceful stop waiting forever, and
         // whoever sent the signal would then kill the process before the resume data is
         // flushed: open connections get a grace period, then are left behind.
@@ -173,6 +218,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     catalog.session().save_dht().await;
     eprintln!("stopped: torrents closed, resume data flushed");
     Ok(())
+}
+
+/// Largest accounts file read.
+const MAX_AUTH_FILE: u64 = 1 << 20;
+
+/// The accounts of `--auth-file`; refused when group or others may read it.
+fn read_accounts(path: &std::path::Path) -> anyhow::Result<Accounts> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("reading the auth file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = f.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the auth file {} may be read by other users (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    let mut text = String::new();
+    f.take(MAX_AUTH_FILE + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the auth file {} (UTF-8 text)", path.display()))?;
+    if text.len() as u64 > MAX_AUTH_FILE {
+        anyhow::bail!("the auth file {} is larger than {} KiB", path.display(), MAX_AUTH_FILE >> 10);
+    }
+    Accounts::parse(&text).with_context(|| format!("the auth file {}", path.display()))
 }
 
 /// The catalog behind the HTTP crate's [`Library`] seam (and the TorrServer routes', see

@@ -12,7 +12,7 @@
 //! - [`multipart`]: the `/torrent/upload` body parser (untrusted input, fuzzed).
 //!
 //! The router is meant to be merged with Sluice's `/api/v1` one: the paths do not overlap.
-//! Authentication and IP filtering are layers the server puts around it.
+//! Authentication and IP filtering are layers the server puts around it ([`crate::access`]).
 
 pub mod backend;
 pub mod files;
@@ -25,6 +25,7 @@ pub mod types;
 /// form; this is the release the compatibility was written against.
 pub const VERSION: &str = "MatriX.143";
 
+pub(crate) use routes::Query;
 pub use routes::torrserver_router;
 
 pub use backend::{AddRequest, AddSource, Link, LinkError, TorrServerBackend, TorrentMeta, TsError};

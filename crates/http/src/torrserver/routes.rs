@@ -129,11 +129,12 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], keys: &[&str]) -> Option<T
     types::decode(serde_json::from_slice(bytes).ok()?, keys).ok()
 }
 
-/// Query parameters in order, decoded; flags are presence-only, as gin's `GetQuery`.
-struct Query(Vec<(String, String)>);
+/// Query parameters in order, decoded; flags are presence-only, as gin's `GetQuery`. The
+/// access gate reads requests with it too, so both see the same `link`.
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn new(uri: &Uri) -> Self {
+    pub(crate) fn new(uri: &Uri) -> Self {
         let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
         let pairs = uri
             .query()
@@ -146,11 +147,11 @@ impl Query {
         Self(pairs)
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
@@ -369,7 +370,11 @@ async fn stream(State(app): AppState, method: Method, uri: Uri, headers: HeaderM
             Some(n) => n,
             None => format!("{}.m3u", playlist_name(&**b, h).await),
         };
-        return send_m3u(&name, Some(h), m3u::torrent(&base_url(&headers), &h.to_hex(), &files, from));
+        return send_m3u(
+            &name,
+            Some(h),
+            m3u::torrent(&base_url(app.config.https, &headers), &h.to_hex(), &files, from),
+        );
     }
     if play {
         return match chosen {
@@ -462,7 +467,7 @@ async fn playlist(State(app): AppState, uri: Uri, headers: HeaderMap) -> Respons
         Some(n) => format!("{n}.m3u"),
         None => format!("{}.m3u", playlist_name(&*app.backend, h).await),
     };
-    send_m3u(&name, Some(h), m3u::torrent(&base_url(&headers), &h.to_hex(), &files, from))
+    send_m3u(&name, Some(h), m3u::torrent(&base_url(app.config.https, &headers), &h.to_hex(), &files, from))
 }
 
 /// `?category=` (`uncategorized` for none) and `?search=` (title substring, any case).
@@ -480,7 +485,7 @@ async fn playlist_all(State(app): AppState, uri: Uri, headers: HeaderMap) -> Res
     if let Some(s) = &search {
         list.retain(|t| t.title.to_lowercase().contains(s.as_str()));
     }
-    send_m3u("all.m3u", None, m3u::all(&base_url(&headers), &list))
+    send_m3u("all.m3u", None, m3u::all(&base_url(app.config.https, &headers), &list))
 }
 
 async fn cache(State(app): AppState, bytes: Bytes) -> Response {

@@ -1,0 +1,620 @@
+//! Who may use the server: IP allow and deny lists, then HTTP basic auth, checked on every
+//! request before routing ([`protect`]).
+//!
+//! With accounts configured, every route needs credentials except those a player opens by
+//! itself, because TorrServer's clients hand players bare URLs (Lampa, jacktorr, M3U files,
+//! DLNA renderers never send credentials):
+//!
+//! - `/echo` (a liveness and version probe);
+//! - byte streams and playlists of a torrent the server **already knows**: `/stream` with
+//!   `play` or `m3u` (and none of `stat`, `preload`, `save`; the link a bare hash or a magnet
+//!   without peers or trackers, so an anonymous request can neither add a torrent nor feed
+//!   it addresses), `/play/{hash}/{id}`, `/play?hash=`, `/playlist?hash=`, and
+//!   `/api/v1/torrents/{hash}/files/{index}/stream[/{name}]`, `/api/v1/torrents/{hash}/playlist.m3u`.
+//!   An unknown hash is a 401,
+//!   like TorrServer's, so anonymous clients cannot add torrents or probe which are known;
+//! - `OPTIONS` (browsers send CORS preflights without credentials; no handler acts on one).
+//!
+//! Everything else (settings, add, remove, drop, wipe, shutdown, lists, cache, metrics,
+//! unknown paths) is refused without valid credentials: the rule is a closed list of open
+//! routes, so a route added later is protected until someone opens it here.
+//!
+//! Accounts are `user:password` lines ([`Accounts::parse`]). The plaintext stays in the file
+//! (as TorrServer's `accs.db`): basic auth sends the password with every request, Lampa
+//! polls `/cache` every 100 ms, and a deliberately slow hash at that rate would cost a TV box
+//! more than it protects; the file is refused when other users can read it instead. In
+//! memory each account is only a SHA-1 digest of `user:password`; a presented header is
+//! digested the same way and compared with every account in constant time, so neither the
+//! timing nor an early exit tells how much of a guess was right (SHA-1 serves to make every
+//! value the same length here; nothing relies on its collision resistance).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{self, HeaderValue};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use sha1::{Digest, Sha1};
+use sluice_core::InfoHash;
+use sluice_core::magnet::Magnet;
+
+use crate::error;
+use crate::torrserver::{Link, Query};
+
+/// Longest `Authorization` value looked at; longer ones are refused unread.
+pub const MAX_AUTHORIZATION: usize = 4096;
+
+/// What the `WWW-Authenticate` header of a 401 says.
+pub const CHALLENGE: &str = "Basic realm=\"Sluice\", charset=\"UTF-8\"";
+
+/// Padded or not: clients differ.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BasicAuthError {
+    #[error("the Authorization header is longer than {MAX_AUTHORIZATION} bytes")]
+    TooLong,
+    #[error("the Authorization scheme is not Basic")]
+    NotBasic,
+    #[error("the Basic credentials are not base64")]
+    BadBase64,
+    #[error("the Basic credentials have no ':' between user and password")]
+    NoColon,
+}
+
+/// The user and password of a `Basic` `Authorization` header, as bytes (RFC 7617 leaves the
+/// charset to the client).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials").field("user", &String::from_utf8_lossy(&self.user)).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// Parses an `Authorization` header value: `Basic <base64 of user:password>`.
+    pub fn parse(value: &[u8]) -> Result<Self, BasicAuthError> {
+        if value.len() > MAX_AUTHORIZATION {
+            return Err(BasicAuthError::TooLong);
+        }
+        let value = value.trim_ascii();
+        let split = value.iter().position(|&b| b == b' ' || b == b'\t').ok_or(BasicAuthError::NotBasic)?;
+        let (scheme, token) = value.split_at(split);
+        if !scheme.eq_ignore_ascii_case(b"basic") {
+            return Err(BasicAuthError::NotBasic);
+        }
+        let decoded = BASE64.decode(token.trim_ascii()).map_err(|_| BasicAuthError::BadBase64)?;
+        let colon = decoded.iter().position(|&b| b == b':').ok_or(BasicAuthError::NoColon)?;
+        Ok(Self { user: decoded[..colon].to_vec(), password: decoded[colon + 1..].to_vec() })
+    }
+
+    fn digest(user: &[u8], password: &[u8]) -> [u8; 20] {
+        let mut h = Sha1::new();
+        h.update(user);
+        h.update(b":");
+        h.update(password);
+        h.finalize().into()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccountsError {
+    #[error("line {line}: expected user:password")]
+    NoColon { line: usize },
+    #[error("line {line}: the user name is empty")]
+    EmptyUser { line: usize },
+    #[error("line {line}: the password is empty")]
+    EmptyPassword { line: usize },
+    #[error("line {line}: user {user:?} is listed twice")]
+    Duplicate { line: usize, user: String },
+    #[error("no accounts (every line is blank or a # comment)")]
+    Empty,
+}
+
+/// The accounts basic auth accepts.
+#[derive(Clone)]
+pub struct Accounts {
+    digests: Vec<[u8; 20]>,
+}
+
+impl fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Accounts({})", self.digests.len())
+    }
+}
+
+impl Accounts {
+    /// One `user:password` per line; the password runs to the end of the line (it may hold
+    /// `:` and spaces), the user name is trimmed. Blank lines and lines starting with `#`
+    /// are skipped.
+    pub fn parse(text: &str) -> Result<Self, AccountsError> {
+        let mut users: Vec<&str> = Vec::new();
+        let mut digests = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            if raw.trim().is_empty() || raw.trim_start().starts_with('#') {
+                continue;
+            }
+            let (user, password) = raw.split_once(':').ok_or(AccountsError::NoColon { line })?;
+            let user = user.trim();
+            if user.is_empty() {
+                return Err(AccountsError::EmptyUser { line });
+            }
+            if password.is_empty() {
+                return Err(AccountsError::EmptyPassword { line });
+            }
+            if users.contains(&user) {
+                return Err(AccountsError::Duplicate { line, user: user.to_owned() });
+            }
+            users.push(user);
+            digests.push(Credentials::digest(user.as_bytes(), password.as_bytes()));
+        }
+        if digests.is_empty() {
+            return Err(AccountsError::Empty);
+        }
+        Ok(Self { digests })
+    }
+
+    /// Whether the credentials name an account: every account is compared, each in
+    /// constant time.
+    pub fn verify(&self, c: &Credentials) -> bool {
+        let given = Credentials::digest(&c.user, &c.password);
+        let mut found = 0u8;
+        for d in &self.digests {
+            found |= constant_time_eq(d, &given);
+        }
+        found == 1
+    }
+
+    /// [`verify`](Self::verify) of an `Authorization` header; a bad header is no account.
+    pub fn verify_header(&self, value: Option<&HeaderValue>) -> bool {
+        value.and_then(|v| Credentials::parse(v.as_bytes()).ok()).is_some_and(|c| self.verify(&c))
+    }
+}
+
+/// 1 when equal, else 0, looking at every byte.
+fn constant_time_eq(a: &[u8; 20], b: &[u8; 20]) -> u8 {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    u8::from(std::hint::black_box(diff) == 0)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IpNetError {
+    #[error("{0:?} is not an IP address")]
+    BadAddress(String),
+    #[error("{0:?} is not a prefix length (0-32 for IPv4, 0-128 for IPv6)")]
+    BadPrefix(String),
+}
+
+/// An address block in CIDR notation (`192.168.1.0/24`, `fd00::/8`); a bare address is a
+/// block of one. Host bits after the prefix are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = IpNetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| IpNetError::BadAddress(addr.to_owned()))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max && !p.starts_with('+'))
+                .ok_or_else(|| IpNetError::BadPrefix(p.to_owned()))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Which clients may connect at all: none on the deny list, and when the allow list is not
+/// empty only those on it (deny wins over allow). IPv4-mapped IPv6 clients are matched as
+/// IPv4.
+#[derive(Clone, Debug, Default)]
+pub struct IpFilter {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl IpFilter {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !self.deny.iter().any(|n| n.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip)))
+    }
+}
+
+/// Who may do what; see the module docs.
+#[derive(Clone)]
+pub struct AccessPolicy {
+    pub ips: IpFilter,
+    /// `None`: no authentication.
+    pub accounts: Option<Accounts>,
+    /// Whether the server knows a torrent (player links of known torrents open without
+    /// credentials).
+    pub known: Arc<dyn Fn(InfoHash) -> bool + Send + Sync>,
+}
+
+impl fmt::Debug for AccessPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessPolicy").field("ips", &self.ips).field("accounts", &self.accounts).finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// 403: the client's address is not allowed.
+    Forbidden,
+    /// 401: credentials needed.
+    Unauthorized,
+}
+
+/// What a request needs besides an allowed address, credentials aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    Open,
+    /// Open when the server knows this torrent.
+    Known(InfoHash),
+    Closed,
+}
+
+impl AccessPolicy {
+    /// The decision for a request from `client` (`None` when the connection's address is
+    /// unknown: refused when an IP list is set).
+    pub fn decide(
+        &self,
+        client: Option<IpAddr>,
+        method: &Method,
+        uri: &Uri,
+        authorization: Option<&HeaderValue>,
+    ) -> Decision {
+        if !self.ips.is_empty() && !client.is_some_and(|ip| self.ips.permits(ip)) {
+            return Decision::Forbidden;
+        }
+        let Some(accounts) = &self.accounts else { return Decision::Allow };
+        let open = match gate(method, uri) {
+            Gate::Open => true,
+            Gate::Known(h) => (self.known)(h),
+            Gate::Closed => false,
+        };
+        if open || accounts.verify_header(authorization) { Decision::Allow } else { Decision::Unauthorized }
+    }
+}
+
+fn gate(method: &Method, uri: &Uri) -> Gate {
+    if method == Method::OPTIONS {
+        return Gate::Open;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return Gate::Closed;
+    }
+    let hash = |s: &str| InfoHash::from_hex(s.trim()).map_or(Gate::Closed, Gate::Known);
+    let segments: Vec<&str> = uri.path().split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["echo"] => Gate::Open,
+        ["stream", ..] => stream_gate(&Query::new(uri)),
+        ["play", h, _] => hash(h),
+        ["play"] | ["playlist", ..] => Query::new(uri).get("hash").map_or(Gate::Closed, hash),
+        ["api", "v1", "torrents", h, "files", _, "stream"] | ["api", "v1", "torrents", h, "files", _, "stream", _] => {
+            hash(h)
+        }
+        ["api", "v1", "torrents", h, "playlist.m3u"] => hash(h),
+        _ => Gate::Closed,
+    }
+}
+
+/// `/stream` as a player uses it: play or m3u of a known torrent, nothing that adds, saves,
+/// preloads or reports.
+fn stream_gate(q: &Query) -> Gate {
+    if !(q.has("play") || q.has("m3u")) || q.has("stat") || q.has("preload") || q.has("save") {
+        return Gate::Closed;
+    }
+    match Link::parse(q.get("link").unwrap_or("")) {
+        Ok(Link::Hash(h)) => Gate::Known(h),
+        Ok(Link::Magnet(m)) => match Magnet::parse(&m) {
+            Ok(m) if m.peers.is_empty() && m.trackers.is_empty() => Gate::Known(m.info_hash),
+            _ => Gate::Closed,
+        },
+        _ => Gate::Closed,
+    }
+}
+
+/// `router` behind `policy`: every request, the fallback's included, is checked before it
+/// is routed. The client address comes from `ConnectInfo<SocketAddr>`: serve the router
+/// with `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn protect(router: Router, policy: Arc<AccessPolicy>) -> Router {
+    router.layer(middleware::from_fn_with_state(policy, guard))
+}
+
+async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: Next) -> Response {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let decision = policy.decide(client, request.method(), request.uri(), request.headers().get(header::AUTHORIZATION));
+    let api = request.uri().path().starts_with("/api/");
+    match decision {
+        Decision::Allow => next.run(request).await,
+        Decision::Forbidden => {
+            tracing::debug!("http: {client:?} is not allowed ({} {})", request.method(), request.uri().path());
+            if api {
+                error(StatusCode::FORBIDDEN, "forbidden", "this address may not use the server")
+            } else {
+                StatusCode::FORBIDDEN.into_response()
+            }
+        }
+        Decision::Unauthorized => {
+            tracing::debug!(
+                "http: {client:?} without valid credentials ({} {})",
+                request.method(),
+                request.uri().path()
+            );
+            let mut response = if api {
+                error(StatusCode::UNAUTHORIZED, "unauthorized", "credentials are needed (HTTP basic auth)")
+            } else {
+                StatusCode::UNAUTHORIZED.into_response()
+            };
+            let h = response.headers_mut();
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+            // A browser client (the Lampa web build) sees the 401, not a CORS failure.
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(user: &str, password: &str) -> HeaderValue {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        HeaderValue::try_from(format!("Basic {token}")).unwrap()
+    }
+
+    #[test]
+    fn basic_credentials_parse() {
+        let c = Credentials::parse(header("alice", "pa:ss word").as_bytes()).unwrap();
+        assert_eq!((c.user.as_slice(), c.password.as_slice()), (&b"alice"[..], &b"pa:ss word"[..]));
+        // Scheme in any case, unpadded base64, extra blanks.
+        let c = Credentials::parse(b"  bAsIc \t YTpi ").unwrap();
+        assert_eq!((c.user.as_slice(), c.password.as_slice()), (&b"a"[..], &b"b"[..]));
+        assert_eq!(Credentials::parse(b"Basic Og==").unwrap().user, b"");
+        assert_eq!(Credentials::parse(b"Bearer abc"), Err(BasicAuthError::NotBasic));
+        assert_eq!(Credentials::parse(b"Basic"), Err(BasicAuthError::NotBasic));
+        assert_eq!(Credentials::parse(b""), Err(BasicAuthError::NotBasic));
+        assert_eq!(Credentials::parse(b"Basic !!!!"), Err(BasicAuthError::BadBase64));
+        assert_eq!(Credentials::parse(b"Basic YWJj"), Err(BasicAuthError::NoColon));
+        let long = [b'A'; MAX_AUTHORIZATION + 1];
+        assert_eq!(Credentials::parse(&long), Err(BasicAuthError::TooLong));
+    }
+
+    #[test]
+    fn accounts_parse_and_verify() {
+        let a = Accounts::parse("# users\n\nalice:secret\r\n bob :p:w d \n").unwrap();
+        assert!(a.verify_header(Some(&header("alice", "secret"))));
+        assert!(a.verify_header(Some(&header("bob", "p:w d "))));
+        assert!(!a.verify_header(Some(&header("alice", "secret "))));
+        assert!(!a.verify_header(Some(&header("alice", "Secret"))));
+        assert!(!a.verify_header(Some(&header("bob", "secret"))));
+        assert!(!a.verify_header(Some(&header("alic", "esecret"))));
+        assert!(!a.verify_header(None));
+        assert!(!a.verify_header(Some(&HeaderValue::from_static("Basic ???"))));
+        assert_eq!(Accounts::parse("alice\n").unwrap_err(), AccountsError::NoColon { line: 1 });
+        assert_eq!(Accounts::parse("\n:x").unwrap_err(), AccountsError::EmptyUser { line: 2 });
+        assert_eq!(Accounts::parse("a:").unwrap_err(), AccountsError::EmptyPassword { line: 1 });
+        assert_eq!(Accounts::parse("a:1\na:2").unwrap_err(), AccountsError::Duplicate { line: 2, user: "a".into() });
+        assert_eq!(Accounts::parse("# none\n").unwrap_err(), AccountsError::Empty);
+        assert_eq!(format!("{a:?}"), "Accounts(2)");
+    }
+
+    #[test]
+    fn cidr_blocks() {
+        let net: IpNet = "127.0.87.0/30".parse().unwrap();
+        assert!(net.contains("127.0.87.3".parse().unwrap()));
+        assert!(!net.contains("127.0.87.4".parse().unwrap()));
+        assert!(net.contains("::ffff:127.0.87.2".parse().unwrap()), "IPv4-mapped is IPv4");
+        assert!(!net.contains("::1".parse().unwrap()));
+        let host: IpNet = "10.1.2.3".parse().unwrap();
+        assert_eq!(host.to_string(), "10.1.2.3/32");
+        assert!(host.contains("10.1.2.3".parse().unwrap()) && !host.contains("10.1.2.4".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: IpNet = "fd00::1/8".parse().unwrap();
+        assert!(v6.contains("fdff::2".parse().unwrap()) && !v6.contains("fe80::1".parse().unwrap()));
+        assert!("::/0".parse::<IpNet>().unwrap().contains("::1".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/", "10.0.0.0/+8", "host/8", "1.2.3.4/-1"] {
+            assert!(bad.parse::<IpNet>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let nets = |list: &[&str]| list.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        let f = IpFilter { allow: nets(&["127.0.87.0/24"]), deny: nets(&["127.0.87.3"]) };
+        assert!(f.permits("127.0.87.2".parse().unwrap()));
+        assert!(!f.permits("127.0.87.3".parse().unwrap()));
+        assert!(!f.permits("127.0.88.2".parse().unwrap()));
+        let deny_only = IpFilter { allow: vec![], deny: nets(&["127.0.87.3"]) };
+        assert!(deny_only.permits("10.0.0.1".parse().unwrap()) && !deny_only.permits("127.0.87.3".parse().unwrap()));
+        assert!(IpFilter::default().permits("1.2.3.4".parse().unwrap()));
+    }
+
+    const KNOWN: InfoHash = InfoHash([0xab; 20]);
+
+    fn policy(accounts: bool) -> AccessPolicy {
+        AccessPolicy {
+            ips: IpFilter::default(),
+            accounts: accounts.then(|| Accounts::parse("alice:secret").unwrap()),
+            known: Arc::new(|h| h == KNOWN),
+        }
+    }
+
+    /// The gate of every route, anonymous: (method, path and query, allowed).
+    #[test]
+    fn anonymous_requests_reach_only_player_links_of_known_torrents() {
+        let k = KNOWN.to_hex();
+        let u = InfoHash([0xcd; 20]).to_hex();
+        let rows: Vec<(Method, String, bool)> = vec![
+            (Method::GET, "/echo".into(), true),
+            (Method::OPTIONS, "/torrents".into(), true),
+            (Method::GET, format!("/stream/a.mkv?link={k}&index=1&play"), true),
+            (Method::HEAD, format!("/stream?link={k}&index=1&play"), true),
+            (Method::GET, format!("/stream?link={k}&m3u&fromlast"), true),
+            (Method::GET, format!("/stream?link=magnet:?xt=urn:btih:{k}%26dn=x&play"), true),
+            (Method::GET, format!("/stream?link=magnet:?xt=urn:btih:{k}%26x.pe=10.0.0.1:1&play"), false),
+            (Method::GET, format!("/stream?link=magnet:?xt=urn:btih:{k}%26tr=http://t/a&play"), false),
+            (Method::GET, format!("/stream?link={u}&index=1&play"), false),
+            (Method::GET, format!("/stream?link={k}&stat"), false),
+            (Method::GET, format!("/stream?link={k}&preload&play"), false),
+            (Method::GET, format!("/stream?link={k}&save&play"), false),
+            (Method::GET, format!("/stream?link={k}&stat&play"), false),
+            (Method::GET, format!("/stream?link={k}"), false),
+            (Method::GET, "/stream?link=http://x/a.torrent&play".into(), false),
+            // The handler reads the first `link`: so does the gate.
+            (Method::GET, format!("/stream?link={u}&link={k}&play"), false),
+            (Method::GET, format!("/stream?lin%6B={k}&play"), true),
+            (Method::GET, format!("/play/{k}/1"), true),
+            (Method::HEAD, format!("/play/{k}/1"), true),
+            (Method::GET, format!("/play/{u}/1"), false),
+            (Method::GET, format!("/play/{k}/1/x"), false),
+            (Method::GET, format!("/play?hash={k}&id=1"), true),
+            (Method::GET, format!("/play?hash={u}&id=1"), false),
+            (Method::GET, format!("/playlist?hash={k}"), true),
+            (Method::GET, format!("/playlist/x.m3u?hash={k}&fromlast"), true),
+            (Method::GET, "/playlist".into(), false),
+            (Method::GET, "/playlistall/all.m3u".into(), false),
+            (Method::GET, format!("/api/v1/torrents/{k}/files/0/stream"), true),
+            (Method::GET, format!("/api/v1/torrents/{k}/files/0/stream/a.mkv"), true),
+            (Method::GET, format!("/api/v1/torrents/{u}/files/0/stream"), false),
+            (Method::DELETE, format!("/api/v1/torrents/{k}/files/0/stream"), false),
+            (Method::POST, format!("/api/v1/torrents/{k}/peers"), false),
+            (Method::GET, format!("/api/v1/torrents/{k}/playlist.m3u"), true),
+            (Method::GET, format!("/api/v1/torrents/{u}/playlist.m3u"), false),
+            (Method::GET, "/api/v1/playlist.m3u".into(), false),
+            (Method::GET, format!("/api/v1/torrents/{k}"), false),
+            (Method::DELETE, format!("/api/v1/torrents/{k}"), false),
+            (Method::PATCH, "/api/v1/settings".into(), false),
+            (Method::GET, "/api/v1/events".into(), false),
+            (Method::POST, "/api/v1/torrents".into(), false),
+            (Method::POST, "/settings".into(), false),
+            (Method::POST, "/torrents".into(), false),
+            (Method::POST, format!("/stream?link={k}&play"), false),
+            (Method::GET, "/shutdown".into(), false),
+            (Method::GET, format!("/ffp/{k}/1"), false),
+            (Method::GET, "/download/1".into(), false),
+            (Method::GET, "/metrics".into(), false),
+            (Method::GET, "/".into(), false),
+            (Method::GET, "/nowhere".into(), false),
+        ];
+        let on = policy(true);
+        let off = policy(false);
+        let good = header("alice", "secret");
+        let bad = header("alice", "wrong");
+        for (method, uri, open) in rows {
+            let uri: Uri = uri.parse().unwrap();
+            let anonymous = on.decide(None, &method, &uri, None);
+            let want = if open { Decision::Allow } else { Decision::Unauthorized };
+            assert_eq!(anonymous, want, "{method} {uri}");
+            assert_eq!(on.decide(None, &method, &uri, Some(&bad)), want, "{method} {uri} wrong password");
+            assert_eq!(on.decide(None, &method, &uri, Some(&good)), Decision::Allow, "{method} {uri} with auth");
+            assert_eq!(off.decide(None, &method, &uri, None), Decision::Allow, "{method} {uri} auth off");
+        }
+    }
+
+    #[test]
+    fn ip_lists_come_before_credentials() {
+        let mut p = policy(true);
+        p.ips.deny.push("127.0.87.3".parse().unwrap());
+        let uri: Uri = "/echo".parse().unwrap();
+        let good = header("alice", "secret");
+        let from = |ip: &str| Some(ip.parse().unwrap());
+        assert_eq!(p.decide(from("127.0.87.3"), &Method::GET, &uri, Some(&good)), Decision::Forbidden);
+        assert_eq!(p.decide(from("127.0.87.2"), &Method::GET, &uri, None), Decision::Allow);
+        assert_eq!(p.decide(None, &Method::GET, &uri, Some(&good)), Decision::Forbidden, "unknown address");
+    }
+
+    #[tokio::test]
+    async fn the_layer_answers_401_and_403() {
+        use axum::body::Body;
+        use axum::routing::{get, post};
+        use tower::ServiceExt;
+
+        let mut p = policy(true);
+        p.ips.deny.push("10.9.9.9".parse().unwrap());
+        let router = Router::new().route("/settings", post(|| async { "set" })).route("/echo", get(|| async { "e" }));
+        let app = protect(router, Arc::new(p));
+        let call = |path: &str, from: &str, auth: Option<HeaderValue>| {
+            let mut r = Request::builder().method(if path == "/settings" { "POST" } else { "GET" }).uri(path);
+            if let Some(a) = auth {
+                r = r.header(header::AUTHORIZATION, a);
+            }
+            let mut r = r.body(Body::empty()).unwrap();
+            r.extensions_mut().insert(ConnectInfo(from.parse::<SocketAddr>().unwrap()));
+            app.clone().oneshot(r)
+        };
+        let r = call("/settings", "10.0.0.1:5", None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], CHALLENGE);
+        let r = call("/settings", "10.0.0.1:5", Some(header("alice", "secret"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = call("/nowhere", "10.0.0.1:5", None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "unknown paths are not revealed");
+        let r = call("/api/v1/torrents", "10.0.0.1:5", None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = call("/echo", "10.9.9.9:5", Some(header("alice", "secret"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = call("/echo", "10.0.0.1:5", None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
