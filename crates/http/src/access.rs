@@ -393,11 +393,13 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
             }
         }
         Decision::Unauthorized => {
-            tracing::debug!(
-                "http: {client:?} without valid credentials ({} {})",
-                request.method(),
-                request.uri().path()
-            );
+            let (method, path) = (request.method(), request.uri().path());
+            if request.headers().contains_key(header::AUTHORIZATION) {
+                // Visible by default: repeated wrong passwords are worth noticing.
+                tracing::info!("http: wrong credentials from {client:?} ({method} {path})");
+            } else {
+                tracing::debug!("http: {client:?} without credentials ({method} {path})");
+            }
             let mut response = if api {
                 error(StatusCode::UNAUTHORIZED, "unauthorized", "credentials are needed (HTTP basic auth)")
             } else {
