@@ -31,9 +31,22 @@ fn http_server(addr: &str, routes: HashMap<String, (String, String, Vec<u8>)>) -
             let (routes, hits) = (routes.clone(), counter.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                let mut line = String::new();
-                let _ = reader.read_line(&mut line);
-                let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                // A request line must come first; anything else (a TLS ClientHello, say) is
+                // answered at once as a plain HTTP server would, never left waiting for a line
+                // end that random bytes may not contain.
+                let mut line = Vec::new();
+                if reader.fill_buf().is_ok_and(|b| b.first().is_some_and(u8::is_ascii_uppercase)) {
+                    let _ = reader.read_until(b'\n', &mut line);
+                }
+                let Some(path) = std::str::from_utf8(&line)
+                    .ok()
+                    .and_then(|l| l.strip_prefix("GET "))
+                    .and_then(|l| l.split(' ').next())
+                    .map(str::to_owned)
+                else {
+                    let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+                    return;
+                };
                 loop {
                     let mut h = String::new();
                     if !matches!(reader.read_line(&mut h), Ok(n) if n > 0) || h == "\r\n" {
