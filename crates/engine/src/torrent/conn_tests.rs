@@ -184,3 +184,27 @@ fn a_peer_that_delivers_is_not_replaced() {
     assert!(h.disconnects.is_empty(), "{:?}", h.disconnects);
     assert_eq!(h.connects.len(), 1);
 }
+
+#[test]
+fn lowering_the_peer_limit_drops_the_least_useful_peers_and_keeps_the_rest() {
+    let config = Config { max_peers: 3, ..Config::default() };
+    let mut h = Harness::new(config);
+    let mut keys = Vec::new();
+    for i in 1..=3 {
+        h.t.add_peer(addr(i), at(0));
+        h.drain(at(0));
+        let (_, _, key) = h.last_connect();
+        h.establish(key, i, at(0));
+        keys.push(key);
+    }
+    h.deliver(keys[1], at(1));
+    h.t.set_max_peers(1, at(2));
+    h.drain(at(2));
+    let dropped: Vec<_> = h.disconnects.iter().map(|(k, _)| *k).collect();
+    assert_eq!(dropped.len(), 2, "{:?}", h.disconnects);
+    assert!(!dropped.contains(&keys[1]), "the peer that delivered stays");
+    assert!(h.disconnects.iter().all(|(_, r)| *r == DisconnectReason::NotUseful));
+    h.t.check_invariants();
+    h.t.set_max_peers(3, at(3));
+    h.t.check_invariants();
+}

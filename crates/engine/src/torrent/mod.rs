@@ -239,6 +239,8 @@ pub struct Torrent {
     up: Meter,
     down_bucket: Option<TokenBucket>,
     up_bucket: Option<TokenBucket>,
+    /// The cap of [`Torrent::cap_download`], kept so a new limit combines with it.
+    download_cap: Option<u64>,
     down_blocked: bool,
     up_blocked: bool,
 
@@ -314,6 +316,7 @@ impl Torrent {
             up: Meter::new(now),
             down_bucket,
             up_bucket,
+            download_cap: None,
             down_blocked: false,
             up_blocked: false,
             next_rechoke: now + RECHOKE_INTERVAL,
@@ -513,7 +516,52 @@ impl Torrent {
     /// beyond the bucket's first two blocks.
     pub fn cap_download(&mut self, cap: Option<u64>, now: Timestamp) {
         self.now = now;
-        let limit = match (self.config.download_rate_limit, cap) {
+        self.download_cap = cap;
+        self.reset_down_bucket(now);
+        self.settle(now);
+    }
+
+    /// Replaces [`Config::download_rate_limit`] and [`Config::upload_rate_limit`] from now on
+    /// (a server's settings changed while torrents run); a cap from [`Self::cap_download`]
+    /// still applies below the new download limit. Connections and requests in flight stay.
+    pub fn set_rate_limits(&mut self, download: Option<u64>, upload: Option<u64>, now: Timestamp) {
+        self.now = now;
+        self.config.download_rate_limit = download;
+        self.config.upload_rate_limit = upload;
+        self.reset_down_bucket(now);
+        self.up_bucket = upload.map(|r| TokenBucket::new(r, now));
+        if self.up_blocked {
+            self.up_blocked = false;
+            let mut next = self.next_peer(None);
+            while let Some(key) = next {
+                self.pump_uploads(key, now);
+                next = self.next_peer(Some(key));
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Replaces [`Config::max_peers`] (at least 1). Over a lowered limit, the peers that gave
+    /// the fewest bytes lately are disconnected ([`DisconnectReason::NotUseful`]); the rest go on.
+    pub fn set_max_peers(&mut self, max_peers: usize, now: Timestamp) {
+        self.now = now;
+        self.config.max_peers = max_peers.max(1);
+        while self.peers.len() > self.config.max_peers {
+            let victim = self
+                .peers
+                .values()
+                .map(|p| (p.is_active(), p.delivered, p.last_block_at.unwrap_or(p.active_since), p.key))
+                .min()
+                .map(|(.., key)| key);
+            let Some(key) = victim else { break };
+            self.remove_peer(key, DisconnectReason::NotUseful, true, now);
+        }
+        self.try_connect(now);
+        self.settle(now);
+    }
+
+    fn reset_down_bucket(&mut self, now: Timestamp) {
+        let limit = match (self.config.download_rate_limit, self.download_cap) {
             (Some(l), Some(c)) => Some(l.min(c)),
             (l, c) => l.or(c),
         };
@@ -522,7 +570,6 @@ impl Torrent {
             self.down_blocked = false;
             self.refill_all = true;
         }
-        self.settle(now);
     }
 
     /// Sets the base priority tier of a range of pieces (streaming readers may raise it,

@@ -435,6 +435,29 @@ fn a_download_cap_holds_the_download_until_lifted() {
     assert_eq!(net.nodes[leech].data, body);
 }
 
+#[test]
+fn a_new_rate_limit_applies_at_once_and_lifting_it_restores_the_speed() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let seed = net.add(config(1), Some(&body));
+    let leech = net.add(config(2), None);
+    let now = net.now;
+    net.nodes[leech].t.add_peer(addr_of(seed), now);
+    net.nodes[leech].t.set_rate_limits(Some(64 * 1024), None, now);
+    for _ in 0..2_000 {
+        net.step();
+    }
+    // Two seconds at 64 KiB/s, plus the bucket's half-second burst and one grant.
+    let slow = net.nodes[leech].t.stats().downloaded;
+    assert!(slow <= 2 * 64 * 1024 + 32 * 1024 + 3 * 16384, "{slow}");
+    let now = net.now;
+    net.nodes[leech].t.cap_download(Some(1 << 30), now);
+    net.nodes[leech].t.set_rate_limits(None, None, now);
+    let steps = net.run_until(10_000, |n| n.nodes[leech].t.is_complete());
+    assert!(steps < 2_000, "the download did not speed up: {steps} steps");
+    assert_eq!(net.nodes[leech].data, body);
+    net.nodes[leech].t.check_invariants();
+}
+
 /// A leecher connected to a scripted peer: returns the torrent, the peer's key, and the
 /// bytes the torrent sent so far.
 fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {
