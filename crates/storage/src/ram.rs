@@ -45,12 +45,12 @@ pub trait CacheEvents: Send + Sync {
 
 /// The memory cache shared by every torrent's [`RamStore`].
 pub struct RamCache {
-    budget: u64,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
+    budget: u64,
     used: u64,
     peak: u64,
     evictions: u64,
@@ -92,7 +92,22 @@ pub struct CacheStats {
 impl RamCache {
     /// A cache holding at most `budget` bytes of piece data.
     pub fn new(budget: u64) -> Arc<Self> {
-        Arc::new(Self { budget, state: Mutex::default() })
+        Arc::new(Self { state: Mutex::new(State { budget, ..State::default() }) })
+    }
+
+    /// Changes the budget while torrents use the cache. A smaller one evicts at once, lowest
+    /// rank and least recently used first, whatever the rank (readers fetch such pieces
+    /// again), but never a piece a reader is copying: those go at the next insertion, so the
+    /// cache may stay over the new budget until their copies end. Returns the bytes held after.
+    pub fn set_budget(&self, budget: u64) -> u64 {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        s.budget = budget;
+        while s.used > s.budget {
+            let Some((vslot, vpiece)) = victim(s, u8::MAX) else { break };
+            evict(s, vslot, vpiece);
+        }
+        s.used
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -102,7 +117,7 @@ impl RamCache {
     pub fn stats(&self) -> CacheStats {
         let s = self.lock();
         CacheStats {
-            budget: self.budget,
+            budget: s.budget,
             used: s.used,
             peak: s.peak,
             pieces: s.slots.values().map(|sl| sl.pieces.len()).sum(),
@@ -121,11 +136,11 @@ impl RamCache {
 
     fn insert(&self, slot: u64, piece: PieceIndex, data: &[u8]) -> Result<()> {
         let len = data.len() as u64;
-        if len > self.budget {
-            return Err(StorageError::OverBudget { piece, len, budget: self.budget });
-        }
         let mut guard = self.lock();
         let s = &mut *guard;
+        if len > s.budget {
+            return Err(StorageError::OverBudget { piece, len, budget: s.budget });
+        }
         s.tick += 1;
         let tick = s.tick;
         let Some(rank) = s.slots.get(&slot).map(|sl| sl.rank(piece.get())) else {
@@ -134,7 +149,7 @@ impl RamCache {
         if let Some(old) = s.slots.get_mut(&slot).and_then(|sl| sl.pieces.remove(&piece.get())) {
             s.used -= old.data.len() as u64;
         }
-        while s.used + len > self.budget {
+        while s.used + len > s.budget {
             let Some((vslot, vpiece)) = victim(s, rank) else {
                 // Everything left ranks above this piece or is being read: keep what is there.
                 if let Some(sl) = s.slots.get(&slot) {
@@ -143,11 +158,7 @@ impl RamCache {
                 s.evictions += 1;
                 return Ok(());
             };
-            let sl = s.slots.get_mut(&vslot).expect("victim's slot exists");
-            let gone = sl.pieces.remove(&vpiece).expect("victim exists");
-            sl.events.evicted(PieceIndex::new_unchecked(vpiece));
-            s.used -= gone.data.len() as u64;
-            s.evictions += 1;
+            evict(s, vslot, vpiece);
         }
         let sl = s.slots.get_mut(&slot).expect("checked above");
         sl.pieces.insert(piece.get(), Entry { data: Arc::from(data), used_at: tick });
@@ -165,6 +176,14 @@ impl RamCache {
         e.used_at = s.tick;
         Some(e.data.clone())
     }
+}
+
+fn evict(s: &mut State, slot: u64, piece: u32) {
+    let sl = s.slots.get_mut(&slot).expect("victim's slot exists");
+    let gone = sl.pieces.remove(&piece).expect("victim exists");
+    sl.events.evicted(PieceIndex::new_unchecked(piece));
+    s.used -= gone.data.len() as u64;
+    s.evictions += 1;
 }
 
 /// The piece to evict to make room for a piece of rank `rank`: the lowest rank (not above
@@ -338,6 +357,32 @@ mod tests {
         store.write_piece(piece(5), &[0; 1024]).unwrap();
         assert!(store.holds(piece(0)) && store.holds(piece(1)));
         assert_eq!(cache.stats().used, 3 * 1024);
+    }
+
+    #[test]
+    fn a_smaller_budget_evicts_at_once_but_not_what_a_reader_copies() {
+        let cache = RamCache::new(4 * 1024);
+        let log = Arc::new(Log::default());
+        let store = cache.store(lengths(10), log.clone());
+        store.set_retained(vec![(0..1, 3)]);
+        for i in 0..4 {
+            store.write_piece(piece(i), &[i as u8; 1024]).unwrap();
+        }
+        let held = cache.get(store.slot, piece(3)).unwrap();
+        assert_eq!(cache.set_budget(2 * 1024), 2 * 1024);
+        // Rank 0 before rank 3, then least recently used; the piece being read stays.
+        assert!(!store.holds(piece(1)) && !store.holds(piece(2)));
+        assert!(store.holds(piece(0)) && store.holds(piece(3)));
+        assert!(log.0.lock().unwrap().contains(&(2, false)));
+        assert_eq!(cache.set_budget(1024), 1024, "the retained piece goes too, the read one stays");
+        assert!(!store.holds(piece(0)) && store.holds(piece(3)));
+        drop(held);
+        store.write_piece(piece(5), &[5; 1024]).unwrap();
+        assert!(store.holds(piece(5)) && !store.holds(piece(3)));
+        assert_eq!(cache.stats().budget, 1024);
+        assert_eq!(cache.set_budget(8 * 1024), 1024, "a larger budget evicts nothing");
+        store.write_piece(piece(6), &[6; 1024]).unwrap();
+        assert_eq!(cache.stats().used, 2 * 1024);
     }
 
     #[test]
