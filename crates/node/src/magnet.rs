@@ -237,7 +237,7 @@ impl Sources {
     async fn start(shared: &Shared, add: &AddMagnet, inbox: &mpsc::Sender<Routed>) -> Self {
         let hash = add.magnet.info_hash;
         let own: Vec<Vec<String>> = add.magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
-        let tiers = trackers::tiers(&own, &shared.config.trackers, shared.config.policy);
+        let tiers = trackers::tiers(&own, &shared.trackers(), shared.config.policy);
         let tracker = (!tiers.is_empty()).then(|| {
             let (progress_tx, progress) = watch::channel(Progress::default());
             let task = TrackerTask {
@@ -254,7 +254,7 @@ impl Sources {
             };
             (tokio::spawn(task.run()), progress_tx)
         });
-        let dht = match (&shared.config.dht, shared.listen_addr) {
+        let dht = match (shared.dht(), shared.listen_addr) {
             (Some(dht), Some(listen)) => {
                 Some(tokio::spawn(crate::session::dht_lookups(dht.clone(), hash, listen.port(), inbox.clone())))
             }

@@ -162,6 +162,19 @@ pub(crate) struct Shared {
     /// BEP 7's `key`: the same for every announce of this session.
     pub(crate) tracker_key: u32,
     pub(crate) dialer: Dialer,
+    /// What the `Session::set_*` methods change while torrents run.
+    tunables: Arc<Mutex<Tunables>>,
+}
+
+/// The settings a running session may change: torrents started later take them, and
+/// running ones are told those their engine can change (rate limits, peers per torrent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tunables {
+    download_rate_limit: Option<u64>,
+    upload_rate_limit: Option<u64>,
+    max_peers: usize,
+    tracker_mode: sluice_tracker::TrackerMode,
+    dht: bool,
 }
 
 impl Session {
@@ -230,8 +243,26 @@ impl Session {
         }
         let tracker_key = crate::random_seed() as u32;
         let clock = Clock::new();
-        let shared =
-            Shared { config, listen_addr, routes, clock, gate, slots, lsd, tracker_client, tracker_key, dialer };
+        let tunables = Arc::new(Mutex::new(Tunables {
+            download_rate_limit: config.engine.download_rate_limit,
+            upload_rate_limit: config.engine.upload_rate_limit,
+            max_peers: config.engine.max_peers,
+            tracker_mode: config.trackers.mode,
+            dht: true,
+        }));
+        let shared = Shared {
+            config,
+            listen_addr,
+            routes,
+            clock,
+            gate,
+            slots,
+            lsd,
+            tracker_client,
+            tracker_key,
+            dialer,
+            tunables,
+        };
         Ok(Self {
             shared,
             accept_task,
@@ -274,9 +305,71 @@ impl Session {
         self.shared.reserve(add.magnet.info_hash)?;
         Ok(crate::magnet::spawn(self.shared.clone(), add))
     }
+
+    /// Changes the download and upload limits (bytes per second, `None`: unlimited) of every
+    /// torrent, running ones included (see `sluice_engine::Torrent::set_rate_limits`): their
+    /// connections and readers go on.
+    pub async fn set_rate_limits(&self, download: Option<u64>, upload: Option<u64>) {
+        self.shared.tune(|t| (t.download_rate_limit, t.upload_rate_limit) = (download, upload));
+        self.shared.tell_all(|| Command::SetRateLimits { download, upload }).await;
+    }
+
+    /// Changes the peer connections per torrent (at least 1), running torrents included:
+    /// those over a lowered limit drop their least useful peers.
+    pub async fn set_peers_per_torrent(&self, max_peers: usize) {
+        let max_peers = max_peers.max(1);
+        self.shared.tune(|t| t.max_peers = max_peers);
+        self.shared.tell_all(|| Command::SetMaxPeers(max_peers)).await;
+    }
+
+    /// How torrents (and magnets) started from now on combine the extra trackers with their
+    /// own; running ones keep the list they started with.
+    pub fn set_tracker_mode(&self, mode: sluice_tracker::TrackerMode) {
+        self.shared.tune(|t| t.tracker_mode = mode);
+    }
+
+    /// Whether torrents started from now on look for peers in the DHT (when the session has
+    /// one); running lookups go on until their torrent stops.
+    pub fn set_dht_lookups(&self, on: bool) {
+        self.shared.tune(|t| t.dht = on);
+    }
+
+    /// The download and upload limits and peers per torrent in force.
+    pub fn limits(&self) -> (Option<u64>, Option<u64>, usize) {
+        let t = self.shared.tunables();
+        (t.download_rate_limit, t.upload_rate_limit, t.max_peers)
+    }
 }
 
 impl Shared {
+    fn tunables(&self) -> Tunables {
+        self.tunables.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn tune(&self, change: impl FnOnce(&mut Tunables)) {
+        change(&mut self.tunables.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Sends a command to every running torrent (magnet fetches ignore it: their torrent
+    /// reads the tunables when it starts).
+    async fn tell_all(&self, command: impl Fn() -> Command) {
+        let senders: Vec<_> =
+            self.routes.lock().unwrap_or_else(|p| p.into_inner()).values().flatten().cloned().collect();
+        for tx in senders {
+            let _ = tx.send(command()).await;
+        }
+    }
+
+    /// The tracker settings for a torrent starting now.
+    pub(crate) fn trackers(&self) -> TrackerSettings {
+        TrackerSettings { mode: self.tunables().tracker_mode, ..self.config.trackers.clone() }
+    }
+
+    /// The DHT, if torrents starting now should use it.
+    pub(crate) fn dht(&self) -> Option<&Arc<dyn Dht>> {
+        self.config.dht.as_ref().filter(|_| self.tunables().dht)
+    }
+
     /// Claims `info_hash` in the routing table (no inbound connection is routed to it yet).
     pub(crate) fn reserve(&self, info_hash: InfoHash) -> Result<(), NodeError> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
@@ -323,7 +416,11 @@ impl Shared {
             }
         };
 
+        let tunables = self.tunables();
         let mut engine_cfg = self.config.engine.clone();
+        engine_cfg.download_rate_limit = tunables.download_rate_limit;
+        engine_cfg.upload_rate_limit = tunables.upload_rate_limit;
+        engine_cfg.max_peers = tunables.max_peers;
         engine_cfg.peer_id = self.config.peer_id;
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
         engine_cfg.private = meta.private;
@@ -358,7 +455,8 @@ impl Shared {
         // after add_torrent (e.g. the CLI's `resume:` line) never see an empty default.
         let initial = Progress { stats: engine.stats(), ..Progress::default() };
         let (progress_tx, progress_rx) = watch::channel(initial);
-        let tiers = trackers::tiers(&meta.trackers, &self.config.trackers, self.config.policy);
+        let tracker_settings = TrackerSettings { mode: tunables.tracker_mode, ..self.config.trackers.clone() };
+        let tiers = trackers::tiers(&meta.trackers, &tracker_settings, self.config.policy);
         let tracker_task = (!tiers.is_empty()).then(|| TrackerTask {
             announcer: trackers::schedule(&tiers, crate::random_seed(), &self.clock),
             client: self.tracker_client.clone(),
@@ -389,6 +487,17 @@ impl Shared {
         };
         let routes = self.routes.clone();
         routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, Some(cmd_tx.clone()));
+        // A change made while this torrent was being set up reached the routes without it.
+        let now_tuned = self.tunables();
+        if (now_tuned.download_rate_limit, now_tuned.upload_rate_limit)
+            != (tunables.download_rate_limit, tunables.upload_rate_limit)
+        {
+            let (download, upload) = (now_tuned.download_rate_limit, now_tuned.upload_rate_limit);
+            let _ = cmd_tx.try_send(Command::SetRateLimits { download, upload });
+        }
+        if now_tuned.max_peers != tunables.max_peers {
+            let _ = cmd_tx.try_send(Command::SetMaxPeers(now_tuned.max_peers));
+        }
         let lsd = self.lsd.clone().filter(|_| !meta.private);
         if let Some(lsd) = &lsd {
             lsd.add(info_hash).await;
@@ -400,7 +509,9 @@ impl Shared {
                 lsd.remove(info_hash);
             }
         });
-        if let (Some(dht), Some(port), false) = (&self.config.dht, self.listen_addr.map(|a| a.port()), meta.private) {
+        if let (Some(dht), Some(port), false) =
+            (self.config.dht.as_ref().filter(|_| tunables.dht), self.listen_addr.map(|a| a.port()), meta.private)
+        {
             tokio::spawn(dht_lookups(dht.clone(), info_hash, port, cmd_tx.clone()));
         }
         let announcing = Arc::new(Mutex::new(tracker_task.map(|t| tokio::spawn(t.run()))));
