@@ -82,9 +82,28 @@ pub(crate) fn parse(argv: Vec<OsString>) -> anyhow::Result<Parsed> {
         }
     }
     let matches = command.get_matches_from(argv);
-    let cli = Cli::from_arg_matches(&matches)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (crate::Command::Serve(args), Some((_, sub))) = (&mut cli.command, matches.subcommand()) {
+        args.explicit = explicit(sub, &from_file);
+    }
     let print = matches.get_flag("print_config").then(|| render(&matches, file.as_deref(), &from_file)).transpose()?;
     Ok(Parsed { cli, print })
+}
+
+/// The options of a command given by the command line, the environment or the config file
+/// (not left at their defaults), with where each came from.
+fn explicit(sub: &ArgMatches, from_file: &[String]) -> Vec<(String, &'static str)> {
+    sub.ids()
+        .filter_map(|id| {
+            let source = match sub.value_source(id.as_str()) {
+                _ if from_file.iter().any(|f| f == id.as_str()) => "config file",
+                Some(ValueSource::CommandLine) => "command line",
+                Some(ValueSource::EnvVariable) => "environment",
+                _ => return None,
+            };
+            Some((id.to_string(), source))
+        })
+        .collect()
 }
 
 fn read(path: &Path) -> anyhow::Result<toml::Table> {

@@ -7,6 +7,7 @@ mod exporter;
 mod progress;
 mod remote;
 mod serve;
+mod settings;
 mod tls;
 mod torrserver;
 

@@ -2,9 +2,12 @@
 //! catalog to the HTTP crate's [`Library`] seam and puts the access layer (IP lists, basic
 //! auth: `sluice_http::access`) and optional TLS (`crate::tls`) in front of the routes.
 //!
-//! Sluice's own settings (`/api/v1/settings`: `disconnect_timeout`, `metadata_timeout`,
-//! `focus`, `focus_cap`) start from the command line and are stored under the `sluice` key
-//! when changed through the API; stored values win at the next start.
+//! Settings changed through the APIs apply at once (streams go on) and are stored: Sluice's
+//! own (`/api/v1/settings`) under the `sluice` key, only the fields a request set;
+//! TorrServer's `BTSets` (`/settings`) whole under `BitTorr`, its `TorrentDisconnectTimeout`
+//! also in the `sluice` document (see [`crate::settings`] for what each field does). At the
+//! next start a stored value applies unless its option is given on the command line, in the
+//! environment or in the config file: then the option wins for that run (both are logged).
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -20,13 +23,14 @@ use sluice_core::InfoHash;
 use sluice_db::Db;
 use sluice_http::api::BoxFuture;
 use sluice_http::api::{Settings, SettingsPatch};
-use sluice_http::torrserver::TorrentMeta;
+use sluice_http::torrserver::{BTSets, TorrentMeta};
 use sluice_http::{AccessPolicy, Accounts, IpFilter, IpNet, protect};
 use sluice_http::{Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError};
 use sluice_http::{StreamSource, Torrent, TorrentDetail, TorrentFile, TorrentState, api_router, torrserver_router};
 use sluice_node::{RamCache, Session};
 
 use crate::NetArgs;
+use crate::settings::{self, NodeSettings};
 
 /// How long a graceful stop waits for open HTTP connections (streams) to finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -89,12 +93,27 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     net: NetArgs,
+    /// The options given explicitly, by id, with where they came from.
+    #[arg(skip)]
+    pub(crate) explicit: Vec<(String, &'static str)>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageKind {
     Disk,
     Ram,
+}
+
+impl From<sluice_node::TrackerMode> for crate::TrackerModeArg {
+    fn from(m: sluice_node::TrackerMode) -> Self {
+        use sluice_node::TrackerMode;
+        match m {
+            TrackerMode::Keep => Self::Keep,
+            TrackerMode::Add => Self::Add,
+            TrackerMode::Remove => Self::Remove,
+            TrackerMode::Replace => Self::Replace,
+        }
+    }
 }
 
 /// A byte count with an optional binary (KiB, MiB, GiB) or decimal (K, M, G) suffix.
@@ -116,12 +135,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("{s:?} is out of range"))
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let state_dir = args.data_dir.join(".sluice");
-    let mut config = args.net.session_config(args.peer_listen, 6881, &state_dir)?;
-    if args.storage == StorageKind::Ram {
-        config.ram = Some(RamCache::new(args.ram_budget));
-    }
+    // Refused before anything is written.
     let http = args.net.listen_or(args.listen, 8090);
     if args.net.loopback_only && !http.ip().is_loopback() {
         anyhow::bail!("{http} is not a loopback address, and loopback-only is on");
@@ -131,11 +147,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
         _ => None,
     };
-    let db_path = args.db.unwrap_or_else(|| state_dir.join("sluice.db"));
+    let db_path = args.db.clone().unwrap_or_else(|| state_dir.join("sluice.db"));
     if let Some(parent) = db_path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let db = Db::open(&db_path).with_context(|| format!("opening the database {}", db_path.display()))?;
+    let stored = Stored::read(&db)?;
+    let focus = stored.apply_to(&mut args);
+    let ram = (args.storage == StorageKind::Ram).then(|| RamCache::new(args.ram_budget));
+    let mut config = args.net.session_config(args.peer_listen, 6881, &state_dir)?;
+    config.ram = ram.clone();
+    let dht = config.dht.is_some();
     let session = Session::start(config).await?;
     let options = CatalogOptions {
         disconnect_timeout: std::time::Duration::from_secs(args.disconnect_timeout),
@@ -145,20 +167,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog = Catalog::open(session, db, options).await?;
     let listener = tokio::net::TcpListener::bind(http).await.with_context(|| format!("listening on {http}"))?;
     let shutdown = Arc::new(tokio::sync::Notify::new());
-    let defaults = Settings {
+    let settings = Settings {
         disconnect_timeout: args.disconnect_timeout,
         metadata_timeout: args.metadata_timeout,
-        focus: true,
-        focus_cap: FOCUS_CAP,
+        focus: focus.focus.unwrap_or(true),
+        focus_cap: focus.focus_cap.unwrap_or(FOCUS_CAP),
+    };
+    let node = NodeSettings {
+        download_limit: args.net.download_limit,
+        upload_limit: args.net.upload_limit,
+        peers_per_torrent: args.net.peers_per_torrent.max(1),
+        ram_budget: ram.as_ref().map(|_| args.ram_budget),
+        tracker_mode: args.net.tracker_mode.into(),
+        dht,
     };
     let library = Arc::new(NodeLibrary {
         catalog: catalog.clone(),
-        settings: std::sync::Mutex::new(defaults),
+        settings: std::sync::Mutex::new(settings.clone()),
+        node: std::sync::Mutex::new(node),
+        ram,
         settings_write: tokio::sync::Mutex::new(()),
         http_addr: listener.local_addr()?,
         shutdown: shutdown.clone(),
     });
-    library.load_settings().await?;
+    library.apply(settings);
     let config = HttpConfig {
         read_timeout: std::time::Duration::from_secs(args.read_timeout),
         max_file_size: args.max_file_size,
@@ -255,8 +287,12 @@ pub(crate) struct NodeLibrary {
     pub(crate) catalog: Catalog,
     /// What `/api/v1/settings` shows: the values in force.
     settings: std::sync::Mutex<Settings>,
+    /// The node's settings in force (what `/settings` shows over the stored `BTSets`).
+    pub(crate) node: std::sync::Mutex<NodeSettings>,
+    /// The RAM storage's cache (`--storage ram`).
+    pub(crate) ram: Option<Arc<RamCache>>,
     /// Held across a settings update's database write, so updates apply in order.
-    settings_write: tokio::sync::Mutex<()>,
+    pub(crate) settings_write: tokio::sync::Mutex<()>,
     /// Where this server's HTTP listens (ffprobe reads streams from it).
     pub(crate) http_addr: SocketAddr,
     /// Notified to stop the server gracefully (TorrServer's `/shutdown`).
@@ -264,7 +300,7 @@ pub(crate) struct NodeLibrary {
 }
 
 /// The database key Sluice's own settings are stored under (TorrServer's are "BitTorr").
-const SETTINGS_KEY: &str = "sluice";
+pub(crate) const SETTINGS_KEY: &str = "sluice";
 /// Other torrents' download rate while one streams, by default.
 const FOCUS_CAP: u64 = 32 * 1024;
 
@@ -273,26 +309,148 @@ impl NodeLibrary {
         Duration::from_secs(self.settings.lock().unwrap_or_else(|p| p.into_inner()).metadata_timeout)
     }
 
-    /// Applies the stored settings over the command line's (a value set through the API
-    /// stays in force across restarts). A stored document this version cannot read is
-    /// reported and left alone.
-    async fn load_settings(&self) -> anyhow::Result<()> {
-        let stored = self.catalog.settings(SETTINGS_KEY).await.context("reading the settings")?;
-        let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(value) = stored {
-            match serde_json::from_value::<SettingsPatch>(value) {
-                Ok(patch) if patch.check().is_ok() => patch.apply(&mut settings),
-                _ => eprintln!("ignoring the stored settings ({SETTINGS_KEY:?}): not this version's form"),
-            }
-        }
-        self.apply(settings);
-        Ok(())
+    pub(crate) fn settings_in_force(&self) -> Settings {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn apply(&self, s: Settings) {
+    pub(crate) fn apply(&self, s: Settings) {
         self.catalog.set_disconnect_timeout(Duration::from_secs(s.disconnect_timeout));
         self.catalog.set_focus(if s.focus { Focus::Cap(s.focus_cap) } else { Focus::Off });
         *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Applies node settings to the running session, changing only what differs (a new rate
+    /// limit restarts the torrents' token buckets).
+    pub(crate) async fn apply_node(&self, new: NodeSettings) {
+        let old = self.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let session = self.catalog.session();
+        if (old.download_limit, old.upload_limit) != (new.download_limit, new.upload_limit) {
+            session.set_rate_limits(new.download_limit, new.upload_limit).await;
+        }
+        if old.peers_per_torrent != new.peers_per_torrent {
+            session.set_peers_per_torrent(new.peers_per_torrent).await;
+        }
+        if old.tracker_mode != new.tracker_mode {
+            session.set_tracker_mode(new.tracker_mode);
+        }
+        if old.dht != new.dht {
+            session.set_dht_lookups(new.dht);
+        }
+        if let (Some(cache), Some(budget)) = (&self.ram, new.ram_budget)
+            && old.ram_budget != Some(budget)
+        {
+            let held = cache.set_budget(budget);
+            tracing::info!(budget, held, "RAM budget changed");
+        }
+        *self.node.lock().unwrap_or_else(|p| p.into_inner()) = new;
+    }
+
+    /// Writes `fields` over the stored `sluice` document (other stored fields stay).
+    pub(crate) async fn store_own(&self, fields: serde_json::Map<String, serde_json::Value>) -> Result<(), CatalogError> {
+        let mut doc = match self.catalog.settings(SETTINGS_KEY).await? {
+            Some(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        doc.extend(fields);
+        self.catalog.set_settings(SETTINGS_KEY, serde_json::Value::Object(doc)).await
+    }
+}
+
+/// The settings stored by earlier runs.
+struct Stored {
+    own: SettingsPatch,
+    torrserver: Option<BTSets>,
+}
+
+impl Stored {
+    /// A stored document this version cannot read is reported and left alone.
+    fn read(db: &Db) -> anyhow::Result<Self> {
+        let own = match db.settings(SETTINGS_KEY).context("reading the settings")? {
+            None => SettingsPatch::default(),
+            Some(value) => match serde_json::from_value::<SettingsPatch>(value) {
+                Ok(patch) if patch.check().is_ok() => patch,
+                _ => {
+                    eprintln!("ignoring the stored settings ({SETTINGS_KEY:?}): not this version's form");
+                    SettingsPatch::default()
+                }
+            },
+        };
+        let torrserver = match db.settings(crate::torrserver::SETTINGS_KEY).context("reading the settings")? {
+            None => None,
+            Some(value) => match serde_json::from_value::<BTSets>(value) {
+                Ok(mut sets) => {
+                    sets.sanitize();
+                    Some(sets)
+                }
+                Err(_) => {
+                    eprintln!("ignoring the stored TorrServer settings: not this version's form");
+                    None
+                }
+            },
+        };
+        Ok(Self { own, torrserver })
+    }
+
+    /// Puts the stored values into `args` where no option was given explicitly, logging which
+    /// won where they differ. Returns the stored focus fields (they have no option).
+    fn apply_to(&self, args: &mut ServeArgs) -> SettingsPatch {
+        let explicit = std::mem::take(&mut args.explicit);
+        let pick = Precedence { explicit: &explicit };
+        if let Some(t) = self.own.disconnect_timeout {
+            pick.settle(&["disconnect_timeout"], "disconnect timeout (s)", &mut args.disconnect_timeout, t);
+        }
+        if let Some(t) = self.own.metadata_timeout {
+            pick.settle(&["metadata_timeout"], "metadata timeout (s)", &mut args.metadata_timeout, t);
+        }
+        if let Some(sets) = &self.torrserver {
+            let m = settings::map(sets, args.storage == StorageKind::Ram);
+            let net = &mut args.net;
+            pick.settle(&["download_limit"], "download limit (B/s)", &mut net.download_limit, m.node.download_limit);
+            pick.settle(&["upload_limit"], "upload limit (B/s)", &mut net.upload_limit, m.node.upload_limit);
+            pick.settle(&["peers_per_torrent"], "peers per torrent", &mut net.peers_per_torrent, m.node.peers_per_torrent);
+            pick.settle(&["tracker_mode"], "tracker mode", &mut net.tracker_mode, m.node.tracker_mode.into());
+            pick.settle(&["no_dht"], "DHT off", &mut net.no_dht, !m.start.dht);
+            pick.settle(&["no_port_mapping"], "port mapping off", &mut net.no_port_mapping, !m.start.upnp);
+            if !m.start.utp && pick.settle(&["utp", "no_utp"], "uTP off", &mut net.no_utp, true) {
+                net.utp = false;
+            }
+            if !m.start.lsd {
+                pick.settle(&["lsd", "no_lsd"], "local service discovery off", &mut net.no_lsd, true);
+            }
+            if m.start.require_encryption {
+                pick.settle(&["encryption"], "encryption", &mut net.encryption, crate::EncryptionArg::Require);
+            }
+            if let Some(budget) = m.node.ram_budget {
+                pick.settle(&["ram_budget"], "RAM budget (bytes)", &mut args.ram_budget, budget);
+            }
+        }
+        self.own.clone()
+    }
+}
+
+/// Which of an explicit option and a stored value applies.
+struct Precedence<'a> {
+    explicit: &'a [(String, &'static str)],
+}
+
+impl Precedence<'_> {
+    /// Sets `current` to `stored` unless one of `ids` was given explicitly; true if `current`
+    /// now holds the stored value.
+    fn settle<T: PartialEq + std::fmt::Debug>(&self, ids: &[&str], what: &str, current: &mut T, stored: T) -> bool {
+        if *current == stored {
+            return true;
+        }
+        match self.explicit.iter().find(|(id, _)| ids.contains(&id.as_str())) {
+            Some((_, source)) => {
+                tracing::info!("{what}: {current:?} from the {source}, over the stored {stored:?} (for this run)");
+                false
+            }
+            None => {
+                tracing::info!("{what}: {stored:?} from the stored settings, over the default {current:?}");
+                *current = stored;
+                true
+            }
+        }
     }
 }
 
@@ -423,17 +581,24 @@ impl Library for NodeLibrary {
     }
 
     fn settings(&self) -> BoxFuture<'_, Result<Settings, LibraryError>> {
-        Box::pin(async move { Ok(self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone()) })
+        Box::pin(async move { Ok(self.settings_in_force()) })
     }
 
     fn update_settings(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<Settings, LibraryError>> {
         Box::pin(async move {
             let _write = self.settings_write.lock().await;
-            let mut settings = self.settings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let mut settings = self.settings_in_force();
             patch.apply(&mut settings);
-            let value = serde_json::to_value(&settings).map_err(|e| LibraryError::Unavailable(e.to_string()))?;
+            let SettingsPatch { disconnect_timeout, metadata_timeout, focus, focus_cap } = patch;
+            let fields = [
+                ("disconnect_timeout", disconnect_timeout.map(serde_json::Value::from)),
+                ("metadata_timeout", metadata_timeout.map(serde_json::Value::from)),
+                ("focus", focus.map(serde_json::Value::from)),
+                ("focus_cap", focus_cap.map(serde_json::Value::from)),
+            ];
+            let fields = fields.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))).collect();
             // Stored first: a failed write changes nothing.
-            self.catalog.set_settings(SETTINGS_KEY, value).await.map_err(library_error)?;
+            self.store_own(fields).await.map_err(library_error)?;
             self.apply(settings.clone());
             Ok(settings)
         })

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use crate::serve::NodeLibrary;
 
 /// The database key TorrServer's settings are stored under.
-const SETTINGS_KEY: &str = "BitTorr";
+pub(crate) const SETTINGS_KEY: &str = "BitTorr";
 
 fn ts_error(e: CatalogError) -> TsError {
     match e {
@@ -71,11 +71,15 @@ fn status(s: &Snapshot) -> TorrentStatus {
 }
 
 impl NodeLibrary {
+    /// The stored document with the values in force over the fields Sluice applies.
     async fn ts_settings(&self) -> BTSets {
-        match self.catalog.settings(SETTINGS_KEY).await {
+        let mut sets = match self.catalog.settings(SETTINGS_KEY).await {
             Ok(Some(v)) => serde_json::from_value(v).unwrap_or_default(),
             _ => BTSets::default(),
-        }
+        };
+        let node = self.node.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        crate::settings::overlay(&mut sets, self.settings_in_force().disconnect_timeout, &node);
+        sets
     }
 
     /// Waits (up to the metadata timeout) until the torrent runs with its metadata.
@@ -190,7 +194,8 @@ impl TorrServerBackend for NodeLibrary {
             }
             Ok(Some(CacheState {
                 hash: hash.to_hex(),
-                capacity: info.size,
+                // RAM storage: the one budget (what TorrServer shows, its cache's capacity).
+                capacity: self.ram.as_ref().map_or(info.size, |c| c.stats().budget),
                 filled: s.bytes_have,
                 pieces_length: piece_length,
                 pieces_count: info.pieces,
@@ -265,8 +270,17 @@ impl TorrServerBackend for NodeLibrary {
 
     fn set_settings(&self, settings: BTSets) -> BoxFuture<'_, Result<(), TsError>> {
         Box::pin(async move {
+            let _write = self.settings_write.lock().await;
+            let mapped = crate::settings::map(&settings, self.ram.is_some());
             let value = serde_json::to_value(&settings).map_err(|e| TsError::Unavailable(e.to_string()))?;
-            self.catalog.set_settings(SETTINGS_KEY, value).await.map_err(ts_error)
+            // Stored first: a failed write changes nothing.
+            self.catalog.set_settings(SETTINGS_KEY, value).await.map_err(ts_error)?;
+            let timeout = serde_json::Value::from(mapped.disconnect_timeout);
+            self.store_own([("disconnect_timeout".to_owned(), timeout)].into_iter().collect()).await.map_err(ts_error)?;
+            let own = sluice_http::api::Settings { disconnect_timeout: mapped.disconnect_timeout, ..self.settings_in_force() };
+            self.apply(own);
+            self.apply_node(mapped.node).await;
+            Ok(())
         })
     }
 
