@@ -346,7 +346,10 @@ impl NodeLibrary {
     }
 
     /// Writes `fields` over the stored `sluice` document (other stored fields stay).
-    pub(crate) async fn store_own(&self, fields: serde_json::Map<String, serde_json::Value>) -> Result<(), CatalogError> {
+    pub(crate) async fn store_own(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), CatalogError> {
         let mut doc = match self.catalog.settings(SETTINGS_KEY).await? {
             Some(serde_json::Value::Object(m)) => m,
             _ => serde_json::Map::new(),
@@ -407,7 +410,12 @@ impl Stored {
             let net = &mut args.net;
             pick.settle(&["download_limit"], "download limit (B/s)", &mut net.download_limit, m.node.download_limit);
             pick.settle(&["upload_limit"], "upload limit (B/s)", &mut net.upload_limit, m.node.upload_limit);
-            pick.settle(&["peers_per_torrent"], "peers per torrent", &mut net.peers_per_torrent, m.node.peers_per_torrent);
+            pick.settle(
+                &["peers_per_torrent"],
+                "peers per torrent",
+                &mut net.peers_per_torrent,
+                m.node.peers_per_torrent,
+            );
             pick.settle(&["tracker_mode"], "tracker mode", &mut net.tracker_mode, m.node.tracker_mode.into());
             pick.settle(&["no_dht"], "DHT off", &mut net.no_dht, !m.start.dht);
             pick.settle(&["no_port_mapping"], "port mapping off", &mut net.no_port_mapping, !m.start.upnp);

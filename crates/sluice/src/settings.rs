@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(m.node.tracker_mode, TrackerMode::Replace);
         assert!(!m.node.dht);
         assert_eq!(m.disconnect_timeout, 90);
-        assert_eq!(m.start, StartSettings { dht: false, upnp: false, utp: false, lsd: false, require_encryption: true });
+        assert_eq!(
+            m.start,
+            StartSettings { dht: false, upnp: false, utp: false, lsd: false, require_encryption: true }
+        );
         let modes: Vec<_> = (0..=4).map(|r| map(&sets(|b| b.retrackers_mode = r), false).node.tracker_mode).collect();
         use TrackerMode::*;
         assert_eq!(modes, [Keep, Add, Remove, Replace, Add]);

@@ -276,8 +276,13 @@ impl TorrServerBackend for NodeLibrary {
             // Stored first: a failed write changes nothing.
             self.catalog.set_settings(SETTINGS_KEY, value).await.map_err(ts_error)?;
             let timeout = serde_json::Value::from(mapped.disconnect_timeout);
-            self.store_own([("disconnect_timeout".to_owned(), timeout)].into_iter().collect()).await.map_err(ts_error)?;
-            let own = sluice_http::api::Settings { disconnect_timeout: mapped.disconnect_timeout, ..self.settings_in_force() };
+            self.store_own([("disconnect_timeout".to_owned(), timeout)].into_iter().collect())
+                .await
+                .map_err(ts_error)?;
+            let own = sluice_http::api::Settings {
+                disconnect_timeout: mapped.disconnect_timeout,
+                ..self.settings_in_force()
+            };
             self.apply(own);
             self.apply_node(mapped.node).await;
             Ok(())

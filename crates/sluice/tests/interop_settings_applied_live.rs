@@ -107,10 +107,18 @@ fn rate_and_peer_limits_and_timeouts_change_under_a_playing_stream() {
     let port = 29600;
     let fx = make_torrent(
         tmp.path(),
-        &TorrentSpec { name: "limits", size: 32 * MIB + 77, seed: 106, files: 1, piece_length: 256 * 1024, hybrid: false },
+        &TorrentSpec {
+            name: "limits",
+            size: 32 * MIB + 77,
+            seed: 106,
+            files: 1,
+            piece_length: 256 * 1024,
+            hybrid: false,
+        },
     );
     // Two seeders at 1 MiB/s each: the download runs at about 2 MiB/s until changed.
-    let seeders = start_seeders(&fx, BLOCK, 2..=3, port, &SeedOpts { upload_rate: Some(MIB), ..SeedOpts::default() }, tmp.path());
+    let seeders =
+        start_seeders(&fx, BLOCK, 2..=3, port, &SeedOpts { upload_rate: Some(MIB), ..SeedOpts::default() }, tmp.path());
     let serve = Serve::start(BLOCK, port + 10, tmp.path());
     let http = serve.http.clone();
     let hash = serve.add(&std::fs::read(&fx.torrent).expect("torrent"), &seeders)["info_hash"]
