@@ -149,8 +149,10 @@ async fn mse_initiate(
     allowed: Allowed,
     first: &[u8],
 ) -> Result<Ready, HandshakeError> {
-    // IA holds at most 65535 bytes; the engine's first write is its 68-byte handshake.
-    let (ia, rest) = first.split_at(first.len().min(usize::from(u16::MAX)));
+    // IA carries the BitTorrent handshake only, the rest follows once the link is
+    // established: libtorrent refuses an IA longer than the handshake, and the engine's first
+    // write may one day hold messages behind it.
+    let (ia, rest) = first.split_at(first.len().min(sluice_wire::Handshake::LEN));
     let mut hs = Handshake::initiator(info_hash, allowed, ia, &mut rand::rngs::StdRng::from_os_rng())?;
     let leftover = drive(&mut stream, &mut hs, &[]).await?;
     let Some(est) = hs.established() else {
