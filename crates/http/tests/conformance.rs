@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+mod support;
+use support::{Raw, parse};
+
 const MOVIE: InfoHash = InfoHash([0x11; 20]);
 const OTHER: InfoHash = InfoHash([0x22; 20]);
 const LEN: usize = 300_000;
@@ -136,29 +139,6 @@ fn small_chunks() -> HttpConfig {
     HttpConfig { chunk_size: 16 * 1024, ..HttpConfig::default() }
 }
 
-#[derive(Debug)]
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    head_text: String,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    fn content_length(&self) -> usize {
-        self.header("content-length").expect("content-length").parse().unwrap()
-    }
-
-    fn json_code(&self) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).expect("json body");
-        v["error"]["code"].as_str().expect("error.code").to_owned()
-    }
-}
-
 fn path(torrent: InfoHash, index: usize) -> String {
     format!("/api/v1/torrents/{torrent}/files/{index}/stream")
 }
@@ -192,26 +172,6 @@ async fn exchange_bytes(addr: SocketAddr, raw_request: &[u8]) -> Vec<u8> {
     });
     read.await.expect("the server neither finished nor closed the connection");
     bytes
-}
-
-fn parse(bytes: &[u8]) -> Raw {
-    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
-    let head = std::str::from_utf8(&bytes[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    headers.sort();
-    let mut head_text = format!("{status_line}\n");
-    for (n, v) in headers.iter().filter(|(n, _)| n != "date") {
-        head_text.push_str(&format!("{n}: {v}\n"));
-    }
-    Raw { status, headers, head_text, body: bytes[split + 4..].to_vec() }
 }
 
 fn golden(name: &str, raw: &Raw) {

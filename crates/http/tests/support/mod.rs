@@ -29,6 +29,15 @@ impl Raw {
     pub fn text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap()
     }
+
+    pub fn content_length(&self) -> usize {
+        self.header("content-length").expect("content-length").parse().unwrap()
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn json_code(&self) -> String {
+        self.json()["error"]["code"].as_str().expect("error.code").to_owned()
+    }
 }
 
 pub async fn send(addr: SocketAddr, method: &str, target: &str, extra: &[(&str, &str)], body: &[u8]) -> Raw {
