@@ -448,6 +448,10 @@ impl Shared {
         if ram.is_some() {
             // Only what readers ask for: the rest of the torrent would only churn the cache.
             engine.set_priority(0..meta.lengths.num_pieces(), sluice_engine::Priority::Skip, now);
+        } else {
+            for pieces in crate::streams::likely_first_reads(&meta) {
+                engine.set_priority(pieces, sluice_engine::Priority::High, now);
+            }
         }
 
         let (cmd_tx, cmd_rx) = mpsc::channel(64);

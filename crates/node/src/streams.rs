@@ -31,6 +31,31 @@ use crate::verified::Verified;
 /// Bytes at the end of a file fetched alongside its head while it is probed.
 const TAIL_GUESS: u64 = 512 * 1024;
 
+/// Bytes at the start of a file a player's first reads usually fall in (container header,
+/// first key frame).
+const HEAD_GUESS: u64 = 4 * 1024 * 1024;
+
+/// The pieces a player will most likely ask for first: the head and the tail of the torrent's
+/// largest file (its video). A torrent added to be watched gets them before anything else, so
+/// the connections' first bursts (which come before the player has even opened its stream)
+/// carry them, not pieces from the middle.
+pub(crate) fn likely_first_reads(meta: &Metainfo) -> Vec<Range<u32>> {
+    let Some(file) = meta.files.iter().filter(|f| !f.pad && f.length > 0).max_by_key(|f| f.length) else {
+        return Vec::new();
+    };
+    let pieces = |bytes: Range<u64>| {
+        let first = meta.lengths.piece_at(sluice_core::ByteOffset(bytes.start))?.get();
+        let last = meta.lengths.piece_at(sluice_core::ByteOffset(bytes.end - 1))?.get();
+        Some(first..last + 1)
+    };
+    let head = pieces(file.offset..file.offset + file.length.min(HEAD_GUESS));
+    let tail = pieces(file.end().saturating_sub(TAIL_GUESS).max(file.offset)..file.end());
+    match (head, tail) {
+        (Some(h), Some(t)) if t.start <= h.end => vec![h.start..t.end],
+        (h, t) => h.into_iter().chain(t).collect(),
+    }
+}
+
 #[derive(Debug, Default)]
 struct FileState {
     /// Engine readers of open `FileReader`s.
@@ -190,5 +215,33 @@ impl Streams {
                 let _ = c.send(Command::ReaderBitrate { id: r, bytes_per_sec: b }).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::metainfo::{Metainfo, TorrentBuilder};
+
+    use super::likely_first_reads;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn meta(files: &[(&str, u64)], piece: u32) -> Metainfo {
+        let b =
+            files.iter().fold(TorrentBuilder::new("t", piece), |b, (name, len)| b.file_with(&[name], *len, |_, _| {}));
+        Metainfo::from_bytes(&b.build()).unwrap()
+    }
+
+    #[test]
+    fn head_and_tail_of_the_largest_file() {
+        // 1 MiB pieces: a.srt (1 MiB) is piece 0, movie.mkv (8 MiB) pieces 1..9.
+        let m = meta(&[("a.srt", MIB), ("movie.mkv", 8 * MIB)], MIB as u32);
+        assert_eq!(likely_first_reads(&m), vec![1..5, 8..9]);
+    }
+
+    #[test]
+    fn a_small_file_is_one_range() {
+        let m = meta(&[("clip.mp4", 3 * MIB + 5)], MIB as u32);
+        assert_eq!(likely_first_reads(&m), vec![0..4]);
     }
 }
