@@ -21,37 +21,22 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LT_PEER = os.path.join(ROOT, "tests", "interop", "lt_peer.py")
-PYTHON = "/usr/bin/python3"
+from benchlib import MIB, LT_PEER, PYTHON, ROOT, Server, confined_to_loopback, http_call, log, parse_size
+from benchlib import start_seeders as start_lt_seeders
+from benchlib import stop_procs as stop
+
 OPENTRACKER = "/usr/bin/opentracker"
-MIB = 1 << 20
 
 TRACKER_IP, TRACKER_PORT = "127.0.0.65", 7070
 SEEDERS = [f"127.0.0.{i}:6881" for i in range(66, 72)]
 SLUICE_IP, RQBIT_IP = "127.0.0.72", "127.0.0.73"
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def parse_size(text):
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def fixture(bench_dir, size, piece):
@@ -71,14 +56,6 @@ def fixture(bench_dir, size, piece):
     with open(done) as f:
         summary = json.load(f)
     return summary["torrent"], summary["data"], summary
-
-
-def http_call(method, url, body=None, content_type="application/octet-stream", timeout=120):
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.status, resp.read()
 
 
 def first_byte(url, timeout):
@@ -112,69 +89,10 @@ def scrape_complete(info_hash):
 
 
 def start_seeders(torrent, data, logs, tracker, rate):
-    seeders = []
-    for endpoint in SEEDERS:
-        log_file = open(os.path.join(logs, f"seed-{endpoint.replace(':', '_')}.log"), "wb")
-        p = subprocess.Popen([PYTHON, LT_PEER, "seed", "--torrent", torrent, "--data", data, "--listen", endpoint,
-                              "--upload-rate", str(rate), "--tracker", tracker],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file)
-        seeders.append((p, log_file))
-    for p, _ in seeders:
-        if not p.stdout.readline().decode().startswith("ready"):
-            stop(seeders)
-            sys.exit(f"a seeder did not start (see {logs})")
-    return seeders
-
-
-def stop(procs):
-    for p, log_file in procs:
-        p.kill()
-        p.wait()
-        if log_file:
-            log_file.close()
+    return start_lt_seeders([(e, torrent, data) for e in SEEDERS], logs, rate=rate, trackers=[tracker])
 
 
 # ---- clients ---------------------------------------------------------------------------------
-
-
-class Server:
-    name = "?"
-
-    def __init__(self, binary, work, log_path):
-        self.binary, self.work, self.log_path = binary, work, log_path
-        self.proc = self.log_file = None
-
-    def start(self):
-        shutil.rmtree(self.work, ignore_errors=True)
-        os.makedirs(self.work)
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=self.log_file, env=self.env())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                http_call("GET", self.probe_url(), timeout=2)
-                return
-            except urllib.error.HTTPError:
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not come up; see {self.log_path}")
-
-    def env(self):
-        return None
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log_file:
-            self.log_file.close()
-        shutil.rmtree(self.work, ignore_errors=True)
 
 
 class Sluice(Server):
@@ -197,7 +115,7 @@ class Sluice(Server):
         body = json.dumps({"magnet": magnet}).encode()
         deadline = time.monotonic() + 120
         while True:
-            _, reply = http_call("POST", f"http://{self.http}/api/v1/torrents", body, "application/json")
+            _, reply = http_call("POST", f"http://{self.http}/api/v1/torrents", body, "application/json", timeout=120)
             added = json.loads(reply)
             if not added.get("pending"):
                 break
@@ -227,7 +145,7 @@ class Rqbit(Server):
         return f"http://{self.http}/"
 
     def add(self, magnet):
-        _, reply = http_call("POST", f"http://{self.http}/torrents?overwrite=true", magnet.encode())
+        _, reply = http_call("POST", f"http://{self.http}/torrents?overwrite=true", magnet.encode(), timeout=120)
         added = json.loads(reply)
         ident = added["id"] if added.get("id") is not None else added["details"]["info_hash"]
         files = added["details"]["files"]
@@ -301,9 +219,8 @@ def main():
     args = ap.parse_args()
     Sluice.encryption = args.sluice_encryption
 
-    with open("/proc/net/dev") as f:
-        interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
-    if interfaces != ["lo"]:
+    confined, interfaces = confined_to_loopback()
+    if not confined:
         sys.exit(f"not in a loopback-only network namespace (interfaces: {', '.join(interfaces)}); "
                  "run scripts/bench-magnet")
     wanted = args.clients.split(",")

@@ -23,7 +23,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -31,16 +30,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import libtorrent as lt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LT_PEER = os.path.join(ROOT, "tests", "interop", "lt_peer.py")
-PYTHON = "/usr/bin/python3"
-MIB = 1 << 20
+from benchlib import MIB, ROOT, Server, confined_to_loopback, http_call, log, start_seeders, stop_procs
 
 PIECE = 2 * MIB
 SEED_RATE = 1_500_000
@@ -49,10 +43,6 @@ SLUICE_IP, RQBIT_IP, FILES_IP = "127.0.9.20", "127.0.9.21", "127.0.9.30"
 FILES_PORT = 8000
 CONTAINERS = ("mp4", "mkv")
 STALL = 0.5
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---- fixture ---------------------------------------------------------------------------------
@@ -317,75 +307,6 @@ def playback(url, seconds):
 # ---- clients ---------------------------------------------------------------------------------
 
 
-def http_call(method, url, body=None, timeout=60):
-    req = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
-        req.add_header("Content-Type", "application/octet-stream")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return resp.status, resp.read()
-
-
-def wait_http(url, proc, log_path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            http_call("GET", url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    with open(log_path, errors="replace") as f:
-        tail = "".join(f.readlines()[-20:])
-    raise RuntimeError(f"server did not come up at {url}:\n{tail}")
-
-
-class Server:
-    """One client process serving one torrent; subclasses know its command line and API."""
-
-    name = "?"
-
-    def __init__(self, binary, work, logs, tag):
-        self.binary, self.work, self.tag = binary, work, tag
-        self.log_path = os.path.join(logs, f"{self.name}-{tag}.log")
-        self.proc = self.log_file = None
-
-    def start(self):
-        shutil.rmtree(self.work, ignore_errors=True)
-        os.makedirs(self.work)
-        self.log_file = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=self.log_file, env=self.env())
-        wait_http(self.probe_url(), self.proc, self.log_path)
-
-    def env(self):
-        return None
-
-    def peak_rss(self):
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return None
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log_file:
-            self.log_file.close()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
 class Sluice(Server):
     name = "sluice"
     http = f"{SLUICE_IP}:8090"
@@ -436,42 +357,13 @@ class Rqbit(Server):
         return f"http://{self.http}/torrents/{ident}/stream/0/{file_name}"
 
 
-def confined_to_loopback():
-    """Whether this process sees no network interface but lo (a private network namespace)."""
-    with open("/proc/net/dev") as f:
-        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
-    return names == ["lo"], names
-
-
 # ---- the run ---------------------------------------------------------------------------------
-
-
-def start_seeders(torrent, data, logs, container):
-    seeders = []
-    for endpoint in SEEDERS:
-        log_file = open(os.path.join(logs, f"seed-{container}-{endpoint.replace(':', '_')}.log"), "wb")
-        p = subprocess.Popen([PYTHON, LT_PEER, "seed", "--torrent", torrent, "--data", data, "--listen", endpoint,
-                              "--upload-rate", str(SEED_RATE)],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file)
-        seeders.append((p, log_file))
-    for p, _ in seeders:
-        if not p.stdout.readline().decode().startswith("ready"):
-            stop_seeders(seeders)
-            sys.exit(f"a seeder did not start (see {logs})")
-    return seeders
-
-
-def stop_seeders(seeders):
-    for p, log_file in seeders:
-        p.kill()
-        p.wait()
-        log_file.close()
 
 
 def run_client(cls, binary, work, logs, container, torrent, file_name, steps, duration, timeout):
     result = {"steps": {}, "rss": None}
     peers = list(SEEDERS)
-    server = cls(binary, work, logs, f"{container}-steps")
+    server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-steps.log"))
     try:
         server.start()
         t0 = time.monotonic()
@@ -488,7 +380,7 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
     if duration <= 0:
         result.update(rebuffers=None, stall=None, playback_ok=None)
         return result
-    server = cls(binary, work, logs, f"{container}-playback")
+    server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-playback.log"))
     try:
         server.start()
         url = server.add(torrent, peers, file_name)
@@ -609,7 +501,7 @@ def main():
 
             with open(torrent_path, "rb") as f:
                 torrent = f.read()
-            seeders = start_seeders(torrent_path, data, logs, container)
+            seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs, f"seed-{container}", SEED_RATE)
             try:
                 ordered = clients if order % 2 == 0 else list(reversed(clients))
                 for cls, binary in ordered:
@@ -617,7 +509,7 @@ def main():
                         cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
                         steps, args.duration, args.timeout)
             finally:
-                stop_seeders(seeders)
+                stop_procs(seeders)
     finally:
         files.shutdown()
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,35 @@
+-- wrk script for scripts/bench_api.py. With BENCH_API_BODIES naming a file, each request POSTs
+-- the next line of it as JSON (cycling); without, plain GETs. At the end it prints one line,
+-- "BENCH_API {json}", with the counts and latency percentiles in microseconds.
+
+local bodies = {}
+local path = os.getenv("BENCH_API_BODIES")
+if path and #path > 0 then
+  for line in io.lines(path) do
+    if #line > 0 then
+      bodies[#bodies + 1] = line
+    end
+  end
+end
+
+local headers = { ["Content-Type"] = "application/json" }
+local next_body = 0
+
+function request()
+  if #bodies == 0 then
+    return wrk.format("GET")
+  end
+  next_body = next_body % #bodies + 1
+  return wrk.format("POST", nil, headers, bodies[next_body])
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_API {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,' ..
+    '"mean_us":%.1f,"p50_us":%.0f,"p90_us":%.0f,"p99_us":%.0f,"max_us":%.0f}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
