@@ -189,6 +189,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         settings_write: tokio::sync::Mutex::new(()),
         http_addr: listener.local_addr()?,
         shutdown: shutdown.clone(),
+        file_ids: Default::default(),
     });
     library.apply(settings);
     let config = HttpConfig {
@@ -297,6 +298,7 @@ pub(crate) struct NodeLibrary {
     pub(crate) http_addr: SocketAddr,
     /// Notified to stop the server gracefully (TorrServer's `/shutdown`).
     pub(crate) shutdown: Arc<tokio::sync::Notify>,
+    pub(crate) file_ids: crate::torrserver::FileIds,
 }
 
 /// The database key Sluice's own settings are stored under (TorrServer's are "BitTorr").

@@ -1,10 +1,11 @@
 //! The catalog behind the TorrServer-compatible routes: [`TorrServerBackend`] for the same
 //! [`NodeLibrary`] that serves `/api/v1`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sluice_catalog::{CatalogError, FileId, Meta, MetaUpdate, Snapshot, Source, Stat};
+use sluice_catalog::{CatalogError, FileId, Info, Meta, MetaUpdate, Snapshot, Source, Stat};
 use sluice_core::InfoHash;
 use sluice_http::FileIndex;
 use sluice_http::api::BoxFuture;
@@ -40,14 +41,43 @@ fn stat(s: Stat) -> TorrentStat {
     }
 }
 
-/// TorrServer's file ids for a torrent whose metadata is known (pad files left out).
-fn files_of(s: &Snapshot) -> Option<TorrentFiles> {
-    let info = s.info.as_ref()?;
-    Some(TorrentFiles::with_indices(info.files.iter().map(|f| (FileIndex(f.index), f.path.clone(), f.length))))
+/// TorrServer's file ids per torrent, built once per metainfo: sorting paths in natural order
+/// was most of a status's cost, and `/torrents list` (every torrent) and `/cache` (every
+/// 100 ms) ask for them all the time. An entry lives as long as its [`Info`] does (a removed
+/// torrent's entry is pruned once the cache has doubled since it was last pruned).
+#[derive(Debug, Default)]
+pub(crate) struct FileIds(Mutex<FileIdMap>);
+
+#[derive(Debug, Default)]
+struct FileIdMap {
+    map: HashMap<InfoHash, (Weak<Info>, Arc<TorrentFiles>)>,
+    prune_at: usize,
 }
 
-fn status(s: &Snapshot) -> TorrentStatus {
-    let files = files_of(s);
+impl FileIds {
+    /// The torrent's files, `None` until its metadata is known (pad files left out).
+    fn of(&self, s: &Snapshot) -> Option<Arc<TorrentFiles>> {
+        let info = s.info.as_ref()?;
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((weak, files)) = lock().map.get(&s.info_hash)
+            && std::ptr::eq(weak.as_ptr(), Arc::as_ptr(info))
+        {
+            return Some(files.clone());
+        }
+        let files = Arc::new(TorrentFiles::with_indices(
+            info.files.iter().map(|f| (FileIndex(f.index), f.path.clone(), f.length)),
+        ));
+        let mut ids = lock();
+        if ids.map.len() >= ids.prune_at {
+            ids.map.retain(|_, (weak, _)| weak.strong_count() > 0);
+            ids.prune_at = (2 * ids.map.len()).max(64);
+        }
+        ids.map.insert(s.info_hash, (Arc::downgrade(info), files.clone()));
+        Some(files)
+    }
+}
+
+fn status(s: &Snapshot, files: Option<&TorrentFiles>) -> TorrentStatus {
     TorrentStatus {
         title: s.title.clone(),
         category: s.category.clone(),
@@ -65,7 +95,7 @@ fn status(s: &Snapshot) -> TorrentStatus {
         active_peers: u32::try_from(s.peers_connected).unwrap_or(u32::MAX),
         bytes_read_data: s.downloaded,
         bytes_written_data: s.uploaded,
-        file_stats: files.map(|f| f.stats()).unwrap_or_default(),
+        file_stats: files.map(TorrentFiles::stats).unwrap_or_default(),
         ..TorrentStatus::default()
     }
 }
@@ -111,19 +141,23 @@ impl TorrServerBackend for NodeLibrary {
             let meta = Meta { title, poster, category, data };
             // The catalog saves every torrent it is given: `save` has nothing more to do.
             let added = self.catalog.add(source, meta).await.map_err(ts_error)?;
-            Ok(status(&added.snapshot))
+            let s = &added.snapshot;
+            Ok(status(s, self.file_ids.of(s).as_deref()))
         })
     }
 
     fn files(&self, hash: InfoHash) -> BoxFuture<'_, Result<Arc<TorrentFiles>, TsError>> {
         Box::pin(async move {
             let s = self.running(hash).await?;
-            files_of(&s).map(Arc::new).ok_or(TsError::MetadataTimeout)
+            self.file_ids.of(&s).ok_or(TsError::MetadataTimeout)
         })
     }
 
     fn get(&self, hash: InfoHash) -> BoxFuture<'_, Result<TorrentStatus, TsError>> {
-        Box::pin(async move { self.catalog.get(hash).map(|s| status(&s)).ok_or(TsError::UnknownTorrent) })
+        Box::pin(async move {
+            let s = self.catalog.get(hash).ok_or(TsError::UnknownTorrent)?;
+            Ok(status(&s, self.file_ids.of(&s).as_deref()))
+        })
     }
 
     fn list(&self) -> BoxFuture<'_, Vec<TorrentStatus>> {
@@ -131,12 +165,9 @@ impl TorrServerBackend for NodeLibrary {
             self.catalog
                 .list()
                 .iter()
-                .map(|s| {
-                    let mut st = status(s);
-                    if s.stat == Stat::InDb {
-                        st.file_stats.clear();
-                    }
-                    st
+                .map(|s| match s.stat {
+                    Stat::InDb => status(s, None),
+                    _ => status(s, self.file_ids.of(s).as_deref()),
                 })
                 .collect()
         })
@@ -199,7 +230,7 @@ impl TorrServerBackend for NodeLibrary {
                 filled: s.bytes_have,
                 pieces_length: piece_length,
                 pieces_count: info.pieces,
-                torrent: Some(status(&s)),
+                torrent: Some(status(&s, self.file_ids.of(&s).as_deref())),
                 pieces,
                 readers: Vec::new(),
             }))
