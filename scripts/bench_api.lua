@@ -1,5 +1,7 @@
 -- wrk script for scripts/bench_api.py. With BENCH_API_BODIES naming a file, each request POSTs
--- the next line of it as JSON (cycling); without, plain GETs. At the end it prints one line,
+-- the next line of it as JSON (cycling); without, plain GETs. With BENCH_API_DELAY_MS, each
+-- connection waits that long after an answer before its next request (a client polling on a
+-- timer; wrk's latency does not include the wait). At the end it prints one line,
 -- "BENCH_API {json}", with the counts and latency percentiles in microseconds.
 
 local bodies = {}
@@ -9,6 +11,13 @@ if path and #path > 0 then
     if #line > 0 then
       bodies[#bodies + 1] = line
     end
+  end
+end
+
+local pause = tonumber(os.getenv("BENCH_API_DELAY_MS") or "")
+if pause and pause > 0 then
+  function delay()
+    return pause
   end
 end
 

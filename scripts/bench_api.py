@@ -13,15 +13,23 @@ Each round measures, for --duration seconds each:
   POST /torrents list       TorrServer's list (every torrent's status)
   POST /cache get           TorrServer's cache, cycling over the streamed torrents' hashes
   GET /api/v1/torrents      Sluice's own list
-The load is wrk, closed loop: --connections connections on --threads threads, each sending its
-next request when the previous answer arrived. Latency is wrk's, from sending the request to the
-last byte of the answer. Stream rates are bytes a reader took in over the window; "lag" is how
+Each route is loaded twice with wrk:
+  polling   --poll-clients connections, each sending a request every --poll-interval ms after
+            the previous answer: apps polling far more often than Lampa or the web UI do (TorrServer
+            clients poll /cache about once a second; the issue asks that /cache bear polling every
+            100 ms). The p99 target is judged here.
+  flat out  --connections connections on --threads threads, closed loop, each sending its next
+            request as soon as the previous answer arrived: the throughput the server can give
+            while the streams play. On 2 shared cores its latency is mostly queueing behind the
+            other connections; it is printed, not judged.
+Latency is wrk's, from sending the request to the last byte of the answer. Stream rates are bytes a reader took in over the window; "lag" is how
 far the worst reader fell behind its schedule (it catches up when the bytes come).
 """
 
 import argparse
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -210,9 +218,11 @@ def window(readers, pid, seconds, load=None):
 # ---- load ------------------------------------------------------------------------------------
 
 
-def wrk(wrk_bin, url, bodies_path, args):
-    env = dict(os.environ, BENCH_API_BODIES=bodies_path or "")
-    cmd = [wrk_bin, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+def wrk(wrk_bin, url, bodies_path, args, paced):
+    env = dict(os.environ, BENCH_API_BODIES=bodies_path or "",
+               BENCH_API_DELAY_MS=str(args.poll_interval if paced else 0))
+    connections = args.poll_clients if paced else args.connections
+    cmd = [wrk_bin, "-t", str(args.threads), "-c", str(connections), "-d", f"{args.duration}s",
            "--timeout", "10s", "-s", LUA, url]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.duration + 60)
     for line in p.stdout.splitlines():
@@ -253,6 +263,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of all windows (default 3)")
     ap.add_argument("--connections", type=int, default=4, help="wrk connections (default 4)")
     ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    ap.add_argument("--poll-clients", type=int, default=10, help="polling connections (default 10)")
+    ap.add_argument("--poll-interval", type=int, default=100,
+                    help="ms each polling connection waits between requests (default 100)")
+    ap.add_argument("--modes", default="polling,flat", help="which loads (default polling,flat)")
     ap.add_argument("--routes", default="list,cache,v1", help="which routes (default list,cache,v1)")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     args = ap.parse_args()
@@ -320,18 +334,20 @@ def main():
             log(f"{label}: {status}, {len(reply)} bytes")
         for rnd in range(args.rounds):
             w = window(readers, server.proc.pid, args.duration)
-            results.append(dict(w, round=rnd + 1, route="streams only"))
+            results.append(dict(w, round=rnd + 1, route="streams only", mode=""))
             log(f"round {rnd + 1} streams only: min {min(w['rates']) / 1e6:.2f} MB/s, worst lag {w['lag']:.2f} s")
-            for label, path, bodies in chosen:
+            for (label, path, bodies), mode in itertools.product(chosen, args.modes.split(",")):
                 bodies_path = None
                 if bodies:
                     bodies_path = os.path.join(bench, path.strip("/").replace("/", "_") + ".txt")
                     with open(bodies_path, "w") as f:
                         f.write("\n".join(bodies) + "\n")
+                paced = mode == "polling"
                 w = window(readers, server.proc.pid, args.duration,
-                           lambda: wrk(args.wrk, server.url(path), bodies_path, args))
-                results.append(dict(w, round=rnd + 1, route=label))
-                log(f"round {rnd + 1} {label}: {w['wrk']['requests'] / (w['wrk']['duration_us'] / 1e6):.0f} req/s, "
+                           lambda: wrk(args.wrk, server.url(path), bodies_path, args, paced))
+                results.append(dict(w, round=rnd + 1, route=label, mode=mode))
+                log(f"round {rnd + 1} {label} {mode}: "
+                    f"{w['wrk']['requests'] / (w['wrk']['duration_us'] / 1e6):.0f} req/s, "
                     f"p99 {fmt_ms(w['wrk']['p99_us'])} ms; streams min {min(w['rates']) / 1e6:.2f} MB/s")
         rss = server.peak_rss()
     finally:
@@ -351,15 +367,17 @@ def report(results, args, host, rss, stream_errors):
     print(f"\nmachine: {cpus} CPUs ({model}), load average {load_start} at start, {load_end} at end")
     print(f"sluice serve (release): {args.torrents} torrents known, {args.streams} streamed at "
           f"{args.stream_rate / 1e6:.2f} MB/s each from libtorrent seeders capped at {args.seed_rate / 1e6:.1f} MB/s; "
-          f"wrk {args.connections} connections / {args.threads} thread(s), closed loop, {args.duration} s windows"
+          f"wrk polling: {args.poll_clients} connections each every {args.poll_interval} ms; flat out: "
+          f"{args.connections} connections / {args.threads} thread(s), closed loop; {args.duration} s windows"
           + (f"; peak RSS {rss / MIB:.0f} MiB" if rss else ""))
-    print(f"target: p99 < {TARGET_P99_MS:.0f} ms while every stream keeps >= {KEEP_RATE:.0%} of its rate\n")
+    print(f"target: p99 < {TARGET_P99_MS:.0f} ms under polling while every stream keeps >= {KEEP_RATE:.0%} of its "
+          "rate (flat-out latency is shown, not judged)\n")
     print("cpu % = the server's CPU over the window (100 = one core); us/req = that CPU per request\n")
-    print(f"{'route':<22}{'rnd':>4}{'req/s':>9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errs':>6}"
+    print(f"{'route':<22}{'load':<9}{'rnd':>4}{'req/s':>9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errs':>6}"
           f"{'resp B':>9}{'cpu %':>7}{'us/req':>8}{'stream MB/s min/mean':>22}{'lag s':>7}")
     for r in results:
         rates = r["rates"]
-        row = f"{r['route']:<22}{r['round']:>4}"
+        row = f"{r['route']:<22}{r['mode']:<9}{r['round']:>4}"
         w = r.get("wrk")
         if w:
             errors = w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["status_errors"] + w["timeouts"]
@@ -372,16 +390,16 @@ def report(results, args, host, rss, stream_errors):
         print(row)
     print("\nsummary over rounds: median (min-max)")
     misses = 0
-    for route in dict.fromkeys(r["route"] for r in results):
-        rows = [r for r in results if r["route"] == route]
+    for route, mode in dict.fromkeys((r["route"], r["mode"]) for r in results):
+        rows = [r for r in results if r["route"] == route and r["mode"] == mode]
         mins = [min(r["rates"]) for r in rows]
         kept = all(m >= KEEP_RATE * args.stream_rate for m in mins)
-        line = f"  {route:<22}"
+        line = f"  {route:<22}{mode:<9}"
         ok = kept
         if rows[0].get("wrk"):
             rps = [r["wrk"]["requests"] / (r["wrk"]["duration_us"] / 1e6) for r in rows]
             p99 = [r["wrk"]["p99_us"] / 1000 for r in rows]
-            ok = ok and max(p99) < TARGET_P99_MS
+            ok = ok and (mode != "polling" or max(p99) < TARGET_P99_MS)
             cost = [r["cpu_s"] * 1e6 / max(1, r["wrk"]["requests"]) for r in rows]
             line += (f"{statistics.median(rps):.0f} req/s ({min(rps):.0f}-{max(rps):.0f}), "
                      f"p99 {statistics.median(p99):.2f} ms ({min(p99):.2f}-{max(p99):.2f}), "
