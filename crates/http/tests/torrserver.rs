@@ -163,7 +163,7 @@ impl TorrServerBackend for Fake {
                 }
             };
             let mut s = self.status(t);
-            s.file_stats.clear();
+            s.file_stats = Default::default();
             s.stat = TorrentStat::GettingInfo;
             Ok(s)
         })

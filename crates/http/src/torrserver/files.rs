@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use crate::FileIndex;
 
-use super::types::FileStat;
+use super::types::{FileStat, FileStats};
 
 /// One file with its TorrServer id and its metainfo position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +33,8 @@ impl TsFile {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TorrentFiles {
     files: Vec<TsFile>,
+    /// `file_stats`, rendered once.
+    stats: FileStats,
 }
 
 impl TorrentFiles {
@@ -49,7 +51,9 @@ impl TorrentFiles {
         for (i, f) in files.iter_mut().enumerate() {
             f.id = u32::try_from(i + 1).unwrap_or(u32::MAX);
         }
-        Self { files }
+        let stats: Vec<FileStat> =
+            files.iter().map(|f| FileStat { id: f.id, path: f.path.clone(), length: f.length }).collect();
+        Self { stats: FileStats::new(&stats), files }
     }
 
     pub fn by_id(&self, id: u32) -> Option<&TsFile> {
@@ -73,9 +77,9 @@ impl TorrentFiles {
         self.files.is_empty()
     }
 
-    /// The status object's `file_stats`.
-    pub fn stats(&self) -> Vec<FileStat> {
-        self.files.iter().map(|f| FileStat { id: f.id, path: f.path.clone(), length: f.length }).collect()
+    /// The status object's `file_stats` (shared, rendered when the list was built).
+    pub fn stats(&self) -> FileStats {
+        self.stats.clone()
     }
 }
 

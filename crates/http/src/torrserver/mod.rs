@@ -31,6 +31,6 @@ pub use routes::torrserver_router;
 pub use backend::{AddRequest, AddSource, Link, LinkError, TorrServerBackend, TorrentMeta, TsError};
 pub use files::{TorrentFiles, TsFile, natural_cmp};
 pub use types::{
-    BTSets, CacheState, FileStat, PieceState, ReaderState, TmdbSettings, TorrentStat, TorrentStatus, TorznabConfig,
-    Viewed,
+    BTSets, CacheState, FileStat, FileStats, PieceState, ReaderState, TmdbSettings, TorrentStat, TorrentStatus,
+    TorznabConfig, Viewed,
 };

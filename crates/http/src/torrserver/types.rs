@@ -11,10 +11,12 @@
 //! of the wrong type fails the whole request (400).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 fn zero_u64(v: &u64) -> bool {
     *v == 0
@@ -91,6 +93,48 @@ pub struct FileStat {
     pub length: u64,
 }
 
+/// A torrent's `file_stats`, rendered to JSON once: the list never changes once the metadata
+/// is known, and `/torrents list` writes every torrent's list on each poll (escaping the same
+/// paths again was most of that route's CPU).
+#[derive(Clone, Debug, Default)]
+pub struct FileStats(Option<Arc<RawValue>>);
+
+impl FileStats {
+    pub fn new(stats: &[FileStat]) -> Self {
+        if stats.is_empty() {
+            return Self(None);
+        }
+        // Serializing plain strings and numbers cannot fail.
+        Self(serde_json::value::to_raw_value(stats).ok().map(Arc::from))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The rendered JSON array (`[]` when empty).
+    pub fn json(&self) -> &str {
+        self.0.as_deref().map_or("[]", RawValue::get)
+    }
+}
+
+impl PartialEq for FileStats {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for FileStats {}
+
+impl Serialize for FileStats {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => s.collect_seq(std::iter::empty::<FileStat>()),
+        }
+    }
+}
+
 /// The status object behind `/torrents` add/get/list, `/stream?stat` and `/cache`'s
 /// `Torrent`. Field order is TorrServer's.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -162,8 +206,8 @@ pub struct TorrentStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub bit_rate: String,
     /// Present once the metadata is known; never for `InDb` entries.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub file_stats: Vec<FileStat>,
+    #[serde(skip_serializing_if = "FileStats::is_empty")]
+    pub file_stats: FileStats,
 }
 
 /// `/cache` answer for a torrent with a cache (PascalCase Go field names).
