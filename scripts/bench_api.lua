@@ -1,7 +1,7 @@
 -- wrk script for scripts/bench_api.py. With BENCH_API_BODIES naming a file, each request POSTs
 -- the next line of it as JSON (cycling); without, plain GETs. With BENCH_API_DELAY_MS, each
--- connection waits that long after an answer before its next request (a client polling on a
--- timer; wrk's latency does not include the wait). At the end it prints one line,
+-- connection waits about that long after an answer before its next request (a client polling
+-- on a timer; wrk's latency does not include the wait). At the end it prints one line,
 -- "BENCH_API {json}", with the counts and latency percentiles in microseconds.
 
 local bodies = {}
@@ -16,8 +16,12 @@ end
 
 local pause = tonumber(os.getenv("BENCH_API_DELAY_MS") or "")
 if pause and pause > 0 then
+  -- Each wait is drawn from 0.5x..1.5x the interval: independent clients drift apart, where a
+  -- fixed wait would keep every connection asking in the same instant (a burst of them all
+  -- every interval, each queueing behind the others).
+  math.randomseed(os.time())
   function delay()
-    return pause
+    return math.random(math.floor(pause / 2), math.floor(pause * 3 / 2))
   end
 end
 

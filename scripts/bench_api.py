@@ -14,10 +14,10 @@ Each round measures, for --duration seconds each:
   POST /cache get           TorrServer's cache, cycling over the streamed torrents' hashes
   GET /api/v1/torrents      Sluice's own list
 Each route is loaded twice with wrk:
-  polling   --poll-clients connections, each sending a request every --poll-interval ms after
-            the previous answer: apps polling far more often than Lampa or the web UI do (TorrServer
-            clients poll /cache about once a second; the issue asks that /cache bear polling every
-            100 ms). The p99 target is judged here.
+  polling   --poll-clients connections, each sending a request about --poll-interval ms
+            (0.5-1.5x, random) after the previous answer: apps polling far more often than
+            Lampa or the web UI do (TorrServer clients poll /cache about once a second; the
+            issue asks that /cache bear polling every 100 ms). The p99 target is judged here.
   flat out  --connections connections on --threads threads, closed loop, each sending its next
             request as soon as the previous answer arrived: the throughput the server can give
             while the streams play. On 2 shared cores its latency is mostly queueing behind the
