@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::time::Duration;
 
 const BLOCK: u8 = 41;
@@ -75,20 +74,7 @@ fn libtorrent_leecher_gets_the_metadata_from_sluice_seed() {
     };
     let fx = fixture(tmp.path(), "served", 43);
     let listen = addr(BLOCK, 5, PORT);
-    let args: Vec<OsString> = vec![
-        "seed".into(),
-        fx.torrent.clone().into(),
-        "--data".into(),
-        fx.data.clone().into(),
-        "--listen".into(),
-        listen.clone().into(),
-        "--loopback-only".into(),
-    ];
-    let mut sluice = spawn_sluice("sluice-seed", &args, tmp.path());
-    let up = wait_until(Duration::from_secs(120), || {
-        sluice.stderr().contains("listening on") || sluice.try_status().is_some()
-    });
-    assert!(up && sluice.try_status().is_none(), "sluice seed did not start; stderr:\n{}", tail(&sluice.stderr(), 40));
+    let sluice = SeedCmd::new(&fx, &listen).start(tmp.path());
     let out = tmp.path().join("out");
     let magnet = magnet_for(&fx, &[&listen]);
     lt_leech_magnet(&magnet, &out, &[&listen], &peer_addr(BLOCK, 6, PORT), Duration::from_secs(180));

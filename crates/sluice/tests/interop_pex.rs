@@ -12,9 +12,7 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,19 +26,11 @@ const SOURCE_PEX: u64 = 4;
 fn lt_leecher(name: &str, fx: &Fixture, listen: &str, peers: &[&str], extra: &[&str], dir: &Path) -> Proc {
     let out = dir.join(name);
     std::fs::create_dir_all(&out).expect("mkdir");
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(lt_peer_script())
-        .arg("leech")
-        .arg("--torrent")
-        .arg(&fx.torrent)
-        .arg("--out")
-        .arg(&out)
-        .args(["--listen", listen, "--timeout", "300", "--report-peers"])
-        .args(extra);
-    for p in peers {
-        cmd.args(["--peer", p]);
-    }
-    Proc::spawn(name, cmd, dir, false)
+    LtLeechCmd::new(fx, &out, listen, Duration::from_secs(300))
+        .args(&["--report-peers"])
+        .args(extra)
+        .peers(peers)
+        .spawn(name, dir)
 }
 
 /// When the leecher's report first named a peer on `endpoint`'s IP (any port: it may have
@@ -95,23 +85,11 @@ fn peers_learned_only_through_pex_are_connected_both_ways() {
     );
 
     let sluice_addr = addr(BLOCK, 52, PORT);
-    let args: Vec<OsString> = vec![
-        "download".into(),
-        fx.torrent.clone().into(),
-        "--out".into(),
-        out_dir(tmp.path()).into(),
-        "--listen".into(),
-        sluice_addr.clone().into(),
-        "--loopback-only".into(),
-        "--peer".into(),
-        a.endpoint.clone().into(),
-    ];
-    let mut cmd = Command::new(sluice_bin());
-    cmd.args(&args)
-        .env("SLUICE_LOOPBACK_ONLY", "1")
+    let download = DownloadCmd::new(&fx, &out_dir(tmp.path()), &sluice_addr)
+        .peers([&a])
         .env("SLUICE_LOG", "sluice=info,sluice_node::torrent_task=debug,warn");
     let start = Instant::now();
-    let sluice = Proc::spawn("sluice-pex", cmd, tmp.path(), false);
+    let sluice = download.spawn("sluice-pex", tmp.path());
     let l = lt_leecher("lt-leech-l", &fx, &peer_addr(BLOCK, 53, PORT), &[&sluice_addr], &[], tmp.path());
 
     // Sluice's only way to B's listen address is A's PEX message (B dials nobody but A).

@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
 use std::time::Duration;
 
 const BLOCK: u8 = 13;
@@ -26,21 +25,8 @@ fn libtorrent_leecher_completes_from_sluice_seed() {
         },
     );
     let listen = addr(BLOCK, 1, PORT);
-    let args: Vec<OsString> = vec![
-        "seed".into(),
-        fx.torrent.clone().into(),
-        "--data".into(),
-        fx.data.clone().into(),
-        "--listen".into(),
-        listen.clone().into(),
-        "--loopback-only".into(),
-    ];
-    let mut sluice = spawn_sluice("sluice-seed", &args, tmp.path());
-    let up = wait_until(Duration::from_secs(120), || {
-        sluice.stderr().contains("listening on") || sluice.try_status().is_some()
-    });
+    let mut sluice = SeedCmd::new(&fx, &listen).start(tmp.path());
     let stderr = sluice.stderr();
-    assert!(up && sluice.try_status().is_none(), "sluice seed did not start listening; stderr:\n{}", tail(&stderr, 40));
     let seeding = stderr
         .lines()
         .find_map(|l| l.split("seeding:").nth(1).map(str::trim).map(str::to_owned))
@@ -51,6 +37,5 @@ fn libtorrent_leecher_completes_from_sluice_seed() {
     let out = tmp.path().join("out");
     lt_leech(&fx, &out, &[&listen], &peer_addr(BLOCK, 2, PORT), Duration::from_secs(180));
     fx.assert_copied_to(&out);
-    assert!(sluice.try_status().is_none(), "sluice seed exited while serving; stderr:\n{}", tail(&sluice.stderr(), 40));
-    assert!(!sluice.stderr().contains("panicked"));
+    sluice.assert_running();
 }

@@ -6,8 +6,6 @@
 mod common;
 
 use common::*;
-use std::ffi::OsString;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// This test's loopback addresses are 127.0.0.55 to 127.0.0.59.
@@ -23,23 +21,12 @@ fn mb_per_s(bytes: u64, took: Duration) -> f64 {
     bytes as f64 / 1e6 / took.as_secs_f64()
 }
 
-/// `sluice download` from `seeder` (with `extra` arguments) to completion: its wall time.
-fn sluice_download(fx: &Fixture, seeder: &LtSeeder, listen: &str, extra: &[&str], tmp: &std::path::Path) -> Duration {
+/// `sluice download` from `seeder` to completion: its wall time.
+fn sluice_download(fx: &Fixture, seeder: &LtSeeder, listen: &str, tmp: &std::path::Path) -> Duration {
     let out = tmp.join(format!("out-{}", listen.replace([':', '.'], "_")));
-    let mut args: Vec<OsString> = vec![
-        "download".into(),
-        fx.torrent.clone().into(),
-        "--out".into(),
-        out.clone().into(),
-        "--listen".into(),
-        listen.into(),
-        "--peer".into(),
-        seeder.endpoint.clone().into(),
-        "--loopback-only".into(),
-    ];
-    args.extend(extra.iter().map(OsString::from));
+    let download = DownloadCmd::new(fx, &out, listen).peers([seeder]);
     let started = Instant::now();
-    let mut sluice = spawn_sluice(&format!("sluice-download-{}", listen.replace([':', '.'], "_")), &args, tmp);
+    let mut sluice = download.spawn(&format!("sluice-download-{}", listen.replace([':', '.'], "_")), tmp);
     expect_success(&mut sluice, Duration::from_secs(240));
     let took = started.elapsed();
     fx.assert_copied_to(&out);
@@ -57,30 +44,21 @@ fn downloads_from_a_utp_only_libtorrent_seeder() {
 
     // Control: over TCP alone Sluice reaches nothing, so what follows went over uTP.
     let no_utp_out = tmp.path().join("no-utp");
-    let args: Vec<OsString> = vec![
-        "download".into(),
-        fx.torrent.clone().into(),
-        "--out".into(),
-        no_utp_out.into(),
-        "--listen".into(),
-        addr(BLOCK, 56, PORT).into(),
-        "--peer".into(),
-        seeder.endpoint.clone().into(),
-        "--loopback-only".into(),
-        "--no-utp".into(),
-    ];
-    let mut tcp_only = spawn_sluice("sluice-no-utp", &args, tmp.path());
+    let mut tcp_only = DownloadCmd::new(&fx, &no_utp_out, &addr(BLOCK, 56, PORT))
+        .peers([&seeder])
+        .args(["--no-utp"])
+        .spawn("sluice-no-utp", tmp.path());
     std::thread::sleep(Duration::from_secs(3));
     assert!(tcp_only.try_status().is_none(), "a TCP-only download ended:\n{}", tail(&tcp_only.stderr(), 20));
     tcp_only.kill9();
     assert_eq!(seeder.uploaded(), 0, "the uTP-only seeder served Sluice over TCP");
 
-    let utp = sluice_download(&fx, &seeder, &addr(BLOCK, 56, PORT + 1), &[], tmp.path());
+    let utp = sluice_download(&fx, &seeder, &addr(BLOCK, 56, PORT + 1), tmp.path());
     drop(seeder);
 
     // The same download from a TCP-only seeder, for comparison.
     let tcp_seeder = LtSeeder::start(&fx, &addr(BLOCK, 57, PORT + 2), &SeedOpts::default(), tmp.path());
-    let tcp = sluice_download(&fx, &tcp_seeder, &addr(BLOCK, 56, PORT + 3), &[], tmp.path());
+    let tcp = sluice_download(&fx, &tcp_seeder, &addr(BLOCK, 56, PORT + 3), tmp.path());
 
     let bytes = fx.total_size();
     eprintln!(
@@ -97,22 +75,10 @@ fn downloads_from_a_utp_only_libtorrent_seeder() {
 /// start, session start-up included).
 fn lt_leech_over(fx: &Fixture, seed: &str, listen: &str, transport: &str, tmp: &std::path::Path) -> f64 {
     let out = tmp.join(format!("lt-out-{transport}"));
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(lt_peer_script()).arg("leech").arg("--torrent").arg(&fx.torrent).arg("--out").arg(&out).args([
-        "--listen",
-        listen,
-        "--peer",
-        seed,
-        "--timeout",
-        "240",
-        "--transport",
-        transport,
-    ]);
-    // Its stdout (the JSON report) goes to the same log as its stderr.
-    let mut leech = Proc::spawn(&format!("lt-leech-{transport}"), cmd, tmp, false);
-    let status = leech.wait_exit(Duration::from_secs(270));
-    let log = leech.stderr();
-    assert!(status.success(), "libtorrent {transport} leecher failed ({status}):\n{}", tail(&log, 40));
+    let log = LtLeechCmd::new(fx, &out, listen, Duration::from_secs(240))
+        .peers(&[seed])
+        .args(&["--transport", transport])
+        .run(&format!("lt-leech-{transport}"), tmp);
     fx.assert_copied_to(&out);
     let report = log.lines().rev().find(|l| l.starts_with('{')).expect("the leecher's JSON report");
     let json: serde_json::Value = serde_json::from_str(report).expect("leech report is JSON");
@@ -127,25 +93,11 @@ fn utp_only_libtorrent_leecher_completes_from_sluice_seed() {
     };
     let fx = make_torrent(tmp.path(), &spec("utp-up", 56));
     let listen = addr(BLOCK, 58, PORT + 10);
-    let args: Vec<OsString> = vec![
-        "seed".into(),
-        fx.torrent.clone().into(),
-        "--data".into(),
-        fx.data.clone().into(),
-        "--listen".into(),
-        listen.clone().into(),
-        "--loopback-only".into(),
-    ];
-    let mut sluice = spawn_sluice("sluice-seed", &args, tmp.path());
-    let up = wait_until(Duration::from_secs(120), || {
-        sluice.stderr().contains("listening on") || sluice.try_status().is_some()
-    });
-    assert!(up && sluice.try_status().is_none(), "sluice seed did not start; stderr:\n{}", tail(&sluice.stderr(), 40));
+    let mut sluice = SeedCmd::new(&fx, &listen).start(tmp.path());
 
     let utp = lt_leech_over(&fx, &listen, &addr(BLOCK, 59, PORT + 11), "utp", tmp.path());
     let tcp = lt_leech_over(&fx, &listen, &addr(BLOCK, 59, PORT + 12), "tcp", tmp.path());
-    assert!(sluice.try_status().is_none(), "sluice seed exited; stderr:\n{}", tail(&sluice.stderr(), 40));
-    assert!(!sluice.stderr().contains("panicked"));
+    sluice.assert_running();
 
     let bytes = fx.total_size();
     let rate = |s: f64| bytes as f64 / 1e6 / s;

@@ -138,6 +138,12 @@ impl Proc {
         self.status.expect("exited")
     }
 
+    /// Asserts that the process is still running and has not logged a panic.
+    pub fn assert_running(&mut self) {
+        assert!(self.try_status().is_none(), "{} exited; stderr tail:\n{}", self.name, tail(&self.stderr(), 40));
+        assert!(!self.stderr().contains("panicked"), "{} panicked:\n{}", self.name, self.stderr());
+    }
+
     /// SIGKILL, as `kill -9` would.
     pub fn kill9(&mut self) {
         if self.try_status().is_none() {
@@ -329,37 +335,87 @@ pub fn start_seeders(
 
 /// Runs `lt_peer.py leech` to completion; panics with its output if it fails.
 pub fn lt_leech(fx: &Fixture, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
-    run_lt_leech(&[OsStr::new("--torrent"), fx.torrent.as_os_str()], out, peers, listen, timeout);
+    LtLeechCmd::new(fx, out, listen, timeout).peers(peers).run("lt-leech", parent(out));
 }
 
 /// [`lt_leech`] from a magnet link: libtorrent fetches the metadata from the peers first.
 pub fn lt_leech_magnet(magnet: &str, out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
-    run_lt_leech(&[OsStr::new("--magnet"), OsStr::new(magnet)], out, peers, listen, timeout);
+    LtLeechCmd::magnet(magnet, out, listen, timeout).peers(peers).run("lt-leech", parent(out));
 }
 
-fn run_lt_leech(source: &[&OsStr], out: &Path, peers: &[&str], listen: &str, timeout: Duration) {
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(lt_peer_script())
-        .arg("leech")
-        .args(source)
-        .arg("--out")
-        .arg(out)
-        .args(["--listen", listen])
-        .args(["--timeout", &timeout.as_secs().to_string()]);
-    for p in peers {
-        cmd.args(["--peer", p]);
+fn parent(out: &Path) -> &Path {
+    out.parent().expect("out has a parent")
+}
+
+/// `lt_peer.py leech` into `out`, listening on `listen` and giving up after `timeout`, plus the
+/// `--peer`s and other arguments added.
+#[derive(Debug)]
+pub struct LtLeechCmd {
+    cmd: Command,
+    timeout: Duration,
+}
+
+impl LtLeechCmd {
+    pub fn new(fx: &Fixture, out: &Path, listen: &str, timeout: Duration) -> LtLeechCmd {
+        Self::of(&[OsStr::new("--torrent"), fx.torrent.as_os_str()], out, listen, timeout)
     }
-    let log_dir = out.parent().expect("out has a parent");
-    let mut proc = Proc::spawn("lt-leech", cmd, log_dir, false);
-    let status = proc.wait_exit(timeout + Duration::from_secs(30));
-    assert!(status.success(), "libtorrent leecher failed ({status}):\n{}", tail(&proc.stderr(), 40));
+
+    /// From a magnet link: libtorrent fetches the metadata from the peers first.
+    pub fn magnet(magnet: &str, out: &Path, listen: &str, timeout: Duration) -> LtLeechCmd {
+        Self::of(&[OsStr::new("--magnet"), OsStr::new(magnet)], out, listen, timeout)
+    }
+
+    fn of(source: &[&OsStr], out: &Path, listen: &str, timeout: Duration) -> LtLeechCmd {
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(lt_peer_script())
+            .arg("leech")
+            .args(source)
+            .arg("--out")
+            .arg(out)
+            .args(["--listen", listen])
+            .args(["--timeout", &timeout.as_secs().to_string()]);
+        LtLeechCmd { cmd, timeout }
+    }
+
+    pub fn peers(mut self, peers: &[&str]) -> LtLeechCmd {
+        for p in peers {
+            self.cmd.args(["--peer", p]);
+        }
+        self
+    }
+
+    /// More arguments, e.g. `--encryption require` or `--transport utp`.
+    pub fn args(mut self, args: &[&str]) -> LtLeechCmd {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Starts it in the background; its stdout goes to the same log as its stderr.
+    pub fn spawn(self, name: &str, log_dir: &Path) -> Proc {
+        Proc::spawn(name, self.cmd, log_dir, false)
+    }
+
+    /// Runs it to completion; panics with its output if it fails. Returns its log (stderr, then
+    /// its JSON report on stdout).
+    pub fn run(self, name: &str, log_dir: &Path) -> String {
+        let timeout = self.timeout;
+        let mut proc = self.spawn(name, log_dir);
+        let status = proc.wait_exit(timeout + Duration::from_secs(30));
+        let log = proc.stderr();
+        assert!(status.success(), "libtorrent leecher {name} failed ({status}):\n{}", tail(&log, 40));
+        log
+    }
 }
 
 /// `sluice <args>` with SLUICE_LOOPBACK_ONLY=1, output logged to `<log_dir>/<name>.stderr`.
 pub fn spawn_sluice<S: AsRef<OsStr>>(name: &str, args: &[S], log_dir: &Path) -> Proc {
+    Proc::spawn(name, sluice_command(args), log_dir, false)
+}
+
+fn sluice_command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(sluice_bin());
     cmd.args(args).env("SLUICE_LOOPBACK_ONLY", "1").env("RUST_BACKTRACE", "1");
-    Proc::spawn(name, cmd, log_dir, false)
+    cmd
 }
 
 /// `magnet:?xt=urn:btih:<hash>&dn=<name>` with an `x.pe` per peer, for the fixture's torrent.
@@ -375,10 +431,12 @@ pub fn magnet_for(fx: &Fixture, peers: &[&str]) -> String {
 }
 
 /// The arguments of `sluice download <torrent> --out <out> --listen <listen> --loopback-only`, plus a
-/// `--peer` per seeder added with [`DownloadCmd::peers`].
+/// `--peer` per seeder added with [`DownloadCmd::peers`], more arguments from [`DownloadCmd::args`]
+/// and environment from [`DownloadCmd::env`].
 #[derive(Debug, Clone)]
 pub struct DownloadCmd {
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl DownloadCmd {
@@ -397,7 +455,7 @@ impl DownloadCmd {
             listen.into(),
             "--loopback-only".into(),
         ];
-        DownloadCmd { args }
+        DownloadCmd { args, env: Vec::new() }
     }
 
     /// Adds `--peer <endpoint>` for each seeder, in order.
@@ -408,9 +466,66 @@ impl DownloadCmd {
         self
     }
 
+    /// More arguments, e.g. `--no-utp` or `--encryption off`.
+    pub fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> DownloadCmd {
+        self.args.extend(args.into_iter().map(OsString::from));
+        self
+    }
+
+    /// An environment variable for the process, e.g. `SLUICE_LOG`.
+    pub fn env(mut self, key: &str, value: &str) -> DownloadCmd {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     /// Spawns the download (see [`spawn_sluice`]); may be called again for a restart.
     pub fn spawn(&self, name: &str, log_dir: &Path) -> Proc {
-        spawn_sluice(name, &self.args, log_dir)
+        let mut cmd = sluice_command(&self.args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        Proc::spawn(name, cmd, log_dir, false)
+    }
+}
+
+/// The arguments of `sluice seed <torrent> --data <data> --listen <listen> --loopback-only`, plus
+/// more from [`SeedCmd::args`].
+#[derive(Debug, Clone)]
+pub struct SeedCmd {
+    args: Vec<OsString>,
+}
+
+impl SeedCmd {
+    pub fn new(fx: &Fixture, listen: &str) -> SeedCmd {
+        let args = vec![
+            "seed".into(),
+            fx.torrent.clone().into(),
+            "--data".into(),
+            fx.data.clone().into(),
+            "--listen".into(),
+            listen.into(),
+            "--loopback-only".into(),
+        ];
+        SeedCmd { args }
+    }
+
+    /// More arguments, e.g. `--encryption require`.
+    pub fn args<'a>(mut self, args: impl IntoIterator<Item = &'a str>) -> SeedCmd {
+        self.args.extend(args.into_iter().map(OsString::from));
+        self
+    }
+
+    /// Spawns `sluice-seed` and waits until it is listening; panics (with its stderr) if it exits
+    /// first or is not listening within 120 s.
+    pub fn start(&self, log_dir: &Path) -> Proc {
+        let mut sluice = spawn_sluice("sluice-seed", &self.args, log_dir);
+        let up = wait_until(Duration::from_secs(120), || {
+            sluice.stderr().contains("listening on") || sluice.try_status().is_some()
+        });
+        assert!(
+            up && sluice.try_status().is_none(),
+            "sluice seed did not start listening; stderr:\n{}",
+            tail(&sluice.stderr(), 40)
+        );
+        sluice
     }
 }
 
