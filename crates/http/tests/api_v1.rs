@@ -7,7 +7,7 @@ mod support;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use axum::body::Bytes;
 use serde_json::{Value, json};
@@ -18,8 +18,7 @@ use sluice_http::{
     Added, FileIndex, FileInfo, FileReader, HttpConfig, Library, LibraryError, SourceError, StreamSource, Torrent,
     TorrentDetail, TorrentFile, TorrentState, api_router,
 };
-use support::{Raw, send};
-use tokio::net::TcpListener;
+use support::{Raw, get, send, send_json};
 
 const MOVIE: InfoHash = InfoHash([0x22; 20]);
 const SHOW: InfoHash = InfoHash([0x11; 20]);
@@ -202,33 +201,19 @@ impl Library for Fake {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    fake: Arc<Fake>,
-}
+type Server = support::Server<Fake>;
 
 async fn serve() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = Arc::new(fake());
-    let app = api_router(fake.clone(), HttpConfig::default());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server { addr, fake }
+    support::serve(fake(), |fake| api_router(fake, HttpConfig::default())).await
 }
 
 fn golden(s: &Server, name: &str, raw: &Raw) {
     support::golden("api_v1", s.addr, name, raw);
 }
 
-async fn get(s: &Server, target: &str) -> Raw {
-    send(s.addr, "GET", target, &[], b"").await
-}
-
 async fn request(s: &Server, method: &str, target: &str, body: Option<Value>) -> Raw {
     match body {
-        Some(b) => {
-            send(s.addr, method, target, &[("Content-Type", "application/json")], b.to_string().as_bytes()).await
-        }
+        Some(b) => send_json(s, method, target, &b).await,
         None => send(s.addr, method, target, &[], b"").await,
     }
 }

@@ -11,7 +11,6 @@ mod support;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::Cursor;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,8 +23,7 @@ use sluice_http::torrserver::{
     TorrentMeta, TorrentStat, TorrentStatus, TsError, Viewed, torrserver_router,
 };
 use sluice_http::{FileIndex, FileInfo, FileReader, HttpConfig, SourceError, StreamSource};
-use support::{Raw, send};
-use tokio::net::TcpListener;
+use support::{Raw, get, send, send_json};
 
 const SERIES: InfoHash = InfoHash([0x11; 20]);
 const MOVIE: InfoHash = InfoHash([0x22; 20]);
@@ -317,26 +315,14 @@ impl TorrServerBackend for Fake {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    fake: Arc<Fake>,
-}
+type Server = support::Server<Fake>;
 
 async fn serve() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fake = Arc::new(swarm());
-    let app = torrserver_router(fake.clone(), HttpConfig::default());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server { addr, fake }
-}
-
-async fn get(s: &Server, target: &str) -> Raw {
-    send(s.addr, "GET", target, &[], b"").await
+    support::serve(swarm(), |fake| torrserver_router(fake, HttpConfig::default())).await
 }
 
 async fn post(s: &Server, target: &str, body: Value) -> Raw {
-    send(s.addr, "POST", target, &[("Content-Type", "application/json")], body.to_string().as_bytes()).await
+    send_json(s, "POST", target, &body).await
 }
 
 fn golden(s: &Server, name: &str, raw: &Raw) {

@@ -1,13 +1,41 @@
-//! Helpers shared by the HTTP API tests: raw HTTP/1.1 exchanges over TCP and golden files.
+//! Helpers shared by the HTTP API tests: a router served over TCP on 127.0.0.1 with its fake
+//! behind it, raw HTTP/1.1 exchanges and golden files.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+
+/// A router served in the background on 127.0.0.1 (a port of the system's choosing), and the
+/// fake it serves, for the test to inspect.
+pub struct Server<F> {
+    pub addr: SocketAddr,
+    pub fake: Arc<F>,
+}
+
+/// Serves `router(fake)`.
+pub async fn serve<F>(fake: F, router: impl FnOnce(Arc<F>) -> axum::Router) -> Server<F> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = Arc::new(fake);
+    let app = router(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server { addr, fake }
+}
+
+pub async fn get<F>(s: &Server<F>, target: &str) -> Raw {
+    send(s.addr, "GET", target, &[], b"").await
+}
+
+/// `method target` with `body` as `application/json`.
+pub async fn send_json<F>(s: &Server<F>, method: &str, target: &str, body: &Value) -> Raw {
+    send(s.addr, method, target, &[("Content-Type", "application/json")], body.to_string().as_bytes()).await
+}
 
 #[derive(Debug)]
 pub struct Raw {
