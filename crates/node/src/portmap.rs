@@ -406,73 +406,123 @@ mod tests {
         assert_eq!(got, ["add TCP 3600", "add TCP 0", "add UDP 0", "remove TCP 6881", "remove UDP 6881"]);
     }
 
+    type Seen = std::sync::Arc<Mutex<Vec<String>>>;
+
+    enum Transport {
+        Udp,
+        /// One HTTP/1.1 request per connection.
+        Http,
+    }
+
+    /// The request handling all fake gateways share: listens on `ip` and gives each request
+    /// (a datagram, or a whole HTTP request) with its sender to `answer`, which notes what it
+    /// saw in the log and returns the reply, if any. Returns the address and the log.
+    async fn fake_gateway<A>(ip: &str, transport: Transport, answer: A) -> (SocketAddr, Seen)
+    where
+        A: Fn(&[u8], SocketAddr, &mut Vec<String>) -> Option<Vec<u8>> + Send + 'static,
+    {
+        use tokio::io::AsyncWriteExt;
+        let seen = Seen::default();
+        let log = seen.clone();
+        let answer = move |request: &[u8], from| answer(request, from, &mut log.lock().unwrap());
+        let addr = match transport {
+            Transport::Udp => {
+                let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
+                let addr = socket.local_addr().unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                        if let Some(reply) = answer(&buf[..n], from) {
+                            let _ = socket.send_to(&reply, from).await;
+                        }
+                    }
+                });
+                addr
+            }
+            Transport::Http => {
+                let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                tokio::spawn(async move {
+                    while let Ok((mut s, from)) = listener.accept().await {
+                        let Some(request) = read_http_request(&mut s).await else { continue };
+                        if let Some(reply) = answer(&request, from) {
+                            let _ = s.write_all(&reply).await;
+                        }
+                    }
+                });
+                addr
+            }
+        };
+        (addr, seen)
+    }
+
+    /// The head and the Content-Length bytes of body that follow; `None` if the peer closes first.
+    async fn read_http_request(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    return Some(request);
+                }
+            }
+        }
+    }
+
+    fn xml_reply(xml: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        )
+        .into_bytes()
+    }
+
+    /// Waits (up to 10 s) until the log holds `enough`.
+    async fn wait_for(seen: &Seen, enough: impl Fn(&[String]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !enough(&seen.lock().unwrap()) {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", seen.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A gateway's SOAP control endpoint on `ip` that records each request's action and
     /// lease, refusing finite leases with UPnP error 725 (as some routers do) when
     /// `permanent_only`. GETs are answered with its device description ([`ROOT_DESC`]) or
     /// service description ([`SCPD`]).
-    async fn fake_soap_gateway(ip: &str, permanent_only: bool) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                let body = loop {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break None;
-                    }
-                    req.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&req).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        if let Some(path) = head.strip_prefix("GET ").and_then(|r| r.split(' ').next()) {
-                            break Some(format!("GET {path}"));
-                        }
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break Some(body.to_owned());
-                        }
-                    }
-                };
-                let Some(body) = body else { continue };
-                if let Some(path) = body.strip_prefix("GET ") {
-                    record.lock().unwrap().push(format!("get {path}"));
-                    let xml = if path.ends_with("scpd.xml") { SCPD } else { ROOT_DESC };
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-                        xml.len()
-                    );
-                    let _ = s.write_all(reply.as_bytes()).await;
-                    continue;
-                }
-                let lease = body.split("<NewLeaseDuration>").nth(1).and_then(|r| r.split('<').next()).unwrap_or("-");
-                let action = if body.contains("DeletePortMapping") { "delete" } else { "add" };
-                record.lock().unwrap().push(format!("{action} {lease}"));
-                let inner = match (action, lease) {
-                    ("add", l) if l == "0" || !permanent_only => "<u:AddPortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
-                    ("add", _) => "<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns=\"urn:schemas-upnp-org:control-1-0\"><errorCode>725</errorCode><errorDescription>OnlyPermanentLeasesSupported</errorDescription></UPnPError></detail></s:Fault>".to_owned(),
-                    _ => "<u:DeletePortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
-                };
-                let xml = format!(
-                    "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>{inner}</s:Body></s:Envelope>"
-                );
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
-                    xml.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
+    async fn fake_soap_gateway(ip: &str, permanent_only: bool) -> (SocketAddr, Seen) {
+        fake_gateway(ip, Transport::Http, move |request, _, seen| {
+            let text = String::from_utf8_lossy(request);
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            if let Some(path) = head.strip_prefix("GET ").and_then(|r| r.split(' ').next()) {
+                seen.push(format!("get {path}"));
+                return Some(xml_reply(if path.ends_with("scpd.xml") { SCPD } else { ROOT_DESC }));
             }
-        });
-        (addr, seen)
+            let lease = body.split("<NewLeaseDuration>").nth(1).and_then(|r| r.split('<').next()).unwrap_or("-");
+            let action = if body.contains("DeletePortMapping") { "delete" } else { "add" };
+            seen.push(format!("{action} {lease}"));
+            let inner = match (action, lease) {
+                ("add", l) if l == "0" || !permanent_only => "<u:AddPortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
+                ("add", _) => "<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faultstring><detail><UPnPError xmlns=\"urn:schemas-upnp-org:control-1-0\"><errorCode>725</errorCode><errorDescription>OnlyPermanentLeasesSupported</errorDescription></UPnPError></detail></s:Fault>".to_owned(),
+                _ => "<u:DeletePortMappingResponse xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:1\"/>".to_owned(),
+            };
+            Some(xml_reply(&format!(
+                "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>{inner}</s:Body></s:Envelope>"
+            )))
+        })
+        .await
     }
 
     #[tokio::test]
@@ -518,32 +568,24 @@ mod tests {
 
     /// An SSDP responder on `ip` (unicast: tests cannot multicast) answering each M-SEARCH
     /// with `location`; returns its address and the search targets it was asked for.
-    async fn fake_ssdp(ip: &str, location: String) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
-        let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                if !text.starts_with("M-SEARCH * HTTP/1.1") {
-                    continue;
-                }
-                let st = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("ST:").or_else(|| l.strip_prefix("st:")))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned();
-                record.lock().unwrap().push(st.clone());
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: {st}\r\nUSN: uuid:sluice-test::{st}\r\nEXT:\r\nSERVER: test UPnP/1.1\r\nLOCATION: {location}\r\n\r\n"
-                );
-                let _ = socket.send_to(reply.as_bytes(), from).await;
+    async fn fake_ssdp(ip: &str, location: String) -> (SocketAddr, Seen) {
+        fake_gateway(ip, Transport::Udp, move |datagram, _, seen| {
+            let text = String::from_utf8_lossy(datagram);
+            if !text.starts_with("M-SEARCH * HTTP/1.1") {
+                return None;
             }
-        });
-        (addr, seen)
+            let st = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ST:").or_else(|| l.strip_prefix("st:")))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            seen.push(st.clone());
+            Some(format!(
+                "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nST: {st}\r\nUSN: uuid:sluice-test::{st}\r\nEXT:\r\nSERVER: test UPnP/1.1\r\nLOCATION: {location}\r\n\r\n"
+            ).into_bytes())
+        })
+        .await
     }
 
     #[tokio::test]
@@ -562,11 +604,7 @@ mod tests {
         };
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run_upnp(listen, search, stop_rx));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while seen.lock().unwrap().iter().filter(|c| c.starts_with("add")).count() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "no mapping: {:?}", seen.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&seen, |seen| seen.iter().filter(|c| c.starts_with("add")).count() >= 2).await;
         stop.send_replace(true);
         task.await.unwrap();
         assert!(searched.lock().unwrap().iter().any(|st| st.contains("InternetGatewayDevice")));
@@ -576,42 +614,32 @@ mod tests {
 
     /// A NAT-PMP gateway on `ip` granting `lifetime` seconds (refusing maps with
     /// NotAuthorized when `None`); records each request with its sender's address.
-    async fn fake_natpmp(ip: &str, lifetime: Option<u32>) -> (SocketAddr, std::sync::Arc<Mutex<Vec<String>>>) {
-        let socket = tokio::net::UdpSocket::bind((ip, 0)).await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let record = seen.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let request = natpmp::Request::decode(&buf[..n]).unwrap();
-                let reply = match (request, lifetime) {
-                    (natpmp::Request::ExternalAddress, _) => {
-                        record.lock().unwrap().push(format!("external from {}", from.ip()));
-                        natpmp::Response::ExternalAddress { epoch: 1, address: Ipv4Addr::new(203, 0, 113, 9) }.encode()
-                    }
-                    (natpmp::Request::Map { protocol, internal_port, external_port, lifetime: asked }, granted) => {
-                        record.lock().unwrap().push(format!(
-                            "map {protocol:?} {internal_port}->{external_port} {asked} from {}",
-                            from.ip()
-                        ));
-                        match granted {
-                            Some(granted) => natpmp::Response::Map {
-                                protocol,
-                                epoch: 1,
-                                internal_port,
-                                external_port,
-                                lifetime: granted.min(asked),
-                            }
-                            .encode(),
-                            None => natpmp::encode_refusal(&request, natpmp::ResultCode::NotAuthorized, 1),
+    async fn fake_natpmp(ip: &str, lifetime: Option<u32>) -> (SocketAddr, Seen) {
+        fake_gateway(ip, Transport::Udp, move |datagram, from, seen| {
+            let request = natpmp::Request::decode(datagram).unwrap();
+            let reply = match (request, lifetime) {
+                (natpmp::Request::ExternalAddress, _) => {
+                    seen.push(format!("external from {}", from.ip()));
+                    natpmp::Response::ExternalAddress { epoch: 1, address: Ipv4Addr::new(203, 0, 113, 9) }.encode()
+                }
+                (natpmp::Request::Map { protocol, internal_port, external_port, lifetime: asked }, granted) => {
+                    seen.push(format!("map {protocol:?} {internal_port}->{external_port} {asked} from {}", from.ip()));
+                    match granted {
+                        Some(granted) => natpmp::Response::Map {
+                            protocol,
+                            epoch: 1,
+                            internal_port,
+                            external_port,
+                            lifetime: granted.min(asked),
                         }
+                        .encode(),
+                        None => natpmp::encode_refusal(&request, natpmp::ResultCode::NotAuthorized, 1),
                     }
-                };
-                let _ = socket.send_to(&reply, from).await;
-            }
-        });
-        (addr, seen)
+                }
+            };
+            Some(reply)
+        })
+        .await
     }
 
     #[tokio::test]
@@ -620,12 +648,8 @@ mod tests {
         let listen: SocketAddr = "127.0.96.4:6881".parse().unwrap();
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run_natpmp(listen, gateway, stop_rx));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         // Granted 2 s: renewed after 1 s.
-        while seen.lock().unwrap().len() < 5 {
-            assert!(tokio::time::Instant::now() < deadline, "{:?}", seen.lock().unwrap());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for(&seen, |seen| seen.len() >= 5).await;
         stop.send_replace(true);
         task.await.unwrap();
         let got = seen.lock().unwrap().clone();
