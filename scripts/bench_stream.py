@@ -501,15 +501,19 @@ def main():
 
             with open(torrent_path, "rb") as f:
                 torrent = f.read()
-            seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs, f"seed-{container}", SEED_RATE)
-            try:
-                ordered = clients if order % 2 == 0 else list(reversed(clients))
-                for cls, binary in ordered:
+            ordered = clients if order % 2 == 0 else list(reversed(clients))
+            for cls, binary in ordered:
+                # Fresh seeders for each client: a libtorrent seeder left idle after the previous
+                # client saves up quota and sends its first burst ticks sooner, a head start for
+                # whichever client runs second.
+                seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs,
+                                        f"seed-{container}-{cls.name}", SEED_RATE)
+                try:
                     entry["clients"][cls.name] = run_client(
                         cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
                         steps, args.duration, args.timeout)
-            finally:
-                stop_procs(seeders)
+                finally:
+                    stop_procs(seeders)
     finally:
         files.shutdown()
         shutil.rmtree(work, ignore_errors=True)
