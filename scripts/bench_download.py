@@ -17,23 +17,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LT_PEER = os.path.join(ROOT, "tests", "interop", "lt_peer.py")
-PYTHON = "/usr/bin/python3"
+from benchlib import LT_PEER, MIB, PYTHON, ROOT, parse_size
+
 GIB = 1 << 30
-MIB = 1 << 20
 
 SEEDER = "127.0.0.2:6881"
 SLUICE_LISTEN = "127.0.0.3:6882"
 LT_LISTEN = "127.0.0.4:6883"
-
-
-def parse_size(text):
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def fixture(bench_dir, size, piece):

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_tracker::client::{Client, ClientConfig, ClientError, Fetched, GetLimits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+
+mod support;
+use support::read_head;
 
 const LIMITS: GetLimits = GetLimits { max_body: 1024, timeout: Duration::from_secs(5) };
 
@@ -24,15 +27,7 @@ async fn server() -> SocketAddr {
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(m) => n += m,
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let Some(head) = read_head(&mut s).await else { return };
                 let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
                 let (status, location, body) = match path.as_str() {
                     "/ok" => ("200 OK", None, vec![b'x'; 100]),

@@ -10,8 +10,11 @@ use std::time::Duration;
 use sluice_core::{InfoHash, PeerId};
 use sluice_tracker::client::{Client, ClientConfig, ClientError, Fetched, GetLimits};
 use sluice_tracker::{AnnounceRequest, Event, TrackerUrl};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+
+mod support;
+use support::read_head;
 
 const HOST: &str = "127.0.96.10";
 
@@ -62,13 +65,8 @@ async fn https_tracker(certs: &Path, addr: &str, body: Vec<u8>) -> SocketAddr {
             tokio::spawn(async move {
                 // A client refusing our certificate ends the handshake: nothing to answer.
                 let Ok(mut s) = acceptor.accept(tcp).await else { return };
-                let mut buf = vec![0u8; 4096];
-                let mut n = 0;
-                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf[n..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(m) => n += m,
-                    }
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = s.write_all(head.as_bytes()).await;

@@ -9,8 +9,11 @@ use sluice_core::{InfoHash, PeerId};
 use sluice_tracker::client::{Client, ClientConfig, ClientError};
 use sluice_tracker::udp::{Request, Response};
 use sluice_tracker::{AnnounceReply, AnnounceRequest, Event, ScrapeStats, TrackerUrl};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, UdpSocket};
+
+mod support;
+use support::read_head;
 
 fn request() -> AnnounceRequest {
     AnnounceRequest {
@@ -53,15 +56,8 @@ async fn http_tracker_with(
     tokio::spawn(async move {
         loop {
             let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let mut n = 0;
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(m) => n += m,
-                }
-            }
-            log.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let head = read_head(&mut s).await.unwrap_or_default();
+            log.lock().unwrap().push(head);
             let head =
                 format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
             let _ = s.write_all(head.as_bytes()).await;
