@@ -137,9 +137,10 @@ fn rate_and_peer_limits_and_timeouts_change_under_a_playing_stream() {
     set(&http, json!({"DownloadRateLimit": 0}));
     let lifted = rate(&http, &hash, Duration::from_millis(500), Duration::from_secs(2));
     eprintln!("download rate: {free:.0} B/s free, {limited:.0} B/s at 256 KB/s, {lifted:.0} B/s lifted");
-    assert!(free > 1.2 * MIB as f64, "{free}");
+    // Relative figures only: a loaded machine slows everything, never the limit's effect.
+    assert!(free > 2.0 * 256.0 * 1024.0, "the free download is not clearly above the limit to come: {free}");
     assert!(limited < 2.0 * 256.0 * 1024.0, "the limit did not slow the download: {limited}");
-    assert!(lifted > 3.0 * limited && lifted > MIB as f64, "the download did not recover: {lifted}");
+    assert!(lifted > 3.0 * limited, "the download did not recover: {lifted}");
     assert!(read.load(Ordering::SeqCst) > at_limit, "the stream stopped reading");
 
     assert_eq!(status(&http, &hash)["active_peers"], 2);
