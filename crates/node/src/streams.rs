@@ -165,13 +165,13 @@ impl Streams {
     async fn probe(self: Arc<Self>, index: usize) {
         let Some(file) = self.meta.files.get(index) else { return };
         let range = file.offset..file.offset + file.length;
-        let Some(id) = self.engine_reader(range.clone(), 0).await else { return };
-        let cached = {
-            let mut files = self.files();
-            let st = files.entry(index).or_default();
-            st.probe_reader = Some(id);
-            st.probed.clone()
-        };
+        let cached = self.files().get(&index).and_then(|st| st.probed.clone());
+        // A probe already made needs no reading: the reader only holds the protected ranges,
+        // from the file's end, where it has no window (at 0 its window would fetch the head's
+        // readahead whenever a player connects, a player seeking elsewhere included).
+        let at = if cached.is_some() { file.length } else { 0 };
+        let Some(id) = self.engine_reader(range.clone(), at).await else { return };
+        self.files().entry(index).or_default().probe_reader = Some(id);
         if cached.is_none()
             && let Some(tail) = self.engine_reader(range, file.length.saturating_sub(TAIL_GUESS)).await
         {
