@@ -16,6 +16,13 @@ For each container and each client (a fresh server and data dir every time) it m
 Each step has a floor: ffmpeg runs the same command once against a local Range-logging file
 server; the whole pieces covering the bytes it was sent, divided by the aggregate seeder rate,
 plus two round trips, plus ffmpeg's own time for the step against that server.
+
+The floor leaves out how a capped libtorrent seeder answers a new connection: its rate limiter
+hands out quota on 0.5 s ticks, and its handshake, its bitfield and unchoke, and the first
+blocks asked for each wait for a tick. So for each container a minimal client (handshake,
+interested, one request the moment it is unchoked) also times connect -> first block against
+six more fresh seeders; that time plus ffmpeg's own is printed as a lower bound on any
+client's first frame.
 """
 
 import argparse
@@ -43,6 +50,75 @@ SLUICE_IP, RQBIT_IP, FILES_IP = "127.0.9.20", "127.0.9.21", "127.0.9.30"
 FILES_PORT = 8000
 CONTAINERS = ("mp4", "mkv")
 STALL = 0.5
+
+
+# ---- how soon a fresh seeder sends anything -------------------------------------------------
+
+
+def _bt_message(msg_id, payload=b""):
+    return (1 + len(payload)).to_bytes(4, "big") + bytes([msg_id]) + payload
+
+
+def first_block_time(endpoint, info_hash, timeout=10.0):
+    """Seconds from TCP connect to the first block from the seeder at `endpoint`, asking as
+    early as the protocol allows: interested after its bitfield, a request when unchoked."""
+    host, port = endpoint.rsplit(":", 1)
+    reserved = bytes([0, 0, 0, 0, 0, 0x10, 0, 0x04])
+    handshake = b"\x13BitTorrent protocol" + reserved + info_hash + b"-SB0001-" + os.urandom(12)
+    request = _bt_message(6, (0).to_bytes(4, "big") * 2 + (16384).to_bytes(4, "big"))
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        start = time.monotonic()
+        s.sendall(handshake)
+        buf, shook, asked = b"", False, False
+        while time.monotonic() - start < timeout:
+            data = s.recv(65536)
+            if not data:
+                return None
+            buf += data
+            while True:
+                if not shook:
+                    if len(buf) < 68:
+                        break
+                    buf, shook = buf[68:], True
+                    continue
+                if len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+                    break
+                n = int.from_bytes(buf[:4], "big")
+                msg, buf = buf[4:4 + n], buf[4 + n:]
+                if not msg:
+                    continue
+                if msg[0] in (5, 14):  # bitfield, have all
+                    s.sendall(_bt_message(2))
+                elif msg[0] == 1 and not asked:  # unchoke
+                    s.sendall(request)
+                    asked = True
+                elif msg[0] == 7:  # piece
+                    return time.monotonic() - start
+    return None
+
+
+def limiter_latency(torrent_path, data, logs, container):
+    """Median and range of connect -> first block over six fresh capped seeders."""
+    info_hash = bytes.fromhex(str(lt.torrent_info(torrent_path).info_hash()))
+    seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs, f"probe-{container}", SEED_RATE)
+    try:
+        times = [None] * len(SEEDERS)
+
+        def one(i):
+            try:
+                times[i] = first_block_time(SEEDERS[i], info_hash)
+            except OSError:
+                pass
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(SEEDERS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        stop_procs(seeders)
+    got = sorted(t for t in times if t is not None)
+    return (statistics.median(got), got[0], got[-1]) if got else None
 
 
 # ---- fixture ---------------------------------------------------------------------------------
@@ -498,6 +574,9 @@ def main():
                 entry["floor"][pct] = step_floor(url, at, size, range_log, rtt, args.timeout)
             log(f"{container}: {size / 1e6:.0f} MB, {length:.0f} s; floors "
                 + ", ".join(f"{p} %: {f['pieces']} pieces {f['floor_s']:.2f} s" for p, f in entry["floor"].items()))
+            entry["limiter"] = limiter_latency(torrent_path, data, logs, container)
+            if entry["limiter"]:
+                log("  a fresh seeder's first block comes %.2f s after connect (median; %.2f-%.2f)" % entry["limiter"])
 
             with open(torrent_path, "rb") as f:
                 torrent = f.read()
@@ -557,6 +636,19 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
             ok = ratio is not None and ratio <= 1.3 and (not has_rqbit or r is None or s < r)
             misses += not ok
             print(row + ("  ok" if ok else "  MISS"))
+    limited = [(c, e) for c, e in results.items() if e.get("limiter")]
+    if limited and 0 in percents:
+        print("\nno first frame comes before a seeder's first block: a minimal client's connect -> first")
+        print("block against six fresh capped seeders (median, min-max), plus ffmpeg's own time, bounds it")
+        print("from below (its rate limiter's ticks, left out of the floor above):")
+        for container, entry in limited:
+            lim, lo, hi = entry["limiter"]
+            bound = lim + entry["floor"][0]["ffmpeg_s"]
+            row = f"{container:<5}first block {lim:.2f} s ({lo:.2f}-{hi:.2f}), bound {bound:.2f} s"
+            for name in names:
+                s = entry["clients"][name]["steps"].get(0)
+                row += f"; {name} {fmt(s, '.2f', 'fail')} s ({fmt(None if s is None else s / bound, '.2f')}x)"
+            print(row)
     if args.duration <= 0:
         print(f"\nplayback skipped (--duration 0)\nSluice targets missed: {misses}")
         return
