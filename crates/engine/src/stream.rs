@@ -30,6 +30,12 @@
 //! `Next` tier stretches over [`BOOST_MEDIA`] of media: the player refills its buffer there
 //! before it plays again.
 //!
+//! A reader that opens or jumps onto a piece already verified is *held* to that piece for
+//! [`HOLD_TIME`], or until it reads into another piece: players probe a file's head and index
+//! on short connections before they seek, and a probe's window would fill the peers' queues
+//! just before the player asks for the pieces it is really waiting on. A reader on a missing
+//! piece gets its whole window at once.
+//!
 //! # Deadlines
 //!
 //! Each reader keeps a *timeline* `(t0, pos0, rate)`: the piece starting at byte `b` is due at
@@ -84,6 +90,11 @@ pub const MEASURE_SPAN: Duration = Duration::from_secs(10);
 pub const BOOST_TIME: Duration = Duration::from_secs(5);
 /// Media the stretched `Next` tier covers.
 pub const BOOST_MEDIA: Duration = Duration::from_secs(4);
+/// A reader that opens or jumps onto a verified piece demands nothing beyond it for this long
+/// (unless it reads on into another piece): players probe a file's head and index on short
+/// connections before they seek, and the window such a probe would fetch delays the pieces
+/// the player asks for next.
+pub const HOLD_TIME: Duration = Duration::from_millis(250);
 /// The timeline is re-based when the rate moves by more than 1/RATE_SLACK.
 const RATE_SLACK: u64 = 4;
 
@@ -112,6 +123,12 @@ impl Window {
     /// The `Now` and `Next` pieces.
     pub(crate) fn urgent(&self) -> Range<u32> {
         self.b[0]..self.b[2]
+    }
+
+    /// The same window cut to its `Now` piece.
+    fn now_only(self) -> Self {
+        let [now, next, ..] = self.b;
+        Window { b: [now, next, next, next, next] }
     }
 }
 
@@ -210,6 +227,8 @@ struct Reader {
     anchor: (Timestamp, u64),
     last_read: Timestamp,
     boost_until: Timestamp,
+    /// Until then the window is the `Now` piece only (see [`HOLD_TIME`]).
+    hold_until: Option<Timestamp>,
     dormant: bool,
     timeline: Timeline,
     /// The window applied to the pieces' priorities.
@@ -380,6 +399,7 @@ impl Streams {
             anchor: (now, pos),
             last_read: now,
             boost_until: now + BOOST_TIME,
+            hold_until: None,
             dormant: false,
             timeline: Timeline { at: now, pos, rate: self.cfg.default_bitrate },
             window: Window::default(),
@@ -394,6 +414,7 @@ impl Streams {
 
     /// The reader's playhead is at `offset` into its file (every read calls this).
     pub(crate) fn seek(&mut self, id: ReaderId, offset: u64, now: Timestamp) -> Change {
+        let lengths = self.lengths;
         let Some(r) = self.readers.get_mut(&id) else {
             return Change::default();
         };
@@ -401,6 +422,10 @@ impl Streams {
         let inside = pos >= r.pos && pos < r.pos.saturating_add(r.window_bytes.max(1))
             || pos < r.pos && r.pos - pos < r.window_bytes;
         let jump = r.dormant || !inside;
+        let piece_of = |b: u64| lengths.piece_at(ByteOffset(b)).map(PieceIndex::get);
+        if jump || piece_of(pos) != piece_of(r.pos) {
+            r.hold_until = None;
+        }
         r.last_read = now;
         if jump {
             r.dormant = false;
@@ -420,6 +445,19 @@ impl Streams {
         let mut change = self.place(id, now, jump);
         change.jumped = jump;
         change
+    }
+
+    /// Right after an open or a jump: holds the reader's window to its `Now` piece for
+    /// [`HOLD_TIME`] if that piece is verified; a read into another piece ends the hold.
+    pub(crate) fn hold_if_verified(&mut self, id: ReaderId, have: &Bitfield, now: Timestamp) -> Change {
+        let Some(r) = self.readers.get_mut(&id) else {
+            return Change::default();
+        };
+        if r.window.is_empty() || !have.get(PieceIndex::new_unchecked(r.window.b[0])) {
+            return Change::default();
+        }
+        r.hold_until = Some(now + HOLD_TIME);
+        self.place(id, now, false)
     }
 
     pub(crate) fn set_bitrate(&mut self, id: ReaderId, bytes_per_sec: u64, now: Timestamp) -> Change {
@@ -505,7 +543,14 @@ impl Streams {
         let rate = r.rate(&cfg);
         let bytes = window_bytes(&cfg, rate, lengths.piece_length());
         let next = if now < r.boost_until { bytes_in(rate, BOOST_MEDIA) } else { 0 };
-        let new = layout(&lengths, &r.file, r.pos, bytes, next);
+        if r.hold_until.is_some_and(|t| now >= t) {
+            r.hold_until = None;
+        }
+        let new = if r.hold_until.is_some() {
+            layout(&lengths, &r.file, r.pos, 0, 0).now_only()
+        } else {
+            layout(&lengths, &r.file, r.pos, bytes, next)
+        };
         let t = r.timeline;
         let drift = t.expected_pos(now).abs_diff(r.pos) > bytes / 2;
         let rate_moved = rate.abs_diff(t.rate) > t.rate / RATE_SLACK;
@@ -521,8 +566,8 @@ impl Streams {
         Change { touched, jumped: false }
     }
 
-    /// Recomputes when `tick` may next put a reader to sleep: when a reader that could sleep
-    /// turns idle while another is waiting for its data or read after it. O(readers).
+    /// Recomputes when `tick` has work next: when a reader that could sleep turns idle while
+    /// another is waiting for its data or read after it, or when a hold ends. O(readers).
     pub(crate) fn refresh_idle_at(&mut self, have: &Bitfield) {
         let idle = self.cfg.idle;
         let waiting = self.readers.values().filter(|r| r.is_waiting(have)).count();
@@ -535,7 +580,7 @@ impl Streams {
                 second = Some(r.last_read);
             }
         }
-        self.idle_at = self
+        let sleep_at = self
             .readers
             .iter()
             .filter(|(_, r)| r.can_sleep(have))
@@ -545,6 +590,8 @@ impl Streams {
             })
             .map(|(_, r)| r.last_read + idle)
             .min();
+        let hold_ends = self.readers.values().filter(|r| !r.dormant).filter_map(|r| r.hold_until).min();
+        self.idle_at = min_deadline(sleep_at, hold_ends);
     }
 
     /// Panics unless every reader's window is what its state lays out and lies in its file.

@@ -455,6 +455,9 @@ impl Picker {
             if room > 0 && *new_pieces > 0 && tier != Priority::Skip {
                 self.pick_new(peer, peer_has, tier, &mut room, limit, new_pieces, out);
             }
+            if tier == Priority::Now && room > 0 && urgent_share != usize::MAX {
+                self.pick_now_duplicates(peer, peer_has, &mut room, urgent_share.max(1), avoid, out);
+            }
         }
         if room > 0 && self.in_endgame() {
             self.pick_endgame(peer, peer_has, &mut room, avoid, out);
@@ -955,6 +958,54 @@ impl Picker {
         let handed = request_missing(&self.lengths, piece, part, peer, &mut r, &|_| false, out);
         *room -= handed as usize;
         self.missing_total -= handed;
+    }
+
+    /// Blocks of `Now` pieces in flight at one other peer only, for `peer`, which has room
+    /// left after every missing `Now` block it could take: at most `limit` of each piece in
+    /// flight at it. A peer that bursts (a capped libtorrent sends on its limiter's ticks) can
+    /// hold a piece's last blocks a whole tick after the rest arrived, while another has
+    /// quota to spare; whichever copy comes first is kept and the other cancelled.
+    fn pick_now_duplicates(
+        &mut self,
+        peer: PeerKey,
+        peer_has: &Bitfield,
+        room: &mut usize,
+        limit: usize,
+        avoid: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let Self { active, partials, lengths, .. } = self;
+        for key in active.range(active_floor(Priority::Now)..).take_while(|k| k.tier == Reverse(Priority::Now)) {
+            if !peer_has.get(key.piece) {
+                continue;
+            }
+            let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
+            if part.parole {
+                continue;
+            }
+            let mut allowed = limit.saturating_sub(part.in_flight_at(peer));
+            for (i, b) in part.blocks.iter_mut().enumerate() {
+                if *room == 0 || allowed == 0 {
+                    break;
+                }
+                if let Block::Requested(rs) = b
+                    && rs.len() == 1
+                    && !rs.contains(peer)
+                {
+                    let block = block_ref(lengths, key.piece, i);
+                    if avoid(block) {
+                        continue;
+                    }
+                    rs.push(peer);
+                    out.push(block);
+                    *room -= 1;
+                    allowed -= 1;
+                }
+            }
+            if *room == 0 {
+                return;
+            }
+        }
     }
 
     fn pick_endgame(

@@ -803,3 +803,40 @@ fn avoided_blocks_are_skipped_and_make_no_parole_owner() {
     assert_eq!(rest, blocks[..2].to_vec());
     picker.check_invariants();
 }
+
+#[test]
+fn a_peer_done_with_its_share_of_a_now_piece_doubles_the_blocks_still_out_elsewhere() {
+    let l = lengths(4, 8);
+    let mut picker = Picker::new(l, 4);
+    let all = Bitfield::full(4);
+    for _ in 0..2 {
+        picker.peer_has_bitfield(&all);
+    }
+    picker.set_priority(0..1, Priority::Now);
+    picker.set_priority(1..2, Priority::Next);
+    let pick = |picker: &mut Picker, peer: u64, max: usize| {
+        let (mut out, mut budget) = (Vec::new(), 4);
+        picker.pick_shared(PeerKey(peer), &all, max, &mut budget, &|_| false, 4, &mut out);
+        out
+    };
+    let blocks: Vec<BlockRef> = l.blocks(p(0)).collect();
+    // Each peer takes its share (4) of piece 0 first.
+    assert_eq!(pick(&mut picker, 0, 4), blocks[..4]);
+    assert_eq!(pick(&mut picker, 1, 4), blocks[4..]);
+    let next: Vec<BlockRef> = l.blocks(p(1)).collect();
+    // Peer 1 delivers; peer 0 still holds its four. Peer 1 doubles them before anything else
+    // (the `Next` piece included).
+    for &b in &blocks[4..] {
+        assert!(matches!(picker.block_received(b, PeerKey(1)), BlockOutcome::Accepted { .. }));
+    }
+    let again = pick(&mut picker, 1, 6);
+    assert_eq!(again[..4], blocks[..4]);
+    assert_eq!(again[4..], next[..2], "then the `Next` piece");
+    assert_eq!(pick(&mut picker, 1, 8).iter().filter(|b| b.piece == p(0)).count(), 0, "never past its share");
+    // Whichever copy comes first is kept; the other requester is told to cancel.
+    assert_eq!(
+        picker.block_received(blocks[0], PeerKey(1)),
+        BlockOutcome::Accepted { piece_complete: false, cancel: [PeerKey(0)].into_iter().collect() }
+    );
+    picker.check_invariants();
+}

@@ -291,3 +291,36 @@ fn a_seek_boosts_next_briefly() {
     s.seek(id, 300 * MIB, at(7.0));
     assert_eq!(s.window(id).unwrap().next.len(), boosted);
 }
+
+#[test]
+fn a_reader_opening_on_a_verified_piece_is_held_to_it_briefly() {
+    let l = lengths(64 * MIB, MIB);
+    let mut s = Streams::new(l, &Config::default());
+    let mut have = Bitfield::new(64);
+    have.set(PieceIndex::new_unchecked(0));
+    // On a verified piece: nothing beyond it is demanded while held.
+    let (probe, _) = s.open(0..64 * MIB, 100, at(0.0));
+    let c = s.hold_if_verified(probe, &have, at(0.0));
+    assert_eq!(touched_set(&c.touched).into_iter().min(), Some(1), "the window beyond piece 0 is released");
+    assert_eq!(demanded(&s), vec![0]);
+    assert_eq!(s.idle_at(), None, "refreshed below");
+    s.refresh_idle_at(&have);
+    assert_eq!(s.idle_at(), Some(at(0.0) + HOLD_TIME));
+    // The hold ends on time, and the whole window comes back.
+    s.tick(at(0.0) + HOLD_TIME, &have);
+    let w = s.window(probe).unwrap();
+    assert!(!w.next.is_empty() && !w.readahead.is_empty() && !w.high.is_empty(), "{w:?}");
+
+    // A read into the next piece ends the hold at once.
+    let (player, _) = s.open(0..64 * MIB, 0, at(1.0));
+    s.close(probe);
+    s.hold_if_verified(player, &have, at(1.0));
+    assert!(s.window(player).unwrap().readahead.is_empty());
+    s.seek(player, MIB + 10, at(1.05));
+    assert!(!s.window(player).unwrap().readahead.is_empty());
+
+    // On a missing piece the window is whole at once: the player waits on it.
+    let (seeker, _) = s.open(0..64 * MIB, 40 * MIB, at(2.0));
+    assert!(s.hold_if_verified(seeker, &have, at(2.0)).touched.is_empty());
+    assert!(!s.window(seeker).unwrap().readahead.is_empty());
+}

@@ -252,6 +252,8 @@ pub struct Torrent {
     streams: Streams,
     /// Next check for late blocks under a playhead.
     next_stream_tick: Option<Timestamp>,
+    /// The last time a reader opened, moved or closed.
+    reader_seen_at: Option<Timestamp>,
 
     /// Pipelines to refill before the current mutation returns.
     fill_queue: BTreeSet<PeerKey>,
@@ -324,6 +326,7 @@ impl Torrent {
             optimistic: None,
             streams: Streams::new(lengths, &config),
             next_stream_tick: None,
+            reader_seen_at: None,
             fill_queue: BTreeSet::new(),
             refill_all: false,
             orphans_possible: false,

@@ -14,8 +14,8 @@ use crate::picker::BlockOutcome;
 
 /// Queue time targeted per peer: a second of its rate, or two RTTs if that is longer.
 const QUEUE_TIME: Duration = Duration::from_secs(1);
-/// The same while a reader streams: an urgent request joins the back of each peer's queue, so
-/// the queue is kept short (still at least two RTTs).
+/// The same while a reader streams (or did lately): an urgent request joins the back of each
+/// peer's queue, so the queue is kept short (still at least two RTTs).
 const STREAMING_QUEUE_TIME: Duration = Duration::from_millis(250);
 /// Initial pipeline depth at most while a reader streams, until the rate is measured.
 const STREAMING_INITIAL_PIPELINE: usize = 16;
@@ -45,7 +45,7 @@ impl Torrent {
     fn pipeline_target(&self, peer: &Peer, now: Timestamp) -> usize {
         let min = self.config.min_pipeline.max(1);
         let max = self.config.max_pipeline.max(min);
-        let streaming = self.streams.any_awake();
+        let streaming = self.streaming_lately(now);
         let floor = if streaming { STREAMING_QUEUE_TIME } else { QUEUE_TIME };
         let queue = peer.rtt_min.map_or(floor, |rtt| (rtt * 2).max(floor));
         let rate = peer.down.rate(now) as f64;

@@ -28,6 +28,8 @@ const DEFAULT_RTT: Duration = Duration::from_millis(300);
 /// A peer that has not unchoked us this long after we became interested is not counted on for
 /// a share of the pieces under playheads.
 const UNCHOKE_GRACE: Duration = Duration::from_secs(2);
+/// Pipelines stay as short as while streaming for this long after the last reader activity.
+const STREAM_LINGER: Duration = Duration::from_secs(30);
 /// A block is late once in flight this much longer than twice its expected time.
 const LATE_SLACK: Duration = Duration::from_millis(50);
 
@@ -43,7 +45,8 @@ impl Torrent {
     /// content stream), its playhead at `offset` into the file. See the crate docs.
     pub fn open_reader(&mut self, file: Range<u64>, offset: u64, now: Timestamp) -> ReaderId {
         self.now = now;
-        let (id, change) = self.streams.open(file, offset, now);
+        let (id, mut change) = self.streams.open(file, offset, now);
+        change.touched.extend(self.streams.hold_if_verified(id, self.picker.have(), now).touched);
         self.apply_stream_change(change, now);
         self.settle(now);
         id
@@ -53,7 +56,10 @@ impl Torrent {
     /// change: within a piece it costs O(readers), a move by k pieces O(k).
     pub fn reader_seek(&mut self, id: ReaderId, offset: u64, now: Timestamp) {
         self.now = now;
-        let change = self.streams.seek(id, offset, now);
+        let mut change = self.streams.seek(id, offset, now);
+        if change.jumped {
+            change.touched.extend(self.streams.hold_if_verified(id, self.picker.have(), now).touched);
+        }
         self.apply_stream_change(change, now);
         self.settle(now);
     }
@@ -92,6 +98,7 @@ impl Torrent {
 
     /// Applies a change of readers or base priorities (the caller settles).
     pub(super) fn apply_stream_change(&mut self, change: Change, now: Timestamp) {
+        self.reader_seen_at = Some(now);
         let refreshed = self.refresh_pieces(&change.touched);
         // With nobody streaming, requests are not in anyone's way.
         if change.jumped && self.streams.any_awake() {
@@ -148,6 +155,12 @@ impl Torrent {
         if self.next_stream_tick.is_none() && self.urgent_missing() {
             self.next_stream_tick = Some(now + STREAM_TICK);
         }
+    }
+
+    /// A reader is awake, or one was seen lately: players close and reopen their connection to
+    /// seek, and requests queued deep in the gap would delay the pieces they ask for next.
+    pub(super) fn streaming_lately(&self, now: Timestamp) -> bool {
+        self.streams.any_awake() || self.reader_seen_at.is_some_and(|t| now.saturating_since(t) < STREAM_LINGER)
     }
 
     /// Some window's `Now` or `Next` piece is not verified.

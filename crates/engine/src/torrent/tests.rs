@@ -707,3 +707,43 @@ fn a_forgotten_piece_is_fetched_again_even_from_a_seed_we_left() {
     let verified = net.nodes[leech].events.iter().filter(|e| **e == Event::PieceVerified(piece)).count();
     assert_eq!(verified, 2);
 }
+
+/// Requests sent in the transmitted bytes (whole frames after the handshake).
+fn requests_sent(t: &mut Torrent) -> usize {
+    let mut sent = Vec::new();
+    while let Some(out) = t.poll_output() {
+        if let Output::Transmit { data, .. } = out {
+            sent.extend(data);
+        }
+    }
+    let (mut n, mut rest) = (0, &sent[..]);
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        n += usize::from(len > 0 && rest.get(4) == Some(&6));
+        rest = &rest[(4 + len).min(rest.len())..];
+    }
+    n
+}
+
+/// Players reconnect to seek: for a while after the last reader closed, a peer that unchokes
+/// us gets the short streaming pipeline, and the full one only later.
+#[test]
+fn pipelines_stay_short_for_a_while_after_the_last_reader() {
+    let depth_after = |gap: Duration| {
+        let (mut t, peer, _) = scripted_peer();
+        let file = 0..t.lengths.total_length();
+        let id = t.open_reader(file, 0, Timestamp::ZERO);
+        t.close_reader(id, Timestamp::ZERO);
+        requests_sent(&mut t);
+        let mut bytes = Vec::new();
+        Message::Bitfield(&[0xff, 0xff]).encode(&mut bytes);
+        Message::Unchoke.encode(&mut bytes);
+        t.handle_input(Input::Data { peer, bytes: &bytes }, Timestamp::ZERO + gap);
+        t.check_invariants();
+        requests_sent(&mut t)
+    };
+    let soon = depth_after(Duration::from_secs(10));
+    let later = depth_after(Duration::from_secs(31));
+    assert!(soon <= 16, "{soon} requests 10 s after the reader closed");
+    assert_eq!(later, 64, "the whole initial pipeline once streaming is long over");
+}
