@@ -21,8 +21,7 @@ The floor leaves out how a capped libtorrent seeder answers a new connection: it
 hands out quota on 0.5 s ticks, and its handshake, its bitfield and unchoke, and the first
 blocks asked for each wait for a tick. So for each container a minimal client (handshake,
 interested, one request the moment it is unchoked) also times connect -> first block against
-six more fresh seeders; that time plus ffmpeg's own is printed as a lower bound on any
-client's first frame.
+six more fresh seeders, printed as a lower bound on any client's first frame.
 """
 
 import argparse
@@ -638,16 +637,15 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
             print(row + ("  ok" if ok else "  MISS"))
     limited = [(c, e) for c, e in results.items() if e.get("limiter")]
     if limited and 0 in percents:
-        print("\nno first frame comes before a seeder's first block: a minimal client's connect -> first")
-        print("block against six fresh capped seeders (median, min-max), plus ffmpeg's own time, bounds it")
-        print("from below (its rate limiter's ticks, left out of the floor above):")
+        print("\nno first frame comes before the seeders' first block, which their rate limiter's ticks")
+        print("delay (left out of the floor above): a minimal client's connect -> first block against six")
+        print("fresh capped seeders (median, min-max), and each client's first frame against it:")
         for container, entry in limited:
             lim, lo, hi = entry["limiter"]
-            bound = lim + entry["floor"][0]["ffmpeg_s"]
-            row = f"{container:<5}first block {lim:.2f} s ({lo:.2f}-{hi:.2f}), bound {bound:.2f} s"
+            row = f"{container:<5}first block {lim:.2f} s ({lo:.2f}-{hi:.2f})"
             for name in names:
                 s = entry["clients"][name]["steps"].get(0)
-                row += f"; {name} {fmt(s, '.2f', 'fail')} s ({fmt(None if s is None else s / bound, '.2f')}x)"
+                row += f"; {name} {fmt(s, '.2f', 'fail')} s ({fmt(None if s is None else s / lim, '.2f')}x)"
             print(row)
     if args.duration <= 0:
         print(f"\nplayback skipped (--duration 0)\nSluice targets missed: {misses}")
