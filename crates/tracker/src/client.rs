@@ -44,6 +44,10 @@ pub struct ClientConfig {
     /// PEM certificates trusted for https besides the system's roots (a private tracker's
     /// own CA; tests).
     pub ca_file: Option<PathBuf>,
+    /// An https server that accepts the connection but completes no TLS handshake within this
+    /// is given up on (a plain server that waits for a request would otherwise hold the
+    /// exchange for its whole timeout).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
             udp_timeouts: (0..3).map(udp::retransmit_timeout).collect(),
             user_agent: concat!("Sluice/", env!("CARGO_PKG_VERSION")).to_owned(),
             ca_file: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -408,7 +413,11 @@ impl Client {
             Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone()).map_err(|e| tls_err(e.to_string()))?,
         };
         // The handshake's io::Error wraps rustls' reason (e.g. an unknown issuer).
-        let stream = connector.connect(name, stream).await.map_err(|e| tls_err(e.to_string()))?;
+        let wait = self.config.tls_handshake_timeout;
+        let stream = tokio::time::timeout(wait, connector.connect(name, stream))
+            .await
+            .map_err(|_| tls_err(format!("no TLS handshake within {} ms", wait.as_millis())))?
+            .map_err(|e| tls_err(e.to_string()))?;
         exchange(stream, req, max_body).await
     }
 }

@@ -143,3 +143,26 @@ async fn an_untrusted_or_misnamed_certificate_is_a_clear_tls_error() {
     let e = client(Some(certs.path().join("empty.pem"))).announce(&url, &request(), None).await.unwrap_err();
     assert!(e.to_string().contains("no usable CA certificate"), "{e}");
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_the_tls_handshake_is_given_up_on() {
+    // Accepts, then reads and says nothing, as a plain HTTP server waiting for a request does.
+    let listener = tokio::net::TcpListener::bind(format!("{HOST}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let c = Client::new(ClientConfig {
+        loopback_only: true,
+        tls_handshake_timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
+    });
+    // The exchange as a whole may take a minute: the handshake's own limit ends it.
+    let limits = GetLimits { max_body: 1024, timeout: Duration::from_secs(60) };
+    let e = c.get(&format!("https://{addr}/file.torrent"), limits).await.unwrap_err();
+    assert!(matches!(&e, ClientError::Tls { .. }), "{e}");
+    assert!(e.to_string().contains("no TLS handshake within 300 ms"), "{e}");
+}
