@@ -13,6 +13,10 @@ For each container and each client (a fresh server and data dir every time) it m
             seconds; a rebuffer is each time it falls more than 0.5 s behind the clock
   RSS       peak resident set (VmHWM) of the server process
 
+With --rounds N the steps run N times per client (fresh server and seeders each round, the
+clients' order alternating) and the table shows each step's median; the seeders' limiter ticks
+put single runs on a 0.5 s grid, so one round can land a whole tick either side.
+
 Each step has a floor: ffmpeg runs the same command once against a local Range-logging file
 server; the whole pieces covering the bytes it was sent, divided by the aggregate seeder rate,
 plus two round trips, plus ffmpeg's own time for the step against that server.
@@ -435,14 +439,14 @@ class Rqbit(Server):
 # ---- the run ---------------------------------------------------------------------------------
 
 
-def run_client(cls, binary, work, logs, container, torrent, file_name, steps, duration, timeout):
+def run_steps(cls, binary, work, logs, container, torrent, file_name, steps, timeout):
+    """One round of steps on a fresh server: {"steps": {pct: seconds or None}, "rss": bytes}."""
     result = {"steps": {}, "rss": None}
-    peers = list(SEEDERS)
     server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-steps.log"))
     try:
         server.start()
         t0 = time.monotonic()
-        url = server.add(torrent, peers, file_name)
+        url = server.add(torrent, list(SEEDERS), file_name)
         for pct, at in steps:
             step_start = t0 if pct == 0 else time.monotonic()
             took = first_frame(url, at, timeout)
@@ -452,9 +456,26 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
         result["rss"] = server.peak_rss()
     finally:
         server.stop()
+    return result
+
+
+def merge_rounds(rounds):
+    """Each step's median over the rounds (None if any round failed it), with every round's
+    figure under "rounds"."""
+    result = {"steps": {}, "rounds": {}, "rss": max(filter(None, (r["rss"] for r in rounds)), default=None)}
+    for pct in rounds[0]["steps"]:
+        got = [r["steps"][pct] for r in rounds]
+        result["rounds"][pct] = got
+        result["steps"][pct] = None if None in got else statistics.median(got)
+    return result
+
+
+def run_playback(cls, binary, work, logs, container, torrent, file_name, duration, result):
+    """Paced playback on a fresh server, recorded into `result`."""
     if duration <= 0:
         result.update(rebuffers=None, stall=None, playback_ok=None)
-        return result
+        return
+    peers = list(SEEDERS)
     server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-playback.log"))
     try:
         server.start()
@@ -466,7 +487,6 @@ def run_client(cls, binary, work, logs, container, torrent, file_name, steps, du
         result["rss"] = max(filter(None, [result["rss"], rss]), default=None)
     finally:
         server.stop()
-    return result
 
 
 def step_floor(url, at, size, range_log, rtt, timeout):
@@ -517,6 +537,8 @@ def main():
                     help="Sluice's storage mode (ram: the default 256 MiB budget)")
     ap.add_argument("--sluice-encryption", choices=("allow", "prefer", "require", "off"), default="allow",
                     help="Sluice's peer encryption policy (default allow, as Sluice's own default)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="rounds of steps per client, fresh seeders each, order alternating; medians reported")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -579,19 +601,32 @@ def main():
 
             with open(torrent_path, "rb") as f:
                 torrent = f.read()
-            ordered = clients if order % 2 == 0 else list(reversed(clients))
-            for cls, binary in ordered:
-                # Fresh seeders for each client: a libtorrent seeder left idle after the previous
-                # client saves up quota and sends its first burst ticks sooner, a head start for
-                # whichever client runs second.
+            rounds = {cls.name: [] for cls, _ in clients}
+
+            def with_fresh_seeders(cls, run):
+                # Fresh seeders for each client and round: a libtorrent seeder left idle after
+                # the previous client saves up quota and sends its first burst ticks sooner, a
+                # head start for whichever client runs second.
                 seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs,
                                         f"seed-{container}-{cls.name}", SEED_RATE)
                 try:
-                    entry["clients"][cls.name] = run_client(
-                        cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
-                        steps, args.duration, args.timeout)
+                    return run()
                 finally:
                     stop_procs(seeders)
+
+            for r in range(args.rounds):
+                if args.rounds > 1:
+                    log(f"  round {r + 1} of {args.rounds}")
+                ordered = clients if (order + r) % 2 == 0 else list(reversed(clients))
+                for cls, binary in ordered:
+                    rounds[cls.name].append(with_fresh_seeders(cls, lambda: run_steps(
+                        cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
+                        steps, args.timeout)))
+            for cls, binary in (clients if order % 2 == 0 else list(reversed(clients))):
+                result = entry["clients"][cls.name] = merge_rounds(rounds[cls.name])
+                with_fresh_seeders(cls, lambda: run_playback(
+                    cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
+                    args.duration, result))
     finally:
         files.shutdown()
         shutil.rmtree(work, ignore_errors=True)
@@ -610,7 +645,11 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
     print("floor = whole pieces ffmpeg reads / aggregate seeder rate + 2 RTT + ffmpeg's time on a local server")
     if not all(f["exact"] for e in results.values() for f in e["floor"].values()):
         print("WARNING: no strace: floors count what the file server sent, which overstates what ffmpeg read")
-    print("first frame counts from adding the torrent; seeks are fresh ffmpeg runs while the torrent downloads\n")
+    print("first frame counts from adding the torrent; seeks are fresh ffmpeg runs while the torrent downloads")
+    if args.rounds > 1:
+        print(f"each client figure is the median of {args.rounds} rounds (fresh server and seeders each); "
+              "Sluice's range follows the table")
+    print()
     head = f"{'file':<5}{'step':<13}{'pieces':>7}{'floor s':>9}{'sluice s':>10}"
     if has_rqbit:
         head += f"{'rqbit s':>9}"
@@ -635,6 +674,13 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
             ok = ratio is not None and ratio <= 1.3 and (not has_rqbit or r is None or s < r)
             misses += not ok
             print(row + ("  ok" if ok else "  MISS"))
+    if args.rounds > 1 and "sluice" in names:
+        print("\nSluice per round (s):")
+        for container, entry in results.items():
+            for pct in percents:
+                got = entry["clients"]["sluice"]["rounds"][pct]
+                step = "first frame" if pct == 0 else f"seek {pct} %"
+                print(f"{container:<5}{step:<13}" + " ".join(fmt(g, ".2f", "fail") for g in got))
     limited = [(c, e) for c, e in results.items() if e.get("limiter")]
     if limited and 0 in percents:
         print("\nno first frame comes before the seeders' first block, which their rate limiter's ticks")
