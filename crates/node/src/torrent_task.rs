@@ -249,9 +249,11 @@ impl TorrentTask {
         self.progress.send_replace(p);
     }
 
-    /// Flushes written data, then compacts the journal, holding the journal's lock across both
-    /// so the snapshot never vouches for a piece recorded after the flush began. Skipped when
-    /// nothing was recorded since the last one.
+    /// Flushes written data, then compacts the journal to the pieces recorded before the flush
+    /// began, so the snapshot never vouches for a piece recorded after. The journal is not held
+    /// during the flush: an fsync can take seconds on a busy or slow disk, and verifications
+    /// (and so readers waiting on them) would wait that long to record. Skipped when nothing
+    /// was recorded since the last one.
     fn checkpoint(&self, r: &mut Running) {
         let Some(resume) = self.resume.clone() else {
             return;
@@ -259,15 +261,20 @@ impl TorrentTask {
         let store = self.store.clone();
         let done = r.done_tx.clone();
         r.jobs.spawn_blocking(move || {
-            let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
-            if j.records_since_compact() == 0 {
-                return;
-            }
+            let durable = {
+                let j = resume.lock().unwrap_or_else(|p| p.into_inner());
+                if j.records_since_compact() == 0 {
+                    return;
+                }
+                // Each of these was written before it was recorded: the flush covers it.
+                j.have().clone()
+            };
             if let Err(e) = store.flush() {
                 let _ = done.send(Done::Failed(format!("flushing data: {e}")));
                 return;
             }
-            if let Err(e) = j.compact() {
+            let mut j = resume.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = j.compact_to(&durable) {
                 tracing::warn!(error = %e, "compacting resume journal");
             }
         });

@@ -135,6 +135,13 @@ impl Resume {
         if piece.get() >= self.have.len() || self.have.get(piece) {
             return Ok(());
         }
+        self.append(piece)?;
+        self.have.set(piece);
+        Ok(())
+    }
+
+    /// Writes `piece`'s record at the end of the file.
+    fn append(&mut self, piece: PieceIndex) -> Result<()> {
         let mut rec = [0u8; RECORD_LEN];
         rec[..4].copy_from_slice(&piece.get().to_le_bytes());
         rec[4..].copy_from_slice(&record_tag(&self.info_hash, piece.get()));
@@ -143,7 +150,6 @@ impl Resume {
             let _ = self.file.set_len(self.len);
             return Err(StorageError::Io { path: self.path.clone(), source: e });
         }
-        self.have.set(piece);
         self.len += RECORD_LEN as u64;
         self.records += 1;
         Ok(())
@@ -156,11 +162,29 @@ impl Resume {
 
     /// Rewrites the journal atomically as a single snapshot of [`Resume::have`].
     pub fn compact(&mut self) -> Result<()> {
-        write_snapshot(&self.path, &self.info_hash, &self.have)?;
+        let all = self.have.clone();
+        self.compact_to(&all)
+    }
+
+    /// Rewrites the journal atomically as a snapshot of the pieces of `durable` it still
+    /// holds, then appends records again for the pieces recorded but not in `durable`. A
+    /// checkpoint takes `have` as `durable`, flushes the data without holding the journal
+    /// (verifications keep recording meanwhile), then compacts to it: the snapshot vouches
+    /// only for data flushed before it was written.
+    pub fn compact_to(&mut self, durable: &Bitfield) -> Result<()> {
+        let mut snapshot = Bitfield::new(self.have.len());
+        for piece in durable.iter_ones().filter(|&p| self.have.get(p)) {
+            snapshot.set(piece);
+        }
+        write_snapshot(&self.path, &self.info_hash, &snapshot)?;
         self.file =
             OpenOptions::new().read(true).append(true).open(&self.path).map_err(StorageError::io(&self.path))?;
         self.len = snapshot_len(self.have.len());
         self.records = 0;
+        let later: Vec<PieceIndex> = self.have.iter_ones().filter(|&p| !snapshot.get(p)).collect();
+        for piece in later {
+            self.append(piece)?;
+        }
         Ok(())
     }
 

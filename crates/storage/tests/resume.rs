@@ -123,6 +123,42 @@ fn compaction_keeps_the_set() {
     assert_eq!(have.count_ones(), want.len() as u32 - 1);
 }
 
+/// A checkpoint snapshots `have`, flushes without the journal, then compacts to the snapshot:
+/// pieces recorded meanwhile stay as records after it, and a piece forgotten meanwhile is not
+/// vouched for.
+#[test]
+fn compacting_to_an_earlier_set_keeps_later_records_as_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.resume");
+    let (mut r, _) = Resume::open(&path, HASH, PIECES).unwrap();
+    let empty_len = std::fs::metadata(&path).unwrap().len();
+    for i in [2, 4, 6] {
+        r.record(p(i)).unwrap();
+    }
+    let durable = r.have().clone();
+    r.record(p(9)).unwrap();
+    r.record(p(1)).unwrap();
+    r.compact_to(&durable).unwrap();
+    assert_eq!(r.records_since_compact(), 2, "the two later pieces are records again");
+    assert_eq!(ones(r.have()), [1, 2, 4, 6, 9]);
+    drop(r);
+    let (mut r, have) = Resume::open(&path, HASH, PIECES).unwrap();
+    assert_eq!(ones(&have), [1, 2, 4, 6, 9]);
+    // Cut both records off: the snapshot alone holds exactly the durable set.
+    truncate(&path, empty_len);
+    let (_, have) = Resume::open(&path, HASH, PIECES).unwrap();
+    assert_eq!(ones(&have), [2, 4, 6]);
+
+    // A piece in the durable set that the journal no longer holds is left out.
+    let mut stale = Bitfield::new(PIECES);
+    stale.set(p(13));
+    r.compact_to(&stale).unwrap();
+    drop(r);
+    truncate(&path, empty_len);
+    let (_, have) = Resume::open(&path, HASH, PIECES).unwrap();
+    assert_eq!(have.count_ones(), 0);
+}
+
 #[test]
 fn absent_data_is_dropped_and_forgotten() {
     let dir = tempfile::tempdir().unwrap();
