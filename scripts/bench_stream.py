@@ -439,10 +439,10 @@ class Rqbit(Server):
 # ---- the run ---------------------------------------------------------------------------------
 
 
-def run_steps(cls, binary, work, logs, container, torrent, file_name, steps, timeout):
+def run_steps(cls, binary, work, logs, container, torrent, file_name, steps, timeout, tag=""):
     """One round of steps on a fresh server: {"steps": {pct: seconds or None}, "rss": bytes}."""
     result = {"steps": {}, "rss": None}
-    server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-steps.log"))
+    server = cls(binary, work, os.path.join(logs, f"{cls.name}-{container}-steps{tag}.log"))
     try:
         server.start()
         t0 = time.monotonic()
@@ -619,9 +619,10 @@ def main():
                     log(f"  round {r + 1} of {args.rounds}")
                 ordered = clients if (order + r) % 2 == 0 else list(reversed(clients))
                 for cls, binary in ordered:
+                    tag = f"-round{r + 1}" if args.rounds > 1 else ""
                     rounds[cls.name].append(with_fresh_seeders(cls, lambda: run_steps(
                         cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
-                        steps, args.timeout)))
+                        steps, args.timeout, tag)))
             for cls, binary in (clients if order % 2 == 0 else list(reversed(clients))):
                 result = entry["clients"][cls.name] = merge_rounds(rounds[cls.name])
                 with_fresh_seeders(cls, lambda: run_playback(
