@@ -983,25 +983,8 @@ impl Picker {
             if part.parole {
                 continue;
             }
-            let mut allowed = limit.saturating_sub(part.in_flight_at(peer));
-            for (i, b) in part.blocks.iter_mut().enumerate() {
-                if *room == 0 || allowed == 0 {
-                    break;
-                }
-                if let Block::Requested(rs) = b
-                    && rs.len() == 1
-                    && !rs.contains(peer)
-                {
-                    let block = block_ref(lengths, key.piece, i);
-                    if avoid(block) {
-                        continue;
-                    }
-                    rs.push(peer);
-                    out.push(block);
-                    *room -= 1;
-                    allowed -= 1;
-                }
-            }
+            let allowed = limit.saturating_sub(part.in_flight_at(peer));
+            *room -= request_again(lengths, key.piece, part, peer, 1, (*room).min(allowed), avoid, out);
             if *room == 0 {
                 return;
             }
@@ -1023,22 +1006,9 @@ impl Picker {
                     continue;
                 }
                 let part = partials.get_mut(&key.piece).expect("picker: started piece without blocks");
-                for (i, b) in part.blocks.iter_mut().enumerate() {
-                    if let Block::Requested(rs) = b
-                        && rs.len() == requesters
-                        && !rs.contains(peer)
-                    {
-                        let block = block_ref(lengths, key.piece, i);
-                        if avoid(block) {
-                            continue;
-                        }
-                        rs.push(peer);
-                        out.push(block);
-                        *room -= 1;
-                        if *room == 0 {
-                            return;
-                        }
-                    }
+                *room -= request_again(lengths, key.piece, part, peer, requesters, *room, avoid, out);
+                if *room == 0 {
+                    return;
                 }
             }
         }
@@ -1047,6 +1017,41 @@ impl Picker {
 
 fn block_ref(lengths: &Lengths, piece: PieceIndex, i: usize) -> BlockRef {
     lengths.block(piece, BlockIndex::new_unchecked(i as u32)).expect("picker: block index inside its piece")
+}
+
+/// Adds `peer` as a requester of `part`'s blocks in flight at exactly `requesters` other peers
+/// (endgame, `Now` blocks doubled), in order, at most `max` of them and none `avoid` excludes;
+/// returns how many.
+#[allow(clippy::too_many_arguments)]
+fn request_again(
+    lengths: &Lengths,
+    piece: PieceIndex,
+    part: &mut Partial,
+    peer: PeerKey,
+    requesters: usize,
+    max: usize,
+    avoid: &dyn Fn(BlockRef) -> bool,
+    out: &mut Vec<BlockRef>,
+) -> usize {
+    let mut added = 0;
+    for (i, b) in part.blocks.iter_mut().enumerate() {
+        if added == max {
+            break;
+        }
+        if let Block::Requested(rs) = b
+            && rs.len() == requesters
+            && !rs.contains(peer)
+        {
+            let block = block_ref(lengths, piece, i);
+            if avoid(block) {
+                continue;
+            }
+            rs.push(peer);
+            out.push(block);
+            added += 1;
+        }
+    }
+    added
 }
 
 /// Hands the `Missing` blocks of `part` that are not to be avoided to `peer`, in order, while
