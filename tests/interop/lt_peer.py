@@ -58,7 +58,7 @@ def parse_endpoint(text):
     return host, int(port)
 
 
-def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", transport="tcp"):
+def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", transport="tcp", tick_ms=0):
     tcp = transport in ("tcp", "both")
     utp = transport in ("utp", "both")
     settings = {
@@ -79,6 +79,9 @@ def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", tra
         | lt.alert.category_t.status_notification
         | lt.alert.category_t.storage_notification,
     }
+    if tick_ms:
+        # How often the rate limiter hands out quota (libtorrent's default: 500 ms).
+        settings["tick_interval"] = tick_ms
     if encryption == "require":
         settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
         settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
@@ -212,7 +215,7 @@ def cmd_seed(args):
         pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
         data = corrupt_copy(ti, data, pieces, work)
 
-    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport)
+    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport, args.tick_ms)
     if args.corrupt_pieces:
         # Trust the data without checking it, so the bad pieces are served as they are.
         ses.apply_settings({"disable_hash_checks": True})
@@ -375,6 +378,7 @@ def main():
     sd.add_argument("--tracker", action="append", default=[], help="also announce to this tracker (repeatable)")
     sd.add_argument("--encryption", choices=["default", "require"], default="default")
     sd.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
+    sd.add_argument("--tick-ms", type=int, default=0, help="rate limiter tick (0: libtorrent's 500 ms)")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")
