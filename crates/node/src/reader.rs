@@ -11,9 +11,14 @@
 //! (`sluice_piece_wait_seconds`), and how much verified data lies ahead of it, in bytes and, once
 //! the file's bitrate is known, in seconds of media (`sluice_stream_buffered_ahead_*`, per file).
 //!
-//! The task also owns the reader's engine reader: it opens it first and moves its playhead to
-//! each position it waits at, so the engine fetches the pieces under it before anything else;
-//! when the range is delivered or the reader dropped, the engine reader closes at once.
+//! The task also owns the reader's engine reader: it opens it first, and when the range is
+//! delivered or the reader dropped, the engine reader closes at once. The engine's playhead is
+//! where the *consumer* is, not the producer: the byte after the last one handed out, moved
+//! to the engine whenever it enters another piece (the consumer takes a chunk there, or waits
+//! for one there). The producer reads up to [`BUFFERS`] chunks ahead of the consumer; counted
+//! as the player's position, that lead would make the next piece urgent while a player reads
+//! a header and hangs up, as players do before a seek. A consumer that runs dry waits at the
+//! producer's position, so a piece a player really waits for is announced all the same.
 
 use std::io;
 use std::ops::Range;
@@ -21,10 +26,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use sluice_core::{BlockRef, ByteOffset};
+use sluice_core::{BlockRef, ByteOffset, Lengths, PieceIndex};
 use sluice_engine::ReaderId;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::streams::Streams;
@@ -49,6 +54,37 @@ pub struct FileReader {
     recycle: mpsc::Sender<Vec<u8>>,
     current: Option<(Vec<u8>, usize, usize)>,
     producer: JoinHandle<()>,
+    playhead: Playhead,
+}
+
+/// The consumer's side of the engine playhead (see the module docs).
+#[derive(Debug)]
+struct Playhead {
+    lengths: Lengths,
+    /// The file's first byte in the content stream.
+    file_start: u64,
+    /// The next byte the consumer gets, in the content stream.
+    pos: u64,
+    end: u64,
+    /// The piece the engine was last told of.
+    announced: Option<PieceIndex>,
+    /// File offsets for the task that moves the engine reader (coalesced: only the latest counts).
+    tx: watch::Sender<u64>,
+}
+
+impl Playhead {
+    /// Tells the engine when the consumer's next byte lies in another piece than last said.
+    /// O(1), no allocation, never blocks.
+    fn announce(&mut self) {
+        if self.pos >= self.end {
+            return;
+        }
+        let piece = self.lengths.piece_at(ByteOffset(self.pos));
+        if piece.is_some() && piece != self.announced {
+            self.announced = piece;
+            self.tx.send_replace(self.pos - self.file_start);
+        }
+    }
 }
 
 impl std::fmt::Debug for Chunk {
@@ -63,17 +99,39 @@ impl FileReader {
     pub(crate) fn spawn(streams: Arc<Streams>, index: usize, file: Range<u64>, range: Range<u64>) -> Self {
         let (tx, chunks) = mpsc::channel(BUFFERS);
         let (recycle, mut pool) = mpsc::channel::<Vec<u8>>(BUFFERS);
+        let lengths = streams.meta.lengths;
+        let start = file.start + range.start;
+        let (head_tx, mut head_rx) = watch::channel(range.start);
+        let playhead = Playhead {
+            lengths,
+            file_start: file.start,
+            pos: start,
+            end: file.start + range.end,
+            announced: lengths.piece_at(ByteOffset(start)),
+            tx: head_tx,
+        };
         let producer = tokio::spawn(async move {
             let Some(id) = streams.open_engine_reader(index, range.start).await else {
                 let _ = tx.send(Err(io::Error::other("the torrent stopped"))).await;
                 return;
             };
             let _open = EngineReader { streams: streams.clone(), index, id };
+            // Moves the engine reader after the consumer; it ends with the producer (or when
+            // the FileReader, and with it the sender, is dropped).
+            let commands = streams.commands.clone();
+            let _forward = AbortOnDrop(tokio::spawn(async move {
+                while head_rx.changed().await.is_ok() {
+                    let offset = *head_rx.borrow_and_update();
+                    let at = crate::torrent_task::Command::ReaderAt { id, offset };
+                    if commands.send(at).await.is_err() {
+                        return;
+                    }
+                }
+            }));
             let (store, verified, lengths) = (streams.store.clone(), streams.verified.clone(), streams.meta.lengths);
             let range = file.start + range.start..file.start + range.end;
             let mut pos = range.start;
             let mut fresh = BUFFERS;
-            let mut last_piece = None;
             let labels = [("torrent", streams.meta.info_hash.to_hex()), ("file", index.to_string())];
             let piece_wait = metrics::histogram!("sluice_piece_wait_seconds");
             let ahead_bytes = metrics::gauge!("sluice_stream_buffered_ahead_bytes", &labels);
@@ -84,11 +142,6 @@ impl FileReader {
                     let _ = tx.send(Err(io::Error::other("read past the torrent's end"))).await;
                     return;
                 };
-                if last_piece != Some(piece) {
-                    last_piece = Some(piece);
-                    let at = crate::torrent_task::Command::ReaderAt { id, offset: pos - file.start };
-                    let _ = streams.commands.send(at).await;
-                }
                 let piece_start = lengths.piece_start(piece).0;
                 let piece_end = piece_start + u64::from(lengths.piece_len(piece));
                 let len = (range.end.min(piece_end) - pos).min(CHUNK as u64) as usize;
@@ -126,7 +179,7 @@ impl FileReader {
             ahead_bytes.set(0.0);
             ahead_seconds.set(0.0);
         });
-        Self { chunks, recycle, current: None, producer }
+        Self { chunks, recycle, current: None, producer, playhead }
     }
 }
 
@@ -146,11 +199,20 @@ impl AsyncRead for FileReader {
                 }
             }
             match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(Ok(c))) => self.current = Some((c.buf, 0, c.len)),
+                Poll::Ready(Some(Ok(c))) => {
+                    // Chunks never straddle pieces: this one starts in the piece it lies in.
+                    self.playhead.announce();
+                    self.playhead.pos += c.len as u64;
+                    self.current = Some((c.buf, 0, c.len));
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 // The whole range was delivered: end of file.
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Run dry: the consumer waits where the producer is.
+                    self.playhead.announce();
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -185,8 +247,58 @@ impl Drop for EngineReader {
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Drop for FileReader {
     fn drop(&mut self) {
         self.producer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::{ByteOffset, Lengths};
+    use tokio::sync::watch;
+
+    use super::Playhead;
+
+    const PIECE: u64 = 1 << 20;
+
+    /// A file of 4 pieces starting half a piece into the content; the consumer starts at `at`.
+    fn playhead(at: u64) -> (Playhead, watch::Receiver<u64>) {
+        let lengths = Lengths::new(5 * PIECE, PIECE, 5).unwrap();
+        let file_start = PIECE / 2;
+        let (tx, rx) = watch::channel(at);
+        let pos = file_start + at;
+        let announced = lengths.piece_at(ByteOffset(pos));
+        (Playhead { lengths, file_start, pos, end: file_start + 4 * PIECE, announced, tx }, rx)
+    }
+
+    #[test]
+    fn the_engine_hears_of_the_consumer_only_when_it_enters_another_piece() {
+        let (mut head, mut rx) = playhead(0);
+        // Chunks inside the first piece: nothing to say, however far ahead the producer is.
+        for _ in 0..2 {
+            head.announce();
+            head.pos += PIECE / 4;
+        }
+        assert!(!rx.has_changed().unwrap());
+        // The consumer's next byte is in the next piece (it took a chunk there, or waits there).
+        head.announce();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), PIECE / 2, "a file offset: the piece boundary");
+        head.announce();
+        assert!(!rx.has_changed().unwrap(), "said once per piece");
+        // At the range's end there is nothing left to wait for.
+        head.pos = head.end;
+        head.announce();
+        assert!(!rx.has_changed().unwrap());
     }
 }
