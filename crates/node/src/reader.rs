@@ -264,41 +264,63 @@ impl Drop for FileReader {
 
 #[cfg(test)]
 mod tests {
-    use sluice_core::{ByteOffset, Lengths};
-    use tokio::sync::watch;
+    use std::time::Duration;
 
-    use super::Playhead;
+    use sluice_core::{ByteOffset, Lengths};
+    use tokio::io::AsyncReadExt;
+    use tokio::sync::{mpsc, watch};
+
+    use super::{Chunk, FileReader, Playhead};
 
     const PIECE: u64 = 1 << 20;
 
-    /// A file of 4 pieces starting half a piece into the content; the consumer starts at `at`.
-    fn playhead(at: u64) -> (Playhead, watch::Receiver<u64>) {
-        let lengths = Lengths::new(5 * PIECE, PIECE, 5).unwrap();
+    /// Through `poll_read`: the engine hears of the consumer when it takes a chunk in another
+    /// piece or runs dry at the start of one, once per piece, as a file offset; never of the
+    /// producer's lead.
+    #[tokio::test]
+    async fn the_engine_hears_of_the_consumer_only_when_it_enters_another_piece() {
+        // A file starting half a piece into the content and ending with piece 2.
+        let lengths = Lengths::new(4 * PIECE, PIECE, 4).unwrap();
         let file_start = PIECE / 2;
-        let (tx, rx) = watch::channel(at);
-        let pos = file_start + at;
-        let announced = lengths.piece_at(ByteOffset(pos));
-        (Playhead { lengths, file_start, pos, end: file_start + 4 * PIECE, announced, tx }, rx)
-    }
+        let (tx, mut heads) = watch::channel(0);
+        let playhead = Playhead {
+            lengths,
+            file_start,
+            pos: file_start,
+            end: 3 * PIECE,
+            announced: lengths.piece_at(ByteOffset(file_start)),
+            tx,
+        };
+        let (chunks_tx, chunks) = mpsc::channel(8);
+        let (recycle, _pool) = mpsc::channel(8);
+        let producer = tokio::spawn(async {});
+        let mut reader = FileReader { chunks, recycle, current: None, producer, playhead };
+        let chunk = |len: u64| Ok(Chunk { buf: vec![7; len as usize], len: len as usize });
+        let mut buf = vec![0; PIECE as usize];
+        let dry = Duration::from_millis(20);
 
-    #[test]
-    fn the_engine_hears_of_the_consumer_only_when_it_enters_another_piece() {
-        let (mut head, mut rx) = playhead(0);
-        // Chunks inside the first piece: nothing to say, however far ahead the producer is.
-        for _ in 0..2 {
-            head.announce();
-            head.pos += PIECE / 4;
+        // The rest of piece 0 in two chunks, and all of piece 1 already produced: reading piece
+        // 0 says nothing.
+        for len in [PIECE / 4, PIECE / 4, PIECE] {
+            chunks_tx.send(chunk(len)).await.unwrap();
         }
-        assert!(!rx.has_changed().unwrap());
-        // The consumer's next byte is in the next piece (it took a chunk there, or waits there).
-        head.announce();
-        assert!(rx.has_changed().unwrap());
-        assert_eq!(*rx.borrow_and_update(), PIECE / 2, "a file offset: the piece boundary");
-        head.announce();
-        assert!(!rx.has_changed().unwrap(), "said once per piece");
-        // At the range's end there is nothing left to wait for.
-        head.pos = head.end;
-        head.announce();
-        assert!(!rx.has_changed().unwrap());
+        reader.read_exact(&mut buf[..(PIECE / 2) as usize]).await.unwrap();
+        assert!(!heads.has_changed().unwrap(), "the producer's lead is not the playhead");
+        // Taking the chunk that starts piece 1 moves the playhead there.
+        reader.read_exact(&mut buf).await.unwrap();
+        assert!(heads.has_changed().unwrap());
+        assert_eq!(*heads.borrow_and_update(), PIECE / 2, "a file offset: piece 1's first byte");
+        // Run dry at the start of piece 2: the consumer waits there, and says so once.
+        for _ in 0..2 {
+            assert!(tokio::time::timeout(dry, reader.read(&mut buf)).await.is_err());
+        }
+        assert!(heads.has_changed().unwrap());
+        assert_eq!(*heads.borrow_and_update(), PIECE / 2 + PIECE);
+        chunks_tx.send(chunk(PIECE)).await.unwrap();
+        reader.read_exact(&mut buf).await.unwrap();
+        assert!(!heads.has_changed().unwrap(), "piece 2 was said already");
+        // Everything read; waiting at the end says nothing.
+        assert!(tokio::time::timeout(dry, reader.read(&mut buf)).await.is_err());
+        assert!(!heads.has_changed().unwrap());
     }
 }
