@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use sluice_core::magnet::Magnet;
 use sluice_core::metainfo::Metainfo;
-use sluice_core::{Bitfield, InfoHash};
+use sluice_core::{Bitfield, InfoHash, PieceIndex};
 use sluice_db::{Db, TorrentRecord, TorrentSource};
 use sluice_node::{AddMagnet, AddTorrent, MagnetHandle, MagnetState, NodeError, Session, StartMode, TorrentHandle};
 use tokio::sync::{Notify, watch};
@@ -172,6 +172,31 @@ struct Entry {
     /// Wakes those waiting for `state` to change.
     changed: watch::Sender<()>,
     error: Option<String>,
+    /// What its files hold while it is not running (disk storage only): as it stood when it
+    /// last closed, or as its resume journal said when the catalog opened.
+    held: Option<Held>,
+}
+
+/// The verified part of a torrent that is not running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Held {
+    pieces: u32,
+    bytes: u64,
+    complete: bool,
+}
+
+impl Held {
+    /// What the pieces in `have` amount to in `info`'s geometry.
+    fn of(have: &Bitfield, info: &Info) -> Self {
+        let pieces = have.count_ones();
+        let last = info.pieces.checked_sub(1).map(PieceIndex::new_unchecked);
+        let short = info.size.saturating_sub(u64::from(info.piece_length) * u64::from(info.pieces.saturating_sub(1)));
+        let bytes = match last {
+            Some(last) if have.get(last) => u64::from(pieces - 1) * u64::from(info.piece_length) + short,
+            _ => u64::from(pieces) * u64::from(info.piece_length),
+        };
+        Self { pieces, bytes, complete: info.pieces > 0 && pieces == info.pieces }
+    }
 }
 
 #[derive(Debug)]
@@ -200,6 +225,7 @@ impl Entry {
             busy: Vec::new(),
             changed: watch::channel(()).0,
             error: None,
+            held: None,
         }
     }
 
@@ -280,7 +306,13 @@ impl Entry {
                     s.peers_connected = connections;
                 }
             }
-            State::Idle | State::Starting => {}
+            State::Idle | State::Starting => {
+                if let Some(held) = self.held {
+                    s.pieces_have = held.pieces;
+                    s.bytes_have = held.bytes;
+                    s.complete = held.complete;
+                }
+            }
         }
         s
     }
@@ -356,6 +388,19 @@ impl Catalog {
             let mut entry = Entry::new(meta, r.added_at, magnet, info, now);
             entry.error = error;
             entries.insert(r.info_hash, entry);
+        }
+        if session.stores_on_disk() {
+            let wanted: Vec<(InfoHash, Arc<Info>)> =
+                entries.iter().filter_map(|(h, e)| Some((*h, e.info.clone()?))).collect();
+            let state_dir = options.state_dir.clone();
+            let held = tokio::task::spawn_blocking(move || read_journals(&state_dir, wanted))
+                .await
+                .map_err(|e| CatalogError::Unavailable(e.to_string()))?;
+            for (hash, held) in held {
+                if let Some(e) = entries.get_mut(&hash) {
+                    e.held = Some(held);
+                }
+            }
         }
         let inner = Arc::new(Inner {
             session,
@@ -776,6 +821,24 @@ fn set_meta(record: &mut TorrentRecord, meta: &Meta) {
     record.data.clone_from(&meta.data);
 }
 
+/// What each torrent's resume journal vouches for, without changing the journals; a missing
+/// or unreadable one leaves its torrent out.
+fn read_journals(state_dir: &Path, torrents: Vec<(InfoHash, Arc<Info>)>) -> Vec<(InfoHash, Held)> {
+    torrents
+        .into_iter()
+        .filter_map(|(hash, info)| {
+            let path = sluice_storage::Resume::path_for(state_dir, &hash);
+            match sluice_storage::Resume::peek(&path, hash, info.pieces) {
+                Ok(have) => have.map(|have| (hash, Held::of(&have, &info))),
+                Err(e) => {
+                    tracing::debug!(info_hash = %hash, error = %e, "resume journal not read");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// The node's resume journal (and a compaction's leftover).
 fn delete_state(state_dir: &Path, hash: InfoHash) {
     let journal = sluice_storage::Resume::path_for(state_dir, &hash);
@@ -1039,6 +1102,12 @@ impl Inner {
         entry.changed.send_replace(());
         match state {
             State::Running(h) => {
+                if self.session.stores_on_disk() {
+                    let p = h.progress();
+                    let stats = &p.stats;
+                    entry.held =
+                        Some(Held { pieces: stats.pieces_have, bytes: stats.bytes_have, complete: p.complete });
+                }
                 let (done, _) = entry.begin_task();
                 tokio::spawn(async move {
                     h.shutdown().await;

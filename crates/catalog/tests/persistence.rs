@@ -139,3 +139,60 @@ async fn remove_deletes_every_trace() {
     assert!(db.torrents().unwrap().is_empty());
     assert!(db.resume(h1).unwrap().is_none());
 }
+
+/// A closed torrent shows what its files hold (counted when it closed, then read from its
+/// resume journal after a restart), not zero; with RAM storage, whose pieces go when the
+/// torrent stops, a closed torrent holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_torrent_shows_what_its_files_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 16 whole pieces and a short last one.
+    let file = content(MIB + 5000, 8);
+    let (bytes, meta) = torrent("held.mkv", 64 * 1024, &file);
+    let (never_bytes, _) = torrent("never.mkv", 64 * 1024, &content(MIB, 9));
+    let seeder = Seeder::start(tmp.path(), None, &[(&meta, &file)]).await;
+    let options = options(tmp.path(), Duration::from_secs(30), Focus::Off);
+    let held = |s: &sluice_catalog::Snapshot| (s.pieces_have, s.bytes_have, s.complete);
+
+    let catalog = open_catalog(tmp.path(), options.clone()).await;
+    let h = catalog.add(Source::Torrent(bytes), Meta::default()).await.unwrap().snapshot.info_hash;
+    let never = catalog.add(Source::Torrent(never_bytes), Meta::default()).await.unwrap().snapshot.info_hash;
+    catalog.add_peers(h, vec![seeder.addr()]).await.unwrap();
+    wait_for(&catalog, h, Duration::from_secs(30), "the download", |s| s.complete).await;
+    catalog.drop(h).await.unwrap();
+    catalog.drop(never).await.unwrap();
+    let closed_now = catalog.status(h).unwrap();
+    assert_eq!(closed_now.stat, Stat::Closed);
+    assert_eq!(held(&closed_now), (17, file.len() as u64, true));
+    assert_eq!(held(&catalog.status(never).unwrap()), (0, 0, false));
+    catalog.close().await;
+    drop(catalog);
+
+    let catalog = open_catalog(tmp.path(), options.clone()).await;
+    let after = catalog.status(h).unwrap();
+    assert_eq!(after.stat, Stat::InDb);
+    assert_eq!(held(&after), (17, file.len() as u64, true));
+    assert_eq!(held(&catalog.status(never).unwrap()), (0, 0, false));
+    catalog.close().await;
+    drop(catalog);
+
+    // The same torrent with RAM storage: downloaded, closed, nothing held.
+    let ram_dir = tmp.path().join("ram");
+    std::fs::create_dir_all(&ram_dir).unwrap();
+    let config =
+        sluice_node::SessionConfig { ram: Some(sluice_storage::RamCache::new(64 << 20)), ..session_config(LEECHER_IP) };
+    let session = sluice_node::Session::start(config).await.unwrap();
+    assert!(!session.stores_on_disk());
+    let db = Db::open(db_path(&ram_dir)).unwrap();
+    let catalog =
+        sluice_catalog::Catalog::open(session, db, common::options(&ram_dir, Duration::from_secs(30), Focus::Off))
+            .await
+            .unwrap();
+    let (bytes, _) = torrent("held.mkv", 64 * 1024, &file);
+    catalog.add(Source::Torrent(bytes), Meta::default()).await.unwrap();
+    catalog.add_peers(h, vec![seeder.addr()]).await.unwrap();
+    wait_for(&catalog, h, Duration::from_secs(30), "the download to RAM", |s| s.complete).await;
+    catalog.drop(h).await.unwrap();
+    assert_eq!(held(&catalog.status(h).unwrap()), (0, 0, false));
+    catalog.close().await;
+}

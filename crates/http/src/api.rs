@@ -94,7 +94,9 @@ pub struct Torrent {
     pub state: TorrentState,
     pub title: String,
     pub upload_rate: u64,
-    /// Bytes of verified pieces held (0 unless running).
+    /// Bytes of verified pieces held; for a closed torrent, what its files held when it
+    /// closed or, after a restart, what its resume journal lists (0 with RAM storage, which
+    /// drops a stopped torrent's pieces).
     pub verified_bytes: u64,
 }
 

@@ -276,6 +276,12 @@ impl Session {
         self.shared.listen_addr
     }
 
+    /// Whether torrents keep their verified pieces in files (with resume journals) rather
+    /// than in the RAM cache, which forgets a torrent's pieces when it stops.
+    pub fn stores_on_disk(&self) -> bool {
+        self.shared.config.ram.is_none()
+    }
+
     /// The session's HTTP/UDP tracker client, with its policy (loopback-only, bind address);
     /// the server fetches `.torrent` links through it too.
     pub fn http_client(&self) -> Arc<sluice_tracker::client::Client> {

@@ -468,10 +468,11 @@ impl Precedence<'_> {
 fn torrent(s: &Snapshot) -> Torrent {
     let length = s.info.as_ref().map_or(0, |i| i.size);
     let state = match s.stat {
+        // A closed torrent counts what its files hold, complete or not.
+        Stat::Closed | Stat::InDb => TorrentState::Closed,
         _ if s.complete => TorrentState::Complete,
         Stat::GettingInfo => TorrentState::Pending,
         Stat::Added | Stat::Preload | Stat::Working => TorrentState::Running,
-        Stat::Closed | Stat::InDb => TorrentState::Closed,
     };
     Torrent {
         info_hash: s.info_hash,

@@ -175,6 +175,23 @@ fn serve_state_survives_kill9_and_graceful_stops() {
     let after = saved(&http, &[&ha, &hb, &hc]);
     assert_eq!(after, before, "state after kill -9");
     assert!(list(&http).iter().all(|t| t["stat"] == 5), "known torrents come back in the db only");
+    // Closed, they still show what their files hold (read from their resume journals).
+    let (code, _, body) = get(&http, "/api/v1/torrents", "");
+    assert_eq!(code, 200);
+    let own: Value = serde_json::from_slice(&body).expect("torrent list");
+    let own = |h: &str| {
+        own["torrents"]
+            .as_array()
+            .expect("torrents")
+            .iter()
+            .find(|t| t["info_hash"] == h)
+            .cloned()
+            .unwrap_or_else(|| panic!("{h} not listed"))
+    };
+    let (a, b) = (own(&ha), own(&hb));
+    assert_eq!((a["state"].as_str(), a["verified_bytes"].as_u64()), (Some("closed"), Some(fa.total_size())), "{a}");
+    assert!(a["progress"] == 1.0, "{a}");
+    assert!(u64_of(&b, "verified_bytes") > 0 && u64_of(&b, "verified_bytes") < total_b, "{b}");
     // Alpha finished before the kill: complete from its resume data (it has no peers now),
     // nothing downloaded.
     let a = wait_status(&http, &ha, Duration::from_secs(30), complete);

@@ -58,7 +58,6 @@ impl Resume {
     /// it records as verified; a journal of another torrent, or one whose header or snapshot is
     /// damaged, is an error.
     pub fn open(path: &Path, info_hash: InfoHash, num_pieces: u32) -> Result<(Self, Bitfield)> {
-        let bad = |reason| StorageError::BadResume { path: path.to_path_buf(), reason };
         let io = StorageError::io(path);
         let mut file = match OpenOptions::new().read(true).append(true).open(path) {
             Ok(f) => f,
@@ -76,48 +75,24 @@ impl Resume {
             Err(e) => return Err(io(e)),
         };
 
-        let mut head = vec![0u8; snapshot_len(num_pieces) as usize];
-        let got = read_full(&mut file, &mut head[..HEADER_LEN]).map_err(StorageError::io(path))?;
-        if got < HEADER_LEN || head[..8] != MAGIC[..] {
-            return Err(bad("not a Sluice resume file"));
-        }
-        if u32_at(&head, 8) != VERSION {
-            return Err(bad("unsupported version"));
-        }
-        let found = InfoHash(head[16..36].try_into().expect("20 bytes"));
-        if found != info_hash {
-            return Err(StorageError::ForeignResume { path: path.to_path_buf(), expected: info_hash, found });
-        }
-        if u32_at(&head, 12) != num_pieces {
-            return Err(bad("piece count differs from the torrent's"));
-        }
-        let got = read_full(&mut file, &mut head[HEADER_LEN..]).map_err(StorageError::io(path))?;
-        let (body, check) = head.split_at(head.len() - CHECK_LEN);
-        if HEADER_LEN + got < head.len() || Sha1::digest(body).as_slice() != check {
-            return Err(bad("damaged snapshot"));
-        }
-        let mut have =
-            Bitfield::from_wire(&body[HEADER_LEN..], num_pieces).map_err(|_| bad("snapshot has spare bits set"))?;
-
-        let mut len = head.len() as u64;
-        let mut records = 0;
-        let mut reader = std::io::BufReader::new(&mut file);
-        let mut rec = [0u8; RECORD_LEN];
-        while read_full(&mut reader, &mut rec).map_err(StorageError::io(path))? == RECORD_LEN {
-            let piece = u32_at(&rec, 0);
-            if piece >= num_pieces || rec[4..] != record_tag(&info_hash, piece) {
-                break;
-            }
-            have.set(PieceIndex::new_unchecked(piece));
-            len += RECORD_LEN as u64;
-            records += 1;
-        }
-        drop(reader);
+        let (have, len, records) = load(&mut file, path, &info_hash, num_pieces)?;
         if file.metadata().map_err(StorageError::io(path))?.len() > len {
             file.set_len(len).map_err(StorageError::io(path))?;
         }
         let r = Self { path: path.to_path_buf(), file, info_hash, have: have.clone(), len, records };
         Ok((r, have))
+    }
+
+    /// The pieces the journal at `path` vouches for, read without changing the file (a torn
+    /// last record is skipped, not cut off); `None` if there is no journal. For showing what
+    /// a closed torrent holds: it does not check that the data files are still there.
+    pub fn peek(path: &Path, info_hash: InfoHash, num_pieces: u32) -> Result<Option<Bitfield>> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageError::io(path)(e)),
+        };
+        load(&mut file, path, &info_hash, num_pieces).map(|(have, _, _)| Some(have))
     }
 
     /// The pieces recorded as verified.
@@ -206,6 +181,49 @@ impl Resume {
         }
         Ok(self.have.clone())
     }
+}
+
+/// Reads a journal from its start: the pieces it vouches for, the length of its valid part
+/// and the records after the snapshot. A torn or foreign record ends it.
+fn load(file: &mut File, path: &Path, info_hash: &InfoHash, num_pieces: u32) -> Result<(Bitfield, u64, u64)> {
+    let bad = |reason| StorageError::BadResume { path: path.to_path_buf(), reason };
+    let mut head = vec![0u8; snapshot_len(num_pieces) as usize];
+    let got = read_full(file, &mut head[..HEADER_LEN]).map_err(StorageError::io(path))?;
+    if got < HEADER_LEN || head[..8] != MAGIC[..] {
+        return Err(bad("not a Sluice resume file"));
+    }
+    if u32_at(&head, 8) != VERSION {
+        return Err(bad("unsupported version"));
+    }
+    let found = InfoHash(head[16..36].try_into().expect("20 bytes"));
+    if found != *info_hash {
+        return Err(StorageError::ForeignResume { path: path.to_path_buf(), expected: *info_hash, found });
+    }
+    if u32_at(&head, 12) != num_pieces {
+        return Err(bad("piece count differs from the torrent's"));
+    }
+    let got = read_full(file, &mut head[HEADER_LEN..]).map_err(StorageError::io(path))?;
+    let (body, check) = head.split_at(head.len() - CHECK_LEN);
+    if HEADER_LEN + got < head.len() || Sha1::digest(body).as_slice() != check {
+        return Err(bad("damaged snapshot"));
+    }
+    let mut have =
+        Bitfield::from_wire(&body[HEADER_LEN..], num_pieces).map_err(|_| bad("snapshot has spare bits set"))?;
+
+    let mut len = head.len() as u64;
+    let mut records = 0;
+    let mut reader = std::io::BufReader::new(file);
+    let mut rec = [0u8; RECORD_LEN];
+    while read_full(&mut reader, &mut rec).map_err(StorageError::io(path))? == RECORD_LEN {
+        let piece = u32_at(&rec, 0);
+        if piece >= num_pieces || rec[4..] != record_tag(info_hash, piece) {
+            break;
+        }
+        have.set(PieceIndex::new_unchecked(piece));
+        len += RECORD_LEN as u64;
+        records += 1;
+    }
+    Ok((have, len, records))
 }
 
 fn snapshot_len(num_pieces: u32) -> u64 {

@@ -176,3 +176,24 @@ fn absent_data_is_dropped_and_forgotten() {
     r.record(p(7)).unwrap();
     assert_eq!(ones(r.have()), [6, 7]);
 }
+
+#[test]
+fn peek_reads_what_open_would_without_touching_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.resume");
+    assert!(Resume::peek(&path, HASH, PIECES).unwrap().is_none());
+    assert!(!path.exists(), "peek must not create a journal");
+    let (mut r, _) = Resume::open(&path, HASH, PIECES).unwrap();
+    for i in [4, 0, 17] {
+        r.record(p(i)).unwrap();
+    }
+    drop(r);
+    let full = std::fs::read(&path).unwrap();
+    assert_eq!(ones(&Resume::peek(&path, HASH, PIECES).unwrap().unwrap()), [0, 4, 17]);
+    // A torn last record is skipped but left in place (the torrent's own open cuts it).
+    std::fs::write(&path, &full[..full.len() - 3]).unwrap();
+    assert_eq!(ones(&Resume::peek(&path, HASH, PIECES).unwrap().unwrap()), [0, 4]);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), full.len() as u64 - 3);
+    assert!(matches!(Resume::peek(&path, InfoHash([8; 20]), PIECES), Err(StorageError::ForeignResume { .. })));
+    assert!(matches!(Resume::peek(&path, HASH, PIECES + 1), Err(StorageError::BadResume { .. })));
+}
