@@ -27,11 +27,19 @@
 //! digested the same way and compared with every account in constant time, so neither the
 //! timing nor an early exit tells how much of a guess was right (SHA-1 serves to make every
 //! value the same length here; nothing relies on its collision resistance).
+//!
+//! Wrong passwords are rationed per client ([`Guesses`]): [`GUESS_BURST`] at once, then one
+//! per [`GUESS_INTERVAL`] (an IPv6 client counts by its /64). A client out of guesses gets
+//! 429 with `Retry-After` for anything that needs credentials, right ones included, without
+//! its header being checked; requests without credentials and the open routes go on as
+//! before, so its players keep playing. Right credentials spend nothing.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -275,6 +283,65 @@ impl IpFilter {
     }
 }
 
+/// Wrong passwords a client may send at once.
+pub const GUESS_BURST: u32 = 10;
+/// Then one more each this often.
+pub const GUESS_INTERVAL: Duration = Duration::from_secs(6);
+/// Clients remembered at most; those whose guesses are all back go first.
+const GUESS_CLIENTS: usize = 4096;
+
+/// Who a guess is counted against: an IPv6 client by its /64, which one host usually has whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Guesser {
+    V4([u8; 4]),
+    V6([u8; 8]),
+    Unknown,
+}
+
+impl Guesser {
+    fn of(client: Option<IpAddr>) -> Self {
+        match client.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => Guesser::V4(v4.octets()),
+            Some(IpAddr::V6(v6)) => Guesser::V6(v6.octets()[..8].try_into().expect("8 bytes")),
+            None => Guesser::Unknown,
+        }
+    }
+}
+
+/// Wrong passwords per client, as a leaky bucket: each wrong one pushes the client's mark
+/// [`GUESS_INTERVAL`] past `max(mark, now)`; the client is out of guesses while its mark is
+/// more than `GUESS_BURST - 1` intervals ahead of now.
+#[derive(Debug, Default)]
+pub struct Guesses {
+    marks: Mutex<HashMap<Guesser, Instant>>,
+}
+
+impl Guesses {
+    /// How long until `client` may guess again; `None` if it may now.
+    fn locked(&self, client: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = *marks.get(&Guesser::of(client))?;
+        let opens = mark.checked_sub(GUESS_INTERVAL * (GUESS_BURST - 1))?;
+        (opens > now).then(|| opens - now)
+    }
+
+    /// Counts a wrong password from `client`.
+    fn wrong(&self, client: Option<IpAddr>, now: Instant) {
+        let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let who = Guesser::of(client);
+        if marks.len() >= GUESS_CLIENTS && !marks.contains_key(&who) {
+            marks.retain(|_, mark| *mark > now);
+            if marks.len() >= GUESS_CLIENTS
+                && let Some(first) = marks.iter().min_by_key(|(_, mark)| **mark).map(|(k, _)| *k)
+            {
+                marks.remove(&first);
+            }
+        }
+        let mark = marks.entry(who).or_insert(now);
+        *mark = (*mark).max(now) + GUESS_INTERVAL;
+    }
+}
+
 /// Who may do what; see the module docs.
 #[derive(Clone)]
 pub struct AccessPolicy {
@@ -284,6 +351,8 @@ pub struct AccessPolicy {
     /// Whether the server knows a torrent (player links of known torrents open without
     /// credentials).
     pub known: Arc<dyn Fn(InfoHash) -> bool + Send + Sync>,
+    /// Wrong passwords so far, per client.
+    pub guesses: Arc<Guesses>,
 }
 
 impl fmt::Debug for AccessPolicy {
@@ -299,6 +368,8 @@ pub enum Decision {
     Forbidden,
     /// 401: credentials needed.
     Unauthorized,
+    /// 429: the client is out of password guesses for this long.
+    TooManyGuesses(Duration),
 }
 
 /// What a request needs besides an allowed address, credentials aside.
@@ -312,13 +383,15 @@ enum Gate {
 
 impl AccessPolicy {
     /// The decision for a request from `client` (`None` when the connection's address is
-    /// unknown: refused when an IP list is set).
+    /// unknown: refused when an IP list is set) at `now`; a wrong password counts against
+    /// the client.
     pub fn decide(
         &self,
         client: Option<IpAddr>,
         method: &Method,
         uri: &Uri,
         authorization: Option<&HeaderValue>,
+        now: Instant,
     ) -> Decision {
         if !self.ips.is_empty() && !client.is_some_and(|ip| self.ips.permits(ip)) {
             return Decision::Forbidden;
@@ -329,7 +402,21 @@ impl AccessPolicy {
             Gate::Known(h) => (self.known)(h),
             Gate::Closed => false,
         };
-        if open || accounts.verify_header(authorization) { Decision::Allow } else { Decision::Unauthorized }
+        if open {
+            return Decision::Allow;
+        }
+        if authorization.is_none() {
+            return Decision::Unauthorized;
+        }
+        if let Some(wait) = self.guesses.locked(client, now) {
+            return Decision::TooManyGuesses(wait);
+        }
+        if accounts.verify_header(authorization) {
+            Decision::Allow
+        } else {
+            self.guesses.wrong(client, now);
+            Decision::Unauthorized
+        }
     }
 }
 
@@ -380,7 +467,8 @@ pub fn protect(router: Router, policy: Arc<AccessPolicy>) -> Router {
 
 async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: Next) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let decision = policy.decide(client, request.method(), request.uri(), request.headers().get(header::AUTHORIZATION));
+    let authorization = request.headers().get(header::AUTHORIZATION);
+    let decision = policy.decide(client, request.method(), request.uri(), authorization, Instant::now());
     let api = request.uri().path().starts_with("/api/");
     match decision {
         Decision::Allow => next.run(request).await,
@@ -408,6 +496,20 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
             let h = response.headers_mut();
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
             // A browser client (the Lampa web build) sees the 401, not a CORS failure.
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            response
+        }
+        Decision::TooManyGuesses(wait) => {
+            let (method, path) = (request.method(), request.uri().path());
+            tracing::warn!("http: {client:?} is out of password guesses for {wait:?} ({method} {path})");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = if api {
+                error(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", "too many wrong passwords; try again later")
+            } else {
+                StatusCode::TOO_MANY_REQUESTS.into_response()
+            };
+            let h = response.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             response
         }
@@ -498,6 +600,7 @@ mod tests {
             ips: IpFilter::default(),
             accounts: accounts.then(|| Accounts::parse("alice:secret").unwrap()),
             known: Arc::new(|h| h == KNOWN),
+            guesses: Arc::default(),
         }
     }
 
@@ -558,18 +661,20 @@ mod tests {
             (Method::GET, "/".into(), false),
             (Method::GET, "/nowhere".into(), false),
         ];
-        let on = policy(true);
         let off = policy(false);
         let good = header("alice", "secret");
         let bad = header("alice", "wrong");
+        let now = Instant::now();
         for (method, uri, open) in rows {
+            // A policy per row: every wrong password here counts.
+            let on = policy(true);
             let uri: Uri = uri.parse().unwrap();
-            let anonymous = on.decide(None, &method, &uri, None);
+            let anonymous = on.decide(None, &method, &uri, None, now);
             let want = if open { Decision::Allow } else { Decision::Unauthorized };
             assert_eq!(anonymous, want, "{method} {uri}");
-            assert_eq!(on.decide(None, &method, &uri, Some(&bad)), want, "{method} {uri} wrong password");
-            assert_eq!(on.decide(None, &method, &uri, Some(&good)), Decision::Allow, "{method} {uri} with auth");
-            assert_eq!(off.decide(None, &method, &uri, None), Decision::Allow, "{method} {uri} auth off");
+            assert_eq!(on.decide(None, &method, &uri, Some(&bad), now), want, "{method} {uri} wrong password");
+            assert_eq!(on.decide(None, &method, &uri, Some(&good), now), Decision::Allow, "{method} {uri} with auth");
+            assert_eq!(off.decide(None, &method, &uri, None, now), Decision::Allow, "{method} {uri} auth off");
         }
     }
 
@@ -580,9 +685,69 @@ mod tests {
         let uri: Uri = "/echo".parse().unwrap();
         let good = header("alice", "secret");
         let from = |ip: &str| Some(ip.parse().unwrap());
-        assert_eq!(p.decide(from("127.0.87.3"), &Method::GET, &uri, Some(&good)), Decision::Forbidden);
-        assert_eq!(p.decide(from("127.0.87.2"), &Method::GET, &uri, None), Decision::Allow);
-        assert_eq!(p.decide(None, &Method::GET, &uri, Some(&good)), Decision::Forbidden, "unknown address");
+        let now = Instant::now();
+        assert_eq!(p.decide(from("127.0.87.3"), &Method::GET, &uri, Some(&good), now), Decision::Forbidden);
+        assert_eq!(p.decide(from("127.0.87.2"), &Method::GET, &uri, None, now), Decision::Allow);
+        assert_eq!(p.decide(None, &Method::GET, &uri, Some(&good), now), Decision::Forbidden, "unknown address");
+    }
+
+    /// Ten wrong passwords at once, then one per 6 s; a locked client is refused before its
+    /// password is looked at, other clients (another /64 for IPv6) are not, and its players
+    /// keep their open routes.
+    #[test]
+    fn wrong_passwords_are_rationed_per_client() {
+        let p = policy(true);
+        let settings: Uri = "/api/v1/settings".parse().unwrap();
+        let play: Uri = format!("/play/{}/1", KNOWN.to_hex()).parse().unwrap();
+        let (good, bad) = (header("alice", "secret"), header("alice", "wrong"));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ask = |ip: &str, auth: Option<&HeaderValue>, uri: &Uri, ms: u64| {
+            p.decide(Some(ip.parse().unwrap()), &Method::GET, uri, auth, at(ms))
+        };
+        for i in 0..GUESS_BURST {
+            assert_eq!(ask("10.0.0.1", Some(&bad), &settings, u64::from(i)), Decision::Unauthorized, "guess {i}");
+        }
+        let Decision::TooManyGuesses(wait) = ask("10.0.0.1", Some(&good), &settings, 10) else {
+            panic!("the right password during the lock must not be checked")
+        };
+        assert!(wait > Duration::from_millis(5_980) && wait <= GUESS_INTERVAL, "{wait:?}");
+        assert_eq!(ask("10.0.0.1", None, &settings, 10), Decision::Unauthorized, "no credentials: 401 as always");
+        assert_eq!(ask("10.0.0.1", Some(&bad), &play, 10), Decision::Allow, "player links stay open");
+        assert_eq!(ask("::ffff:10.0.0.1", Some(&bad), &settings, 10), Decision::TooManyGuesses(wait));
+        assert_eq!(ask("10.0.0.2", Some(&good), &settings, 10), Decision::Allow, "another client");
+        // One more guess after an interval, then locked again.
+        assert_eq!(ask("10.0.0.1", Some(&bad), &settings, 6_000), Decision::Unauthorized);
+        assert!(matches!(ask("10.0.0.1", Some(&good), &settings, 6_001), Decision::TooManyGuesses(_)));
+        assert_eq!(ask("10.0.0.1", Some(&good), &settings, 12_000), Decision::Allow);
+        // Right passwords spend nothing; the bucket refills whole after ten intervals.
+        for i in 0..100 {
+            assert_eq!(ask("10.0.0.1", Some(&good), &settings, 12_000 + i), Decision::Allow);
+        }
+        for i in 0..GUESS_BURST {
+            assert_eq!(ask("10.0.0.1", Some(&bad), &settings, 72_000 + u64::from(i)), Decision::Unauthorized);
+        }
+        // IPv6: the same /64 is one client, another /64 another.
+        for i in 0..GUESS_BURST {
+            let ip = format!("2001:db8:0:1::{:x}", i + 1);
+            assert_eq!(ask(&ip, Some(&bad), &settings, u64::from(i)), Decision::Unauthorized);
+        }
+        assert!(matches!(ask("2001:db8:0:1::ffff", Some(&good), &settings, 20), Decision::TooManyGuesses(_)));
+        assert_eq!(ask("2001:db8:0:2::1", Some(&good), &settings, 20), Decision::Allow);
+    }
+
+    /// Memory stays bounded however many addresses guess.
+    #[test]
+    fn the_guess_table_is_bounded() {
+        let g = Guesses::default();
+        let now = Instant::now();
+        for i in 0..(GUESS_CLIENTS as u32 + 500) {
+            g.wrong(Some(IpAddr::from(i.to_be_bytes())), now + Duration::from_millis(u64::from(i)));
+        }
+        assert!(g.marks.lock().unwrap().len() <= GUESS_CLIENTS);
+        // The newest guesser is still counted.
+        let last = IpAddr::from((GUESS_CLIENTS as u32 + 499).to_be_bytes());
+        assert!(g.marks.lock().unwrap().contains_key(&Guesser::of(Some(last))));
     }
 
     #[tokio::test]
@@ -618,5 +783,17 @@ mod tests {
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         let r = call("/echo", "10.0.0.1:5", None).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
+        for _ in 0..GUESS_BURST {
+            let r = call("/api/v1/torrents", "10.0.0.3:5", Some(header("alice", "guess"))).await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        let r = call("/api/v1/torrents", "10.0.0.3:5", Some(header("alice", "secret"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "6");
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let r = call("/settings", "10.0.0.3:5", Some(header("alice", "secret"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let r = call("/settings", "10.0.0.1:5", Some(header("alice", "secret"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "other clients are not held back");
     }
 }

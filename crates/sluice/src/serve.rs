@@ -206,6 +206,7 @@ pub async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         ips: IpFilter { allow: args.allow_ip, deny: args.deny_ip },
         accounts,
         known: Arc::new(move |h| known.status(h).is_some()),
+        guesses: Arc::default(),
     };
     let app = protect(app, Arc::new(policy)).into_make_service_with_connect_info::<SocketAddr>();
     let scheme = if tls.is_some() { "https" } else { "http" };

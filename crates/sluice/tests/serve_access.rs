@@ -1,5 +1,5 @@
 //! Who may use a real `sluice serve`: the auth matrix (every route without credentials, with
-//! a wrong password and with a right one), IP allow and deny lists seen from different client
+//! a wrong password and with a right one), wrong passwords rationed per address, IP allow and deny lists seen from different client
 //! addresses, and HTTPS with a certificate made here. No peers: the torrents are `.torrent`
 //! files built in the test, and byte streams are asked for with `HEAD` (their bytes would
 //! wait for peers).
@@ -181,6 +181,19 @@ fn auth_matrix_on_every_route() {
     let u = "cd".repeat(20);
     let magnet_u = format!("magnet:?xt=urn:btih:{u}");
 
+    // Ten wrong passwords from one address, then it waits, the right password included;
+    // its player links and other addresses go on.
+    for i in 0..10 {
+        let r = exchange(3, &http, "GET", "/api/v1/torrents", Some(&wrong), &Body::None);
+        assert_eq!(r.status, 401, "wrong password {i}");
+    }
+    let r = exchange(3, &http, "GET", "/api/v1/torrents", Some(&good), &Body::None);
+    assert_eq!(r.status, 429, "{}", r.head);
+    assert!(r.head.contains("retry-after: 6"), "{}", r.head);
+    assert!(serve.proc.stderr().contains("out of password guesses"));
+    assert_eq!(exchange(3, &http, "HEAD", &format!("/play/{k}/1"), Some(&wrong), &Body::None).status, 200);
+    assert_eq!(exchange(4, &http, "GET", "/api/v1/torrents", Some(&good), &Body::None).status, 200);
+
     let rows = vec![
         // Open to everyone.
         row("GET", "/echo", Body::None, 200, Some(200)),
@@ -265,9 +278,11 @@ fn auth_matrix_on_every_route() {
 
     let mut failures = Vec::new();
     let mut table = String::from("route | anonymous | wrong password | credentials\n");
-    for r in &rows {
+    // Wrong passwords are rationed per client address: each row's comes from another one.
+    assert!(rows.len() < 180);
+    for (i, r) in rows.iter().enumerate() {
         let anon = exchange(2, &http, r.method, &r.target, None, &r.body);
-        let bad = exchange(3, &http, r.method, &r.target, Some(&wrong), &r.body);
+        let bad = exchange(20 + i as u8, &http, r.method, &r.target, Some(&wrong), &r.body);
         let authed = r.authorized.map(|_| exchange(4, &http, r.method, &r.target, Some(&good), &r.body));
         let got = (anon.status, bad.status, authed.as_ref().map(|a| a.status));
         let want = (r.anonymous, r.anonymous, r.authorized);
