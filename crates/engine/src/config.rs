@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use sluice_core::PeerId;
 
+use crate::SharedLimit;
+
 /// Tunables of one torrent's engine. `Default` gives values for a real client.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +26,9 @@ pub struct Config {
     /// Download / upload limits in bytes per second; `None` = unlimited.
     pub download_rate_limit: Option<u64>,
     pub upload_rate_limit: Option<u64>,
+    /// Limits this torrent shares with others (a session's); they apply besides its own.
+    pub shared_download_limit: Option<SharedLimit>,
+    pub shared_upload_limit: Option<SharedLimit>,
     /// Regular unchoke slots (an optimistic slot is added on top).
     pub upload_slots: usize,
     /// Requests we keep in flight per peer: the floor, and the ceiling of the
@@ -77,6 +82,8 @@ impl Default for Config {
             buffer_budget: 32 * 1024 * 1024,
             download_rate_limit: None,
             upload_rate_limit: None,
+            shared_download_limit: None,
+            shared_upload_limit: None,
             upload_slots: 4,
             min_pipeline: 4,
             max_pipeline: 1024,

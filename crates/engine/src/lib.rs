@@ -118,7 +118,7 @@ pub use config::Config;
 pub use fetch::{FetchConfig, FetchInput, FetchOutput, MetadataFetcher};
 pub use picker::Priority;
 pub use stream::{ReaderId, ReaderWindow};
-pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, Stats, Torrent};
+pub use torrent::{DisconnectReason, Event, Input, Output, PeerKey, SharedLimit, Stats, Torrent};
 
 /// What Sluice calls itself in extended handshakes unless told otherwise (`Config::client_name`).
 pub const CLIENT_NAME: &str = concat!("Sluice ", env!("CARGO_PKG_VERSION"));

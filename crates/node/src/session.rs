@@ -11,7 +11,7 @@ use sluice_core::blocklist::Blocklist;
 use sluice_core::metainfo::Metainfo;
 use sluice_core::{Bitfield, InfoHash, PeerId};
 use sluice_dht::Dht;
-use sluice_engine::{Config, Torrent};
+use sluice_engine::{Config, SharedLimit, Torrent};
 use sluice_lsd::{Lsd, LsdConfig};
 use sluice_storage::{CacheEvents, FsStore, PieceStore, RamCache, RamStore, Resume};
 use sluice_wire::Handshake;
@@ -164,6 +164,9 @@ pub(crate) struct Shared {
     pub(crate) dialer: Dialer,
     /// What the `Session::set_*` methods change while torrents run.
     tunables: Arc<Mutex<Tunables>>,
+    /// The session's download and upload limits, which all its torrents draw from together.
+    download_limit: SharedLimit,
+    upload_limit: SharedLimit,
 }
 
 /// The settings a running session may change: torrents started later take them, and
@@ -243,6 +246,8 @@ impl Session {
         }
         let tracker_key = crate::random_seed() as u32;
         let clock = Clock::new();
+        let download_limit = SharedLimit::new(config.engine.download_rate_limit, clock.now());
+        let upload_limit = SharedLimit::new(config.engine.upload_rate_limit, clock.now());
         let tunables = Arc::new(Mutex::new(Tunables {
             download_rate_limit: config.engine.download_rate_limit,
             upload_rate_limit: config.engine.upload_rate_limit,
@@ -260,6 +265,8 @@ impl Session {
             lsd,
             tracker_client,
             tracker_key,
+            download_limit,
+            upload_limit,
             dialer,
             tunables,
         };
@@ -312,12 +319,16 @@ impl Session {
         Ok(crate::magnet::spawn(self.shared.clone(), add))
     }
 
-    /// Changes the download and upload limits (bytes per second, `None`: unlimited) of every
-    /// torrent, running ones included (see `sluice_engine::Torrent::set_rate_limits`): their
+    /// Changes the session's download and upload limits (bytes per second, `None`:
+    /// unlimited), which its torrents share: together they stay under them (a
+    /// `sluice_engine::SharedLimit` each). Applies at once to running torrents; their
     /// connections and readers go on.
     pub async fn set_rate_limits(&self, download: Option<u64>, upload: Option<u64>) {
         self.shared.tune(|t| (t.download_rate_limit, t.upload_rate_limit) = (download, upload));
-        self.shared.tell_all(|| Command::SetRateLimits { download, upload }).await;
+        let now = self.shared.clock.now();
+        self.shared.download_limit.set_rate(download, now);
+        self.shared.upload_limit.set_rate(upload, now);
+        self.shared.tell_all(|| Command::SharedLimitsChanged).await;
     }
 
     /// Changes the peer connections per torrent (at least 1), running torrents included:
@@ -424,8 +435,11 @@ impl Shared {
 
         let tunables = self.tunables();
         let mut engine_cfg = self.config.engine.clone();
-        engine_cfg.download_rate_limit = tunables.download_rate_limit;
-        engine_cfg.upload_rate_limit = tunables.upload_rate_limit;
+        // The session's limits, shared with its other torrents, not one each.
+        engine_cfg.download_rate_limit = None;
+        engine_cfg.upload_rate_limit = None;
+        engine_cfg.shared_download_limit = Some(self.download_limit.clone());
+        engine_cfg.shared_upload_limit = Some(self.upload_limit.clone());
         engine_cfg.max_peers = tunables.max_peers;
         engine_cfg.peer_id = self.config.peer_id;
         engine_cfg.listen_port = self.listen_addr.map(|a| a.port());
@@ -497,14 +511,9 @@ impl Shared {
         };
         let routes = self.routes.clone();
         routes.lock().unwrap_or_else(|p| p.into_inner()).insert(info_hash, Some(cmd_tx.clone()));
-        // A change made while this torrent was being set up reached the routes without it.
+        // A change made while this torrent was being set up reached the routes without it
+        // (the rate limits are shared objects: a torrent always sees their current rates).
         let now_tuned = self.tunables();
-        if (now_tuned.download_rate_limit, now_tuned.upload_rate_limit)
-            != (tunables.download_rate_limit, tunables.upload_rate_limit)
-        {
-            let (download, upload) = (now_tuned.download_rate_limit, now_tuned.upload_rate_limit);
-            let _ = cmd_tx.try_send(Command::SetRateLimits { download, upload });
-        }
         if now_tuned.max_peers != tunables.max_peers {
             let _ = cmd_tx.try_send(Command::SetMaxPeers(now_tuned.max_peers));
         }

@@ -74,11 +74,9 @@ pub(crate) enum Command {
     },
     /// See `sluice_engine::Torrent::cap_download`.
     CapDownload(Option<u64>),
-    /// See `sluice_engine::Torrent::set_rate_limits`.
-    SetRateLimits {
-        download: Option<u64>,
-        upload: Option<u64>,
-    },
+    /// The session's shared limits changed rate: see
+    /// `sluice_engine::Torrent::shared_limits_changed`.
+    SharedLimitsChanged,
     /// See `sluice_engine::Torrent::set_max_peers`.
     SetMaxPeers(usize),
 }
@@ -206,9 +204,7 @@ impl TorrentTask {
                     Some(Command::ReaderProtect { id, ranges }) => self.engine.protect(id, &ranges, self.clock.now()),
                     Some(Command::CloseReader { id }) => self.engine.close_reader(id, self.clock.now()),
                     Some(Command::CapDownload(cap)) => self.engine.cap_download(cap, self.clock.now()),
-                    Some(Command::SetRateLimits { download, upload }) => {
-                        self.engine.set_rate_limits(download, upload, self.clock.now());
-                    }
+                    Some(Command::SharedLimitsChanged) => self.engine.shared_limits_changed(self.clock.now()),
                     Some(Command::SetMaxPeers(n)) => self.engine.set_max_peers(n, self.clock.now()),
                     Some(Command::Shutdown(reply)) => {
                         shutdown_reply = Some(reply);

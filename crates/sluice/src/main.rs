@@ -103,10 +103,10 @@ struct NetArgs {
     /// Confine all traffic to loopback (127.0.0.0/8, ::1).
     #[arg(long, env = "SLUICE_LOOPBACK_ONLY", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
     loopback_only: bool,
-    /// Download limit in bytes per second.
+    /// Download limit in bytes per second, for all torrents together.
     #[arg(long, value_name = "BYTES")]
     download_limit: Option<u64>,
-    /// Upload limit in bytes per second.
+    /// Upload limit in bytes per second, for all torrents together.
     #[arg(long, value_name = "BYTES")]
     upload_limit: Option<u64>,
     /// DHT nodes to start from, as HOST:PORT (repeat or separate with commas) [default: the

@@ -39,7 +39,8 @@ use crate::stream::Streams;
 use crate::{Config, Priority};
 use conn::AddrEntry;
 use peer::Peer;
-use rate::{Meter, TokenBucket};
+pub use rate::SharedLimit;
+use rate::{Meter, TokenBucket, Waiting};
 
 /// A connection slot, chosen by the engine: by [`Output::Connect`] for outbound connections
 /// and by [`Torrent::accept`] for inbound ones. Never reused within one `Torrent`.
@@ -239,6 +240,18 @@ pub struct Torrent {
     up: Meter,
     down_bucket: Option<TokenBucket>,
     up_bucket: Option<TokenBucket>,
+    /// While waiting on a shared limit: when to look at it again, a random time of up to
+    /// one block after its balance turns positive, drawn afresh at each look that finds it
+    /// spent, so the torrents waiting on one limit take turns in random order instead of the
+    /// same one always first.
+    down_retry: Timestamp,
+    up_retry: Timestamp,
+    /// This torrent's place among those waiting on its shared limits.
+    down_waiting: Option<Waiting>,
+    up_waiting: Option<Waiting>,
+    /// Its wait ended: the next try at the shared limit may take even while others wait.
+    down_turn: bool,
+    up_turn: bool,
     /// The cap of [`Torrent::cap_download`], kept so a new limit combines with it.
     download_cap: Option<u64>,
     down_blocked: bool,
@@ -318,6 +331,12 @@ impl Torrent {
             up: Meter::new(now),
             down_bucket,
             up_bucket,
+            down_retry: now,
+            up_retry: now,
+            down_waiting: None,
+            up_waiting: None,
+            down_turn: false,
+            up_turn: false,
             download_cap: None,
             down_blocked: false,
             up_blocked: false,
@@ -442,17 +461,17 @@ impl Torrent {
             self.rechoke(now);
             self.replace_idle_peer(now);
         }
-        if self.down_blocked && self.down_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
-            self.down_blocked = false;
-            self.refill_all = true;
+        if self.down_blocked
+            && self.down_bucket.as_ref().is_none_or(|b| now >= b.ready_at())
+            && self.shared_wait_over(false, now)
+        {
+            self.unblock_downloads();
         }
-        if self.up_blocked && self.up_bucket.as_ref().is_none_or(|b| now >= b.ready_at()) {
-            self.up_blocked = false;
-            let mut next = self.next_peer(None);
-            while let Some(key) = next {
-                self.pump_uploads(key, now);
-                next = self.next_peer(Some(key));
-            }
+        if self.up_blocked
+            && self.up_bucket.as_ref().is_none_or(|b| now >= b.ready_at())
+            && self.shared_wait_over(true, now)
+        {
+            self.unblock_uploads(now);
         }
         self.try_connect(now);
         self.stream_timers(now);
@@ -492,15 +511,19 @@ impl Torrent {
         if let Some(&(t, _)) = self.timers.first() {
             next = next.min(t);
         }
-        if self.down_blocked
-            && let Some(b) = &self.down_bucket
-        {
-            next = next.min(b.ready_at());
+        if self.down_blocked {
+            let own = self.down_bucket.as_ref().map(TokenBucket::ready_at);
+            let shared = self.down_waiting.as_ref().map(|_| self.down_retry);
+            if let Some(t) = own.max(shared) {
+                next = next.min(t);
+            }
         }
-        if self.up_blocked
-            && let Some(b) = &self.up_bucket
-        {
-            next = next.min(b.ready_at());
+        if self.up_blocked {
+            let own = self.up_bucket.as_ref().map(TokenBucket::ready_at);
+            let shared = self.up_waiting.as_ref().map(|_| self.up_retry);
+            if let Some(t) = own.max(shared) {
+                next = next.min(t);
+            }
         }
         if self.can_dial()
             && let Some(&(t, _)) = self.connect_queue.first()
@@ -534,14 +557,73 @@ impl Torrent {
         self.reset_down_bucket(now);
         self.up_bucket = upload.map(|r| TokenBucket::new(r, now));
         if self.up_blocked {
-            self.up_blocked = false;
-            let mut next = self.next_peer(None);
-            while let Some(key) = next {
-                self.pump_uploads(key, now);
-                next = self.next_peer(Some(key));
-            }
+            self.unblock_uploads(now);
         }
         self.settle(now);
+    }
+
+    /// A [`SharedLimit`] of this torrent's changed rate: whatever waited on it tries again
+    /// now (and blocks again if it still must).
+    pub fn shared_limits_changed(&mut self, now: Timestamp) {
+        self.now = now;
+        if self.down_blocked {
+            self.unblock_downloads();
+        }
+        if self.up_blocked {
+            self.unblock_uploads(now);
+        }
+        self.settle(now);
+    }
+
+    /// Ends a wait for download tokens; a wait on the shared limit becomes a turn at it.
+    fn unblock_downloads(&mut self) {
+        self.down_blocked = false;
+        self.refill_all = true;
+        if self.down_waiting.take().is_some() {
+            self.down_turn = true;
+        }
+    }
+
+    /// When a torrent waiting on `limit` looks again: once its balance turns positive, plus
+    /// a random wait of up to one block's time at its rate (at most 50 ms).
+    fn retry_time(&mut self, limit: &SharedLimit, now: Timestamp) -> Timestamp {
+        let block_us =
+            limit.rate().map_or(0, |r| u64::from(sluice_core::BLOCK_SIZE) * 1_000_000 / r.max(1)).min(50_000);
+        let jitter = Duration::from_micros(rand::Rng::random_range(&mut self.rng, 0..=block_us));
+        limit.ready_at().unwrap_or(now).max(now) + jitter
+    }
+
+    /// Whether a wait on the shared download (or upload) limit, if any, is over at `now`: its
+    /// retry time has come and the balance is positive. A look that finds the balance spent
+    /// (another torrent's turn came first) draws a new retry time.
+    fn shared_wait_over(&mut self, upload: bool, now: Timestamp) -> bool {
+        let (limit, waiting, retry) = if upload {
+            (&self.config.shared_upload_limit, self.up_waiting.is_some(), self.up_retry)
+        } else {
+            (&self.config.shared_download_limit, self.down_waiting.is_some(), self.down_retry)
+        };
+        let Some(limit) = limit.clone().filter(|_| waiting) else { return true };
+        if now < retry {
+            return false;
+        }
+        if limit.ready(now) {
+            return true;
+        }
+        let at = self.retry_time(&limit, now);
+        *(if upload { &mut self.up_retry } else { &mut self.down_retry }) = at;
+        false
+    }
+
+    fn unblock_uploads(&mut self, now: Timestamp) {
+        self.up_blocked = false;
+        if self.up_waiting.take().is_some() {
+            self.up_turn = true;
+        }
+        let mut next = self.next_peer(None);
+        while let Some(key) = next {
+            self.pump_uploads(key, now);
+            next = self.next_peer(Some(key));
+        }
     }
 
     /// Replaces [`Config::max_peers`] (at least 1). Over a lowered limit, the peers that gave

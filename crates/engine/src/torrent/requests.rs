@@ -106,6 +106,19 @@ impl Torrent {
             }
             want = want.min((tokens.div_ceil(u64::from(BLOCK_SIZE))) as usize);
         }
+        if let Some(limit) = self.config.shared_download_limit.clone() {
+            let turn = std::mem::take(&mut self.down_turn);
+            match limit.grant(now, turn) {
+                Some(0) => {
+                    self.down_blocked = true;
+                    self.down_waiting = Some(limit.wait());
+                    self.down_retry = self.retry_time(&limit, now);
+                    return;
+                }
+                Some(tokens) => want = want.min((tokens.div_ceil(u64::from(BLOCK_SIZE))) as usize),
+                None => {}
+            }
+        }
         let allowance = self.new_piece_allowance();
         let mut new_pieces = allowance;
         let mut picked = std::mem::take(&mut self.scratch);
@@ -148,6 +161,9 @@ impl Torrent {
                 self.reserved += len as u64;
                 self.reserved_peak = self.reserved_peak.max(self.reserved);
             }
+        }
+        if let Some(limit) = &self.config.shared_download_limit {
+            limit.take(picked.iter().map(|b| u64::from(b.len)).sum());
         }
         self.scratch = picked;
     }

@@ -458,6 +458,51 @@ fn a_new_rate_limit_applies_at_once_and_lifting_it_restores_the_speed() {
     net.nodes[leech].t.check_invariants();
 }
 
+/// Two torrents drawing from one shared limit (a session's) download at its rate together,
+/// not each; both progress; a new rate reaches both at once and lifting it lets both finish.
+#[test]
+fn torrents_sharing_a_limit_stay_under_it_together() {
+    let (mut net, body) = Net::new(1 << 20, 1 << 16);
+    let seed = net.add(config(1), Some(&body));
+    let limit = SharedLimit::new(Some(128 * 1024), net.now);
+    let shared = |c: Config| Config { shared_download_limit: Some(limit.clone()), ..c };
+    let a = net.add(shared(config(2)), None);
+    let b = net.add(shared(config(3)), None);
+    let now = net.now;
+    net.nodes[a].t.add_peer(addr_of(seed), now);
+    net.nodes[b].t.add_peer(addr_of(seed), now);
+    let got = |net: &Net, n: usize| net.nodes[n].t.stats().downloaded;
+    for _ in 0..2_000 {
+        net.step();
+    }
+    let (da, db) = (got(&net, a), got(&net, b));
+    // Two seconds at 128 KiB/s, the half-second burst, and one grant past the balance each;
+    // and no less than the two seconds.
+    assert!(da + db <= 2 * 128 * 1024 + 64 * 1024 + 2 * 16 * 16384, "{da} + {db}");
+    assert!(da + db >= 2 * 128 * 1024, "{da} + {db}");
+    // Turns in random order: neither takes much more than the other.
+    assert!(da.min(db) * 3 >= da + db, "unfair split: {da}, {db}");
+    let now = net.now;
+    limit.set_rate(Some(32 * 1024), now);
+    net.nodes[a].t.shared_limits_changed(now);
+    net.nodes[b].t.shared_limits_changed(now);
+    let (da, db) = (got(&net, a), got(&net, b));
+    for _ in 0..2_000 {
+        net.step();
+    }
+    let more = got(&net, a) - da + got(&net, b) - db;
+    assert!(more <= 2 * 32 * 1024 + 2 * 16 * 16384, "{more} at 32 KiB/s");
+    let now = net.now;
+    limit.set_rate(None, now);
+    net.nodes[a].t.shared_limits_changed(now);
+    net.nodes[b].t.shared_limits_changed(now);
+    let steps = net.run_until(10_000, |n| n.nodes[a].t.is_complete() && n.nodes[b].t.is_complete());
+    assert!(steps < 2_000, "not sped up: {steps} steps");
+    assert_eq!(net.nodes[a].data, body);
+    assert_eq!(net.nodes[b].data, body);
+    net.nodes[a].t.check_invariants();
+}
+
 /// A leecher connected to a scripted peer: returns the torrent, the peer's key, and the
 /// bytes the torrent sent so far.
 fn scripted_peer() -> (Torrent, PeerKey, Vec<u8>) {

@@ -105,11 +105,24 @@ impl Torrent {
             if peer.reading.len() >= MAX_READS || peer.reading_bytes + peer.unsent >= UPLOAD_WINDOW {
                 break;
             }
+            let shared = self.config.shared_upload_limit.clone();
+            if let Some(limit) = &shared {
+                let turn = std::mem::take(&mut self.up_turn);
+                if limit.grant(now, turn) == Some(0) {
+                    self.up_blocked = true;
+                    self.up_waiting = Some(limit.wait());
+                    self.up_retry = self.retry_time(limit, now);
+                    break;
+                }
+            }
             if let Some(bucket) = &mut self.up_bucket
                 && !bucket.try_take(u64::from(block.len), now)
             {
                 self.up_blocked = true;
                 break;
+            }
+            if let Some(limit) = &shared {
+                limit.take(u64::from(block.len));
             }
             peer.upload_queue.pop_front();
             peer.reading.push_back(block);
