@@ -652,8 +652,7 @@ impl Torrent {
         };
         self.down_bucket = limit.map(|r| TokenBucket::new(r, now));
         if self.down_blocked {
-            self.down_blocked = false;
-            self.refill_all = true;
+            self.unblock_downloads();
         }
     }
 
