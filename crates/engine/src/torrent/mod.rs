@@ -619,11 +619,13 @@ impl Torrent {
         if self.up_waiting.take().is_some() {
             self.up_turn = true;
         }
+        // A turn lasts the whole pass: every peer's queue may take while the balance holds.
         let mut next = self.next_peer(None);
         while let Some(key) = next {
             self.pump_uploads(key, now);
             next = self.next_peer(Some(key));
         }
+        self.up_turn = false;
     }
 
     /// Replaces [`Config::max_peers`] (at least 1). Over a lowered limit, the peers that gave

@@ -106,14 +106,14 @@ impl Torrent {
                 break;
             }
             let shared = self.config.shared_upload_limit.clone();
-            if let Some(limit) = &shared {
-                let turn = std::mem::take(&mut self.up_turn);
-                if limit.grant(now, turn) == Some(0) {
-                    self.up_blocked = true;
-                    self.up_waiting = Some(limit.wait());
-                    self.up_retry = self.retry_time(limit, now);
-                    break;
-                }
+            if let Some(limit) = &shared
+                && limit.grant(now, self.up_turn) == Some(0)
+            {
+                self.up_turn = false;
+                self.up_blocked = true;
+                self.up_waiting = Some(limit.wait());
+                self.up_retry = self.retry_time(limit, now);
+                break;
             }
             if let Some(bucket) = &mut self.up_bucket
                 && !bucket.try_take(u64::from(block.len), now)
