@@ -8,6 +8,7 @@
 #![no_main]
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderValue, Method, Uri};
 use libfuzzer_sys::fuzz_target;
@@ -34,17 +35,23 @@ fuzz_target!(|data: &[u8]| {
         assert!(header.is_none() || accounts.verify_header(header.as_ref()));
     }
     let Ok(uri) = Uri::try_from(target) else { return };
-    let policy =
-        AccessPolicy { ips: IpFilter::default(), accounts: Some(accounts), known: Arc::new(|h| h.0[0] & 1 == 0) };
+    let policy = AccessPolicy {
+        ips: IpFilter::default(),
+        accounts: Some(accounts),
+        known: Arc::new(|h| h.0[0] & 1 == 0),
+        guesses: Arc::default(),
+    };
+    // Four wrong passwords at most per input: below the burst, so none is refused as a guess.
+    let now = Instant::now();
     for method in [Method::GET, Method::HEAD, Method::POST, Method::OPTIONS] {
-        let anonymous = policy.decide(None, &method, &uri, None);
-        let wrong = policy.decide(None, &method, &uri, Some(&HeaderValue::from_static("Basic eDp5")));
+        let anonymous = policy.decide(None, &method, &uri, None, now);
+        let wrong = policy.decide(None, &method, &uri, Some(&HeaderValue::from_static("Basic eDp5")), now);
         if account.as_deref() != Some("x:y") {
             assert_eq!(anonymous, wrong);
         }
         assert_ne!(anonymous, Decision::Forbidden);
         if made && header.is_some() {
-            assert_eq!(policy.decide(None, &method, &uri, header.as_ref()), Decision::Allow);
+            assert_eq!(policy.decide(None, &method, &uri, header.as_ref(), now), Decision::Allow);
         }
     }
 });
