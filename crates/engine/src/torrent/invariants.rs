@@ -34,6 +34,23 @@ impl Torrent {
         );
         assert!(self.reserved_peak >= self.reserved);
 
+        // Rate limits: a place among a shared limit's waiters only with that limit, and only
+        // while blocked on it (a turn replaces the place; an upload turn lasts one pass).
+        for (waiting, limit, turn, blocked) in [
+            (
+                self.down_waiting.is_some(),
+                self.config.shared_download_limit.is_some(),
+                self.down_turn,
+                self.down_blocked,
+            ),
+            (self.up_waiting.is_some(), self.config.shared_upload_limit.is_some(), self.up_turn, self.up_blocked),
+        ] {
+            assert!(!waiting || limit, "waiting on a shared limit the torrent does not have");
+            assert!(!waiting || blocked, "a place among a shared limit's waiters without being blocked");
+            assert!(!(waiting && turn), "both waiting and holding a turn at a shared limit");
+        }
+        assert!(!self.up_turn, "an upload turn outlived its pass");
+
         // Metadata: no connection was sent more pieces than its allowance.
         let allowance = self.metadata_allowance();
         assert!(self.peers.values().all(|p| p.metadata_served <= allowance), "metadata served past the allowance");

@@ -487,8 +487,12 @@ fn torrents_sharing_a_limit_stay_under_it_together() {
     net.nodes[a].t.shared_limits_changed(now);
     net.nodes[b].t.shared_limits_changed(now);
     let (da, db) = (got(&net, a), got(&net, b));
-    for _ in 0..2_000 {
+    for i in 0..2_000 {
         net.step();
+        if i % 100 == 0 {
+            net.nodes[a].t.check_invariants();
+            net.nodes[b].t.check_invariants();
+        }
     }
     let more = got(&net, a) - da + got(&net, b) - db;
     assert!(more <= 2 * 32 * 1024 + 2 * 16 * 16384, "{more} at 32 KiB/s");
