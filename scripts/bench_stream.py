@@ -100,11 +100,11 @@ def first_block_time(endpoint, info_hash, timeout=10.0):
     return None
 
 
-def limiter_latency(torrent_path, data, logs, container, tick_ms):
+def limiter_latency(torrent_path, data, logs, container, tick_ms, settings=()):
     """Median and range of connect -> first block over six fresh capped seeders."""
     info_hash = bytes.fromhex(str(lt.torrent_info(torrent_path).info_hash()))
     seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs, f"probe-{container}", SEED_RATE,
-                             tick_ms=tick_ms)
+                             tick_ms=tick_ms, settings=settings)
     try:
         times = [None] * len(SEEDERS)
 
@@ -542,6 +542,9 @@ def main():
                     help="rounds of steps per client, fresh seeders each, order alternating; medians reported")
     ap.add_argument("--seeder-tick-ms", type=int, default=0,
                     help="the seeders' rate limiter tick in ms (default 0: libtorrent's own, 500 ms)")
+    ap.add_argument("--seeder-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other libtorrent setting for the seeders (repeatable; a diagnostic: "
+                         "e.g. send_buffer_low_watermark=1048576)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -598,7 +601,8 @@ def main():
                 entry["floor"][pct] = step_floor(url, at, size, range_log, rtt, args.timeout)
             log(f"{container}: {size / 1e6:.0f} MB, {length:.0f} s; floors "
                 + ", ".join(f"{p} %: {f['pieces']} pieces {f['floor_s']:.2f} s" for p, f in entry["floor"].items()))
-            entry["limiter"] = limiter_latency(torrent_path, data, logs, container, args.seeder_tick_ms)
+            entry["limiter"] = limiter_latency(torrent_path, data, logs, container, args.seeder_tick_ms,
+                                               args.seeder_setting)
             if entry["limiter"]:
                 log("  a fresh seeder's first block comes %.2f s after connect (median; %.2f-%.2f)" % entry["limiter"])
 
@@ -612,7 +616,7 @@ def main():
                 # head start for whichever client runs second.
                 seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs,
                                         f"seed-{container}-{cls.name}", SEED_RATE,
-                                        tick_ms=args.seeder_tick_ms)
+                                        tick_ms=args.seeder_tick_ms, settings=args.seeder_setting)
                 try:
                     return run()
                 finally:
@@ -647,7 +651,8 @@ def report(results, clients, percents, args, rqbit_version, rqbit_reason, rtt):
     print(f"\n{len(SEEDERS)} libtorrent {lt.__version__} seeders x {SEED_RATE / 1e6:.1f} MB/s on loopback, "
           f"{PIECE // MIB} MiB pieces, {args.clip_seconds} s clip at {args.bitrate / 1e6:.1f} Mbit/s; "
           f"limiter tick {args.seeder_tick_ms or 500} ms; "
-          f"loopback RTT {rtt * 1e3:.2f} ms; rqbit: {rqbit_version or 'unavailable (' + rqbit_reason + ')'}")
+          + (f"seeder settings {' '.join(args.seeder_setting)}; " if args.seeder_setting else "")
+          + f"loopback RTT {rtt * 1e3:.2f} ms; rqbit: {rqbit_version or 'unavailable (' + rqbit_reason + ')'}")
     print("floor = whole pieces ffmpeg reads / aggregate seeder rate + 2 RTT + ffmpeg's time on a local server")
     if not all(f["exact"] for e in results.values() for f in e["floor"].values()):
         print("WARNING: no strace: floors count what the file server sent, which overstates what ffmpeg read")

@@ -67,10 +67,11 @@ def wait_http(url, proc, log_path, timeout=30):
 # ---- libtorrent seeders ----------------------------------------------------------------------
 
 
-def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0):
+def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0, settings=()):
     """One tests/interop/lt_peer.py seeder per (endpoint, torrent path, data dir), capped at
-    `rate` bytes/s (0: none) with quota handed out every `tick_ms` (0: libtorrent's default);
-    returns once all are listening. Logs go to logs/<tag>-<endpoint>.log."""
+    `rate` bytes/s (0: none) with quota handed out every `tick_ms` (0: libtorrent's default)
+    and any other libtorrent `settings` ("KEY=VALUE" strings); returns once all are
+    listening. Logs go to logs/<tag>-<endpoint>.log."""
     seeders = []
     for endpoint, torrent, data in jobs:
         log_file = open(os.path.join(logs, f"{tag}-{endpoint.replace(':', '_')}.log"), "wb")
@@ -78,6 +79,8 @@ def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0):
                "--upload-rate", str(rate)]
         if tick_ms:
             cmd += ["--tick-ms", str(tick_ms)]
+        for setting in settings:
+            cmd += ["--setting", setting]
         for tracker in trackers:
             cmd += ["--tracker", tracker]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file)

@@ -58,7 +58,20 @@ def parse_endpoint(text):
     return host, int(port)
 
 
-def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", transport="tcp", tick_ms=0):
+def parse_setting(text):
+    """KEY=VALUE for a libtorrent setting: an integer, true/false, or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    try:
+        return key, int(value)
+    except ValueError:
+        return key, value
+
+
+def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", transport="tcp", tick_ms=0, extra=()):
     tcp = transport in ("tcp", "both")
     utp = transport in ("utp", "both")
     settings = {
@@ -86,6 +99,8 @@ def session_for(listen_ip, listen_port, upload_rate=0, encryption="default", tra
         settings["in_enc_policy"] = int(lt.enc_policy.pe_forced)
         settings["out_enc_policy"] = int(lt.enc_policy.pe_forced)
         settings["allowed_enc_level"] = int(lt.enc_level.pe_rc4)
+    # Anything else asked for on the command line (benchmark diagnostics), applied last.
+    settings.update(dict(extra))
     ses = lt.session(settings)
     if upload_rate:
         # Loopback peers fall in libtorrent's unlimited "local" class: put everyone in the global
@@ -215,7 +230,8 @@ def cmd_seed(args):
         pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
         data = corrupt_copy(ti, data, pieces, work)
 
-    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport, args.tick_ms)
+    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport, args.tick_ms,
+                      args.setting)
     if args.corrupt_pieces:
         # Trust the data without checking it, so the bad pieces are served as they are.
         ses.apply_settings({"disable_hash_checks": True})
@@ -379,6 +395,8 @@ def main():
     sd.add_argument("--encryption", choices=["default", "require"], default="default")
     sd.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
     sd.add_argument("--tick-ms", type=int, default=0, help="rate limiter tick (0: libtorrent's 500 ms)")
+    sd.add_argument("--setting", action="append", default=[], type=parse_setting,
+                    help="any other libtorrent setting, KEY=VALUE (repeatable; e.g. send_buffer_low_watermark=1048576)")
     sd.set_defaults(func=cmd_seed)
 
     lc = sub.add_parser("leech", help="download a torrent from the given peers")
