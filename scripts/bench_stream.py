@@ -545,6 +545,9 @@ def main():
     ap.add_argument("--seeder-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="any other libtorrent setting for the seeders (repeatable; a diagnostic: "
                          "e.g. send_buffer_low_watermark=1048576)")
+    ap.add_argument("--seeder-peer-log", action="store_true",
+                    help="the seeders log their per-peer events (bandwidth grants, requests, cancels, blocks) "
+                         "next to their logs, as <tag>-<endpoint>.peers; slows them a little (a diagnostic)")
     ap.add_argument("--quick", action="store_true", help="60 s clip, steps 0 and 60 %%, 20 s playback")
     ap.add_argument("--timeout", type=int, default=300, help="seconds one ffmpeg step may take")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -610,13 +613,14 @@ def main():
                 torrent = f.read()
             rounds = {cls.name: [] for cls, _ in clients}
 
-            def with_fresh_seeders(cls, run):
+            def with_fresh_seeders(cls, phase, run):
                 # Fresh seeders for each client and round: a libtorrent seeder left idle after
                 # the previous client saves up quota and sends its first burst ticks sooner, a
                 # head start for whichever client runs second.
                 seeders = start_seeders([(e, torrent_path, data) for e in SEEDERS], logs,
-                                        f"seed-{container}-{cls.name}", SEED_RATE,
-                                        tick_ms=args.seeder_tick_ms, settings=args.seeder_setting)
+                                        f"seed-{container}-{cls.name}-{phase}", SEED_RATE,
+                                        tick_ms=args.seeder_tick_ms, settings=args.seeder_setting,
+                                        peer_log=args.seeder_peer_log)
                 try:
                     return run()
                 finally:
@@ -628,12 +632,12 @@ def main():
                 ordered = clients if (order + r) % 2 == 0 else list(reversed(clients))
                 for cls, binary in ordered:
                     tag = f"-round{r + 1}" if args.rounds > 1 else ""
-                    rounds[cls.name].append(with_fresh_seeders(cls, lambda: run_steps(
+                    rounds[cls.name].append(with_fresh_seeders(cls, f"steps{tag}", lambda: run_steps(
                         cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
                         steps, args.timeout, tag)))
             for cls, binary in (clients if order % 2 == 0 else list(reversed(clients))):
                 result = entry["clients"][cls.name] = merge_rounds(rounds[cls.name])
-                with_fresh_seeders(cls, lambda: run_playback(
+                with_fresh_seeders(cls, "playback", lambda: run_playback(
                     cls, binary, os.path.join(work, cls.name), logs, container, torrent, file_name,
                     args.duration, result))
     finally:

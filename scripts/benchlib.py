@@ -67,11 +67,12 @@ def wait_http(url, proc, log_path, timeout=30):
 # ---- libtorrent seeders ----------------------------------------------------------------------
 
 
-def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0, settings=()):
+def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0, settings=(), peer_log=False):
     """One tests/interop/lt_peer.py seeder per (endpoint, torrent path, data dir), capped at
     `rate` bytes/s (0: none) with quota handed out every `tick_ms` (0: libtorrent's default)
     and any other libtorrent `settings` ("KEY=VALUE" strings); returns once all are
-    listening. Logs go to logs/<tag>-<endpoint>.log."""
+    listening. Logs go to logs/<tag>-<endpoint>.log, and with `peer_log` libtorrent's per-peer
+    events (bandwidth grants, requests, cancels, blocks) to logs/<tag>-<endpoint>.peers."""
     seeders = []
     for endpoint, torrent, data in jobs:
         log_file = open(os.path.join(logs, f"{tag}-{endpoint.replace(':', '_')}.log"), "wb")
@@ -81,6 +82,8 @@ def start_seeders(jobs, logs, tag="seed", rate=0, trackers=(), tick_ms=0, settin
             cmd += ["--tick-ms", str(tick_ms)]
         for setting in settings:
             cmd += ["--setting", setting]
+        if peer_log:
+            cmd += ["--peer-log", os.path.join(logs, f"{tag}-{endpoint.replace(':', '_')}.peers")]
         for tracker in trackers:
             cmd += ["--tracker", tracker]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file)

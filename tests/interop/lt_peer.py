@@ -219,6 +219,17 @@ def corrupt_copy(ti, data, pieces, work):
     return dst
 
 
+PEER_LOG_EVENTS = ("REQUEST_BANDWIDTH", "ASSIGN_BANDWIDTH", "==> PIECE", "<== REQUEST", "<== CANCEL", "==> REJECT",
+                   "SEND_BUFFER_WATERMARK")
+
+
+def log_peer_event(out, message):
+    """One line per event of interest: unix time, then the message from the peer's address on."""
+    if any(k in message for k in PEER_LOG_EVENTS):
+        at = message.find("[", message.find("]") + 1)
+        out.write(f"{time.time():.4f} {message[at:] if at >= 0 else message}\n")
+
+
 def cmd_seed(args):
     die_with_parent()
     ip, port = args.listen
@@ -230,8 +241,12 @@ def cmd_seed(args):
         pieces = [int(p) for p in args.corrupt_pieces.split(",") if p]
         data = corrupt_copy(ti, data, pieces, work)
 
-    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport, args.tick_ms,
-                      args.setting)
+    extra = list(args.setting)
+    peer_log = open(args.peer_log, "w", buffering=1) if args.peer_log else None
+    if peer_log:
+        mask = lt.alert.category_t.error_notification | lt.alert.category_t.status_notification
+        extra.append(("alert_mask", int(mask | lt.alert.category_t.peer_log_notification)))
+    ses = session_for(ip, port, parse_size(args.upload_rate), args.encryption, args.transport, args.tick_ms, extra)
     if args.corrupt_pieces:
         # Trust the data without checking it, so the bad pieces are served as they are.
         ses.apply_settings({"disable_hash_checks": True})
@@ -260,11 +275,13 @@ def cmd_seed(args):
     next_report = 0
     try:
         while time.monotonic() < stop:
-            ses.wait_for_alert(200 if args.report else 1000)
+            ses.wait_for_alert(20 if peer_log else (200 if args.report else 1000))
             if args.report and time.monotonic() >= next_report:
                 next_report = time.monotonic() + 0.2
                 print(f"uploaded {handle.status().total_payload_upload}", flush=True)
             for alert in ses.pop_alerts():
+                if peer_log and isinstance(alert, lt.peer_log_alert):
+                    log_peer_event(peer_log, alert.message())
                 if args.verbose and alert.category() & lt.alert.category_t.error_notification:
                     print(f"lt_peer: {alert.message()}", file=sys.stderr, flush=True)
             if os.getppid() == 1:
@@ -395,6 +412,9 @@ def main():
     sd.add_argument("--encryption", choices=["default", "require"], default="default")
     sd.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
     sd.add_argument("--tick-ms", type=int, default=0, help="rate limiter tick (0: libtorrent's 500 ms)")
+    sd.add_argument("--peer-log", default=None,
+                    help="write libtorrent's per-peer log of bandwidth grants, requests, cancels and blocks "
+                         "to this file (unix time first; a diagnostic)")
     sd.add_argument("--setting", action="append", default=[], type=parse_setting,
                     help="any other libtorrent setting, KEY=VALUE (repeatable; e.g. send_buffer_low_watermark=1048576)")
     sd.set_defaults(func=cmd_seed)
