@@ -485,6 +485,7 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
             if request.headers().contains_key(header::AUTHORIZATION) {
                 // Visible by default: repeated wrong passwords are worth noticing.
                 tracing::info!("http: wrong credentials from {client:?} ({method} {path})");
+                metrics::counter!("sluice_http_wrong_passwords_total").increment(1);
             } else {
                 tracing::debug!("http: {client:?} without credentials ({method} {path})");
             }
@@ -502,6 +503,7 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
         Decision::TooManyGuesses(wait) => {
             let (method, path) = (request.method(), request.uri().path());
             tracing::warn!("http: {client:?} is out of password guesses for {wait:?} ({method} {path})");
+            metrics::counter!("sluice_http_guess_refusals_total").increment(1);
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let mut response = if api {
                 error(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", "too many wrong passwords; try again later")

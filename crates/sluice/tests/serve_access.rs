@@ -193,6 +193,11 @@ fn auth_matrix_on_every_route() {
     assert!(serve.proc.stderr().contains("out of password guesses"));
     assert_eq!(exchange(3, &http, "HEAD", &format!("/play/{k}/1"), Some(&wrong), &Body::None).status, 200);
     assert_eq!(exchange(4, &http, "GET", "/api/v1/torrents", Some(&good), &Body::None).status, 200);
+    let metrics = exchange(4, &http, "GET", "/metrics", Some(&good), &Body::None);
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in ["sluice_http_wrong_passwords_total 10", "sluice_http_guess_refusals_total 1"] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in /metrics:\n{text}");
+    }
 
     let rows = vec![
         // Open to everyone.
