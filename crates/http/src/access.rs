@@ -470,15 +470,15 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
     let authorization = request.headers().get(header::AUTHORIZATION);
     let decision = policy.decide(client, request.method(), request.uri(), authorization, Instant::now());
     let api = request.uri().path().starts_with("/api/");
+    // `/api/` routes answer with a JSON error, the others with the bare status.
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        if api { error(status, code, message) } else { status.into_response() }
+    };
     match decision {
         Decision::Allow => next.run(request).await,
         Decision::Forbidden => {
             tracing::debug!("http: {client:?} is not allowed ({} {})", request.method(), request.uri().path());
-            if api {
-                error(StatusCode::FORBIDDEN, "forbidden", "this address may not use the server")
-            } else {
-                StatusCode::FORBIDDEN.into_response()
-            }
+            refuse(StatusCode::FORBIDDEN, "forbidden", "this address may not use the server")
         }
         Decision::Unauthorized => {
             let (method, path) = (request.method(), request.uri().path());
@@ -489,11 +489,8 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
             } else {
                 tracing::debug!("http: {client:?} without credentials ({method} {path})");
             }
-            let mut response = if api {
-                error(StatusCode::UNAUTHORIZED, "unauthorized", "credentials are needed (HTTP basic auth)")
-            } else {
-                StatusCode::UNAUTHORIZED.into_response()
-            };
+            let mut response =
+                refuse(StatusCode::UNAUTHORIZED, "unauthorized", "credentials are needed (HTTP basic auth)");
             let h = response.headers_mut();
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
             // A browser client (the Lampa web build) sees the 401, not a CORS failure.
@@ -505,11 +502,8 @@ async fn guard(State(policy): State<Arc<AccessPolicy>>, request: Request, next: 
             tracing::warn!("http: {client:?} is out of password guesses for {wait:?} ({method} {path})");
             metrics::counter!("sluice_http_guess_refusals_total").increment(1);
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = if api {
-                error(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", "too many wrong passwords; try again later")
-            } else {
-                StatusCode::TOO_MANY_REQUESTS.into_response()
-            };
+            let mut response =
+                refuse(StatusCode::TOO_MANY_REQUESTS, "too_many_guesses", "too many wrong passwords; try again later");
             let h = response.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

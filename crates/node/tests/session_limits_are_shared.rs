@@ -49,6 +49,24 @@ fn within_one_limit(total: u64, secs: f64) -> bool {
     total as f64 <= secs * MIB as f64 + 0.5 * MIB as f64 + 2.0 * 64.0 * 16384.0
 }
 
+/// The seeder's two torrents, started in `leecher` and given the seeder as their peer, after
+/// 3 s: the handles and the seconds since they were given the peer.
+async fn download_both(
+    leecher: &Session,
+    seeder: &Session,
+    metas: &[Metainfo],
+    dir: &std::path::Path,
+) -> (TorrentHandle, TorrentHandle, f64) {
+    let a = add(leecher, &metas[0], &dir.join("a"), StartMode::Resume).await;
+    let b = add(leecher, &metas[1], &dir.join("b"), StartMode::Resume).await;
+    let start = Instant::now();
+    for t in [&a, &b] {
+        t.add_peers(vec![seeder.listen_addr().unwrap()]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (a, b, start.elapsed().as_secs_f64())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_torrents_share_the_session_download_limit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,15 +74,8 @@ async fn two_torrents_share_the_session_download_limit() {
     let mut config = SessionConfig::loopback();
     config.engine.download_rate_limit = Some(MIB);
     let leecher = Session::start(config).await.unwrap();
-    let a = add(&leecher, &metas[0], &tmp.path().join("a"), StartMode::Resume).await;
-    let b = add(&leecher, &metas[1], &tmp.path().join("b"), StartMode::Resume).await;
-    let start = Instant::now();
-    for t in [&a, &b] {
-        t.add_peers(vec![seeder.listen_addr().unwrap()]).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b, secs) = download_both(&leecher, &seeder, &metas, tmp.path()).await;
     let got: Vec<u64> = [&a, &b].iter().map(|t| t.progress().stats.downloaded).collect();
-    let secs = start.elapsed().as_secs_f64();
     let total: u64 = got.iter().sum();
     eprintln!("downloaded in {secs:.2} s: {got:?} ({:.2} MiB/s together)", total as f64 / secs / MIB as f64);
     assert!(within_one_limit(total, secs), "{got:?} in {secs:.2} s");
@@ -87,15 +98,8 @@ async fn two_torrents_share_the_session_upload_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let (seeder, seeding, metas) = seeder(tmp.path(), Some(MIB)).await;
     let leecher = Session::start(SessionConfig::loopback()).await.unwrap();
-    let a = add(&leecher, &metas[0], &tmp.path().join("a"), StartMode::Resume).await;
-    let b = add(&leecher, &metas[1], &tmp.path().join("b"), StartMode::Resume).await;
-    let start = Instant::now();
-    for t in [&a, &b] {
-        t.add_peers(vec![seeder.listen_addr().unwrap()]).await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b, secs) = download_both(&leecher, &seeder, &metas, tmp.path()).await;
     let sent: Vec<u64> = seeding.iter().map(|t| t.progress().stats.uploaded).collect();
-    let secs = start.elapsed().as_secs_f64();
     let total: u64 = sent.iter().sum();
     eprintln!("uploaded in {secs:.2} s: {sent:?} ({:.2} MiB/s together)", total as f64 / secs / MIB as f64);
     assert!(within_one_limit(total, secs), "{sent:?} in {secs:.2} s");

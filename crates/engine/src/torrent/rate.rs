@@ -188,6 +188,15 @@ impl SharedLimit {
         Some(if waiting > 0 && !turn { 0 } else { tokens })
     }
 
+    /// Takes `n` tokens if [`Self::grant`] would give a positive balance, under one lock;
+    /// `true` when unlimited.
+    pub(crate) fn try_take(&self, n: u64, now: Timestamp, turn: bool) -> bool {
+        let mut s = self.state();
+        let waiting = s.waiting;
+        let Some(b) = s.bucket.as_mut() else { return true };
+        (waiting == 0 || turn) && b.try_take(n, now)
+    }
+
     /// Joins those waiting.
     pub(crate) fn wait(&self) -> Waiting {
         self.state().waiting += 1;
@@ -272,7 +281,10 @@ mod tests {
         // While one waits, only a torrent whose turn it is may take.
         let w = l.wait();
         assert_eq!((l.grant(t(11_000), false), l.grant(t(11_000), true)), (Some(0), Some(32_768)));
+        assert!(!l.try_take(16_384, t(11_000), false), "not its turn");
+        assert!(l.try_take(16_384, t(11_000), true));
         drop(w);
-        assert_eq!(l.grant(t(11_000), false), Some(32_768));
+        assert_eq!(l.grant(t(11_000), false), Some(16_384));
+        assert!(l.try_take(32_768, t(11_000), false) && !l.try_take(1, t(11_000), false), "spent, one grant past");
     }
 }

@@ -106,10 +106,11 @@ impl Torrent {
             }
             want = want.min((tokens.div_ceil(u64::from(BLOCK_SIZE))) as usize);
         }
-        if let Some(limit) = self.config.shared_download_limit.clone() {
+        if let Some(limit) = &self.config.shared_download_limit {
             let turn = std::mem::take(&mut self.down_turn);
             match limit.grant(now, turn) {
                 Some(0) => {
+                    let limit = limit.clone();
                     self.down_blocked = true;
                     self.down_waiting = Some(limit.wait());
                     self.down_retry = self.retry_time(&limit, now);

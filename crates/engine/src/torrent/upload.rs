@@ -105,24 +105,23 @@ impl Torrent {
             if peer.reading.len() >= MAX_READS || peer.reading_bytes + peer.unsent >= UPLOAD_WINDOW {
                 break;
             }
-            let shared = self.config.shared_upload_limit.clone();
-            if let Some(limit) = &shared
-                && limit.grant(now, self.up_turn) == Some(0)
+            let len = u64::from(block.len);
+            if self.up_bucket.as_mut().is_some_and(|b| b.available(now) == 0) {
+                self.up_blocked = true;
+                break;
+            }
+            if let Some(limit) = &self.config.shared_upload_limit
+                && !limit.try_take(len, now, self.up_turn)
             {
+                let limit = limit.clone();
                 self.up_turn = false;
                 self.up_blocked = true;
                 self.up_waiting = Some(limit.wait());
-                self.up_retry = self.retry_time(limit, now);
+                self.up_retry = self.retry_time(&limit, now);
                 break;
             }
-            if let Some(bucket) = &mut self.up_bucket
-                && !bucket.try_take(u64::from(block.len), now)
-            {
-                self.up_blocked = true;
-                break;
-            }
-            if let Some(limit) = &shared {
-                limit.take(u64::from(block.len));
+            if let Some(bucket) = &mut self.up_bucket {
+                bucket.take(len);
             }
             peer.upload_queue.pop_front();
             peer.reading.push_back(block);
