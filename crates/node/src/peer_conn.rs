@@ -356,7 +356,7 @@ mod tests {
             (got, s, peer_utp)
         });
 
-        let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap());
+        let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap(), None);
         let mut ours = Vec::new();
         Handshake::new(info_hash, PeerId([1; 20])).encode(&mut ours);
         let dialled = dialer.dial(addr).await.unwrap();
@@ -379,7 +379,7 @@ mod tests {
             let socket = UtpSocketUdp::new_udp(addr).await.unwrap();
             let peer = tokio::spawn(utp_peer(socket, info_hash, peer_encrypts, theirs.clone()));
 
-            let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap());
+            let dialer = Dialer::with_utp(UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap(), None);
             let dialled = dialer.dial(addr).await.unwrap();
             let ready = establish(dialled, &dialer, addr, info_hash, encryption, &ours).await.unwrap();
             assert_eq!(ready.stream.transport(), Transport::Utp, "{encryption:?}");

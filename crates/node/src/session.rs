@@ -202,14 +202,14 @@ impl Session {
             let (dialer, stop) = start_utp(listen_addr, &routes, &gate, &slots, &config).await?;
             (dialer, Some(stop))
         } else {
-            (Dialer::tcp(), None)
+            (Dialer::tcp(listen_addr.map(|a| a.ip())), None)
         };
         #[cfg(not(feature = "utp"))]
         let dialer = {
             if config.utp {
                 tracing::warn!("uTP asked for, but this build has no uTP (the `utp` feature): TCP only");
             }
-            Dialer::tcp()
+            Dialer::tcp(listen_addr.map(|a| a.ip()))
         };
         let lsd = match (config.lsd, listen_addr) {
             (Some(interface), Some(listen)) => {
@@ -756,7 +756,7 @@ async fn start_utp(
         );
         tokio::spawn(accepting);
     }
-    Ok((Dialer::with_utp(socket), stop))
+    Ok((Dialer::with_utp(socket, listen.map(|a| a.ip())), stop))
 }
 
 /// [`accept_loop`] for uTP connections.

@@ -13,18 +13,23 @@
 //! both keeps the one it answered. The transport that won is remembered per address, so
 //! later dials to it use that one alone; if it fails, the address is forgotten and the next
 //! dial races again.
+//!
+//! When the session listens on a specific address, TCP dials go out from it too (uTP does
+//! already, sharing the listener's socket): a session bound to a VPN's address never reaches
+//! peers around it through the default route, and peers see the address trackers were told.
+//! A peer of the other IP family is then not dialled over TCP at all.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The two ways to reach a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,23 +180,26 @@ const LEARNED_MAX: usize = 4096;
 pub(crate) struct Dialer {
     #[cfg(feature = "utp")]
     utp: Option<Arc<librqbit_utp::UtpSocketUdp>>,
+    /// The address TCP dials go out from (the listen address, when it is a specific one).
+    source: Option<IpAddr>,
     learned: Arc<Mutex<HashMap<SocketAddr, Transport>>>,
 }
 
 impl Dialer {
-    /// TCP only.
-    pub(crate) fn tcp() -> Self {
+    /// TCP only, from `source` if given (an unspecified address means any).
+    pub(crate) fn tcp(source: Option<IpAddr>) -> Self {
         Self {
             #[cfg(feature = "utp")]
             utp: None,
+            source: source.filter(|ip| !ip.is_unspecified()),
             learned: Arc::default(),
         }
     }
 
-    /// TCP, and uTP from `socket`.
+    /// TCP from `source` as [`Dialer::tcp`], and uTP from `socket`.
     #[cfg(feature = "utp")]
-    pub(crate) fn with_utp(socket: Arc<librqbit_utp::UtpSocketUdp>) -> Self {
-        Self { utp: Some(socket), learned: Arc::default() }
+    pub(crate) fn with_utp(socket: Arc<librqbit_utp::UtpSocketUdp>, source: Option<IpAddr>) -> Self {
+        Self { utp: Some(socket), ..Self::tcp(source) }
     }
 
     /// The transports to try for `addr`: the one that worked last time, else all.
@@ -239,7 +247,10 @@ impl Dialer {
     /// One connection attempt over `transport`.
     pub(crate) fn connect(&self, addr: SocketAddr, transport: Transport) -> Pending {
         match transport {
-            Transport::Tcp => Box::pin(async move { TcpStream::connect(addr).await.map(PeerStream::tcp) }),
+            Transport::Tcp => {
+                let source = self.source;
+                Box::pin(async move { tcp_connect(source, addr).await.map(PeerStream::tcp) })
+            }
             #[cfg(feature = "utp")]
             Transport::Utp => {
                 let socket = self.utp.clone();
@@ -272,6 +283,25 @@ impl Dialer {
     }
 }
 
+/// A TCP connection to `addr`, from `source` if given (port chosen by the system).
+async fn tcp_connect(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match (ip, addr) {
+        (IpAddr::V4(_), SocketAddr::V4(_)) => TcpSocket::new_v4()?,
+        (IpAddr::V6(_), SocketAddr::V6(_)) => TcpSocket::new_v6()?,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("bound to {ip}, which cannot reach {addr}"),
+            ));
+        }
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// Resolves with the output and index of whichever future is ready first.
 struct FirstOf<'a, T>(&'a mut [Pin<Box<dyn Future<Output = T> + Send>>]);
 
@@ -295,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn dials_race_both_transports_until_one_is_learned() {
         let socket = librqbit_utp::UtpSocketUdp::new_udp("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let dialer = Dialer::with_utp(socket);
+        let dialer = Dialer::with_utp(socket, None);
         let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.9:6881".parse().unwrap(), "127.0.0.9:6882".parse().unwrap());
         assert_eq!(dialer.plan(a), [Transport::Utp, Transport::Tcp]);
         dialer.learn(a, Transport::Tcp);
@@ -304,6 +334,39 @@ mod tests {
         assert_eq!(dialer.plan(b), [Transport::Utp]);
         dialer.forget(a);
         assert_eq!(dialer.plan(a), [Transport::Utp, Transport::Tcp]);
-        assert_eq!(Dialer::tcp().plan(b), [Transport::Tcp]);
+        assert_eq!(Dialer::tcp(None).plan(b), [Transport::Tcp]);
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// The address a listener on 127.0.0.74 sees a dial from.
+    async fn seen_from(dialer: &Dialer) -> IpAddr {
+        let listener = TcpListener::bind("127.0.0.74:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted, dialled) = tokio::join!(listener.accept(), dialer.dial(addr));
+        dialled.unwrap();
+        accepted.unwrap().1.ip()
+    }
+
+    #[tokio::test]
+    async fn tcp_dials_go_out_from_the_source_address() {
+        assert_eq!(seen_from(&Dialer::tcp(Some("127.0.0.73".parse().unwrap()))).await.to_string(), "127.0.0.73");
+        // An unspecified address binds nothing: the system picks the source.
+        assert_eq!(seen_from(&Dialer::tcp(Some("0.0.0.0".parse().unwrap()))).await.to_string(), "127.0.0.1");
+        assert_eq!(seen_from(&Dialer::tcp(None)).await.to_string(), "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn a_bound_dialer_does_not_reach_the_other_family() {
+        let dialer = Dialer::tcp(Some("127.0.0.73".parse().unwrap()));
+        let err = dialer.dial("[::1]:6881".parse().unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
+        let dialer = Dialer::tcp(Some("::1".parse().unwrap()));
+        let err = dialer.dial("127.0.0.74:6881".parse().unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
     }
 }
