@@ -59,6 +59,8 @@ pub enum DhtError {
     Disabled(&'static str),
     #[error("bootstrap node {0:?} is not a loopback IPv4 address, and loopback-only is on")]
     NotLoopback(String),
+    #[error("the DHT cannot bind {0}: not a loopback address, and loopback-only is on")]
+    BindNotLoopback(SocketAddr),
     #[error("the DHT binds IPv4 only, not {0}")]
     NotIpv4(SocketAddr),
     #[error("starting the DHT: {0}")]
@@ -153,7 +155,7 @@ impl MainlineDht {
             return Err(DhtError::NotIpv4(config.bind));
         };
         if config.loopback_only && !bind.ip().is_loopback() {
-            return Err(DhtError::NotLoopback(bind.to_string()));
+            return Err(DhtError::BindNotLoopback(SocketAddr::V4(bind)));
         }
         let remembered = config
             .state_file

@@ -314,10 +314,14 @@ impl NetArgs {
     /// The interface address local service discovery announces through, if it is on.
     fn lsd_interface(&self, listen: SocketAddr) -> Option<Ipv4Addr> {
         let on = self.lsd || (!self.no_lsd && !self.loopback_only);
-        match listen.ip() {
+        match ipv4_side(listen) {
             _ if !on => None,
-            IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
-            _ => Some(Ipv4Addr::UNSPECIFIED).filter(|_| !self.loopback_only),
+            Some(v4) if !v4.is_unspecified() => Some(v4),
+            Some(any) => Some(any).filter(|_| !self.loopback_only),
+            None => {
+                tracing::info!(%listen, "local service discovery off: it is IPv4 only and the listen address is IPv6");
+                None
+            }
         }
     }
 
@@ -326,10 +330,11 @@ impl NetArgs {
             return Ok(None);
         }
         let port = if self.utp() { 0 } else { listen.port() };
-        let bind = match listen {
-            SocketAddr::V4(v4) => SocketAddr::from((*v4.ip(), port)),
-            SocketAddr::V6(_) => SocketAddr::from(([0, 0, 0, 0], port)),
+        let Some(ip) = ipv4_side(listen) else {
+            tracing::info!(%listen, "DHT off: it is IPv4 only and the listen address is IPv6");
+            return Ok(None);
         };
+        let bind = SocketAddr::from((ip, port));
         std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
         let config = DhtConfig {
             bind,
@@ -345,6 +350,17 @@ impl NetArgs {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The IPv4 address the IPv4-only services (DHT, local service discovery) bind to for a peer
+/// listen address: its own if IPv4, any for `[::]` (a dual-stack listener), none for a specific
+/// IPv6 address, which binds the session to that address alone.
+fn ipv4_side(listen: SocketAddr) -> Option<Ipv4Addr> {
+    match listen.ip() {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => None,
     }
 }
 
@@ -532,5 +548,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls(args) => remote::ls(args).await,
         Command::Rm(args) => remote::rm(args).await,
         Command::Stream(args) => remote::stream(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ipv4_side;
+
+    #[test]
+    fn ipv4_services_follow_the_listen_address() {
+        let side = |a: &str| ipv4_side(a.parse().unwrap()).map(|ip| ip.to_string());
+        assert_eq!(side("10.8.0.2:6881").as_deref(), Some("10.8.0.2"));
+        assert_eq!(side("0.0.0.0:6881").as_deref(), Some("0.0.0.0"));
+        assert_eq!(side("[::]:6881").as_deref(), Some("0.0.0.0"));
+        assert_eq!(side("[2001:db8::5]:6881"), None);
+        assert_eq!(side("[::1]:6881"), None);
     }
 }
