@@ -220,7 +220,7 @@ def corrupt_copy(ti, data, pieces, work):
 
 
 PEER_LOG_EVENTS = ("REQUEST_BANDWIDTH", "ASSIGN_BANDWIDTH", "==> PIECE", "<== REQUEST", "<== CANCEL", "==> REJECT",
-                   "SEND_BUFFER_WATERMARK")
+                   "SEND_BUFFER_WATERMARK", ">>> WROTE", "<== INTERESTED", "==> CHOKE", "==> UNCHOKE")
 
 
 def log_peer_event(out, message):
@@ -413,7 +413,8 @@ def main():
     sd.add_argument("--transport", choices=TRANSPORTS, default="tcp", help="peer transports, both ways")
     sd.add_argument("--tick-ms", type=int, default=0, help="rate limiter tick (0: libtorrent's 500 ms)")
     sd.add_argument("--peer-log", default=None,
-                    help="write libtorrent's per-peer log of bandwidth grants, requests, cancels and blocks "
+                    help="write libtorrent's per-peer log of bandwidth grants, bytes written, requests, cancels, "
+                         "blocks and (un)chokes "
                          "to this file (unix time first; a diagnostic)")
     sd.add_argument("--setting", action="append", default=[], type=parse_setting,
                     help="any other libtorrent setting, KEY=VALUE (repeatable; e.g. send_buffer_low_watermark=1048576)")
