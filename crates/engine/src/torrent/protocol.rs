@@ -83,11 +83,14 @@ impl Torrent {
         }
         let twin = self.peers.values().find(|p| p.key != key && p.peer_id == Some(hs.peer_id));
         if let Some((twin, twin_outbound)) = twin.map(|p| (p.key, p.outbound)) {
-            // Both sides dialled each other at once (PEX tells both about each other): keep the
-            // connection the lower peer id opened, as the other side does, not both sides' newer
-            // one, which would close both. Otherwise the newer connection goes.
+            // One connection each way (both sides dialled, or the peer dialled us back after
+            // learning our address): keep the one the greater peer id opened, whatever their
+            // ages, as libtorrent does when it tells peers apart by id (by default it compares
+            // listen ports, or picks at random when they are equal: no rule can always agree);
+            // with opposite rules each side drops a different one and both close. Two
+            // connections the same way: the newer goes.
             let outbound = self.peers.get(&key).is_some_and(|p| p.outbound);
-            let keep_new = twin_outbound != outbound && outbound == (self.config.peer_id < hs.peer_id);
+            let keep_new = twin_outbound != outbound && outbound == (self.config.peer_id > hs.peer_id);
             if !keep_new {
                 self.remove_peer(key, DisconnectReason::Duplicate, true, now);
                 return;

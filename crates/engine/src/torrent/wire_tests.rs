@@ -702,19 +702,28 @@ fn a_private_torrent_has_no_pex() {
     assert!(w.dials.is_empty());
 }
 
-/// Two peers that learn of each other at once (PEX tells both) dial each other: both keep the
-/// connection the lower peer id opened, instead of each dropping its newer one (which closed
-/// both, again and again).
+/// Two peers connected both ways (they dialled each other at once, or one dialled the other
+/// back after PEX named it) keep the connection the greater peer id opened, as libtorrent
+/// does, whichever came first: each dropping its newer one, or the two sides following
+/// opposite rules, closed both, again and again.
 #[test]
-fn simultaneous_connections_keep_the_one_the_lower_peer_id_opened() {
+fn connections_both_ways_keep_the_one_the_greater_peer_id_opened() {
     let ours = Config::default().peer_id;
     for i in [1u8, 200] {
         let mut w = Wire::new(4 << 16, 1 << 16, patient());
         let inbound = w.connect(i, false);
         let outbound = w.dial(i);
-        let we_opened_it = ours < PeerId([i; 20]);
+        let we_opened_it = ours > PeerId([i; 20]);
         assert_eq!((w.connected(inbound), w.connected(outbound)), (!we_opened_it, we_opened_it), "peer id {i}");
         assert!(w.disconnects.iter().all(|(_, why)| *why == DisconnectReason::Duplicate));
+        assert_eq!(w.t.stats().peers_connected, 1);
+
+        // The same when our connection has been up a while and the peer dials us back.
+        let mut w = Wire::new(4 << 16, 1 << 16, patient());
+        let outbound = w.dial(i);
+        w.advance_to(secs(30));
+        let inbound = w.connect(i, false);
+        assert_eq!((w.connected(inbound), w.connected(outbound)), (!we_opened_it, we_opened_it), "peer id {i}, later");
         assert_eq!(w.t.stats().peers_connected, 1);
     }
 }
